@@ -1,0 +1,193 @@
+"""The ``napari-cosas`` command line: the same core functions as the napari widget."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from tqdm import tqdm
+
+DEFAULT_SEGMENTER = "cosas-default-segmenter"
+DEFAULT_CLICK_MODEL = "cosas-default-click"
+
+EVALUATE_EPILOG = """\
+JSON fields written by evaluate:
+  noc80, noc85, noc90      mean number of clicks to reach IoU 0.80 / 0.85 / 0.90 (20 if never;
+                           0 when an --init auto mask already reaches it)
+  nof80, nof85, nof90      number of objects whose NoC is the click budget (failures)
+  mean_iou_per_click       list: mean IoU after click 1..max_clicks (finished objects keep
+                           their last IoU)
+  spc_decoder_s            seconds per click of the decoder path (prompt encoding, decoding,
+                           upsampling to full resolution, thresholding)
+  spc_total_s              seconds per click end to end, image encoding included
+  encode_s_per_image       mean seconds to encode (or load from cache) one image
+  auto_mask_s_per_image    mean seconds of the automatic segmenter (--init auto only)
+  n_objects, n_images, init, objects, max_clicks, model_id, device
+  objects_detail           per object: image, name, ious, initial_iou, clicks [[row, col,
+                           positive], ...], decoder_seconds, n_clicks, noc {"80", "85", "90"}
+Protocol: RITM's next-click rule, prediction = probability > 0.49, stop at IoU >= 0.90.
+"""
+
+
+def _progress_bar(desc: str) -> tuple[Callable[[int, int, str], None], Callable[[], None]]:
+    bar: list[tqdm] = []
+
+    def update(done: int, total: int, name: str) -> None:
+        if not bar:
+            bar.append(tqdm(total=total, desc=desc, unit="img", file=sys.stderr))
+        bar[0].set_postfix_str(name, refresh=False)
+        bar[0].update(done - bar[0].n)
+
+    def close() -> None:
+        if bar:
+            bar[0].close()
+
+    return update, close
+
+
+def _write_json(path: str | Path, data: dict) -> None:
+    from .image_io import atomic_write_bytes
+
+    atomic_write_bytes(path, json.dumps(data, indent=2).encode())
+
+
+def cmd_segment(args: argparse.Namespace) -> int:
+    from .batch import segment_folder
+    from .registry import load_segmenter
+
+    segmenter = load_segmenter(args.model, weights=args.weights, device=args.device)
+    update, close = _progress_bar("segment")
+    written = segment_folder(segmenter, args.images, args.out, progress=update)
+    close()
+    logging.getLogger(__name__).info("wrote %d masks to %s", len(written), args.out)
+    return 0
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    from .batch import score_folders
+
+    update, close = _progress_bar("score")
+    report = score_folders(args.pred, args.masks, progress=update)
+    close()
+    _write_json(args.json, report)
+    print(
+        f"{report['n_images']} images: Dice {report['dice']:.4f}  Jaccard {report['jaccard']:.4f}  "
+        f"COSAS score {report['cosas_score']:.4f}"
+    )
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .batch import evaluate_folder
+    from .embedding_cache import EmbeddingCache
+    from .predictor import ClickPredictor
+    from .registry import load_segmenter
+
+    cache = None if args.no_cache else EmbeddingCache(args.cache_dir)
+    predictor = ClickPredictor.from_registry(args.model, weights=args.weights, device=args.device, cache=cache)
+    segmenter = None
+    if args.init == "auto":
+        segmenter = load_segmenter(args.segmenter, weights=args.segmenter_weights, device=args.device)
+    update, close = _progress_bar(f"evaluate ({args.init})")
+    report = evaluate_folder(
+        predictor,
+        args.images,
+        args.masks,
+        init=args.init,
+        objects=args.objects,
+        segmenter=segmenter,
+        max_clicks=args.max_clicks,
+        progress=update,
+    )
+    close()
+    _write_json(args.json, report)
+    if args.plot:
+        from .plots import plot_iou_curves
+
+        plot_iou_curves({f"{report['model_id']} ({args.init})": report["mean_iou_per_click"]}, args.plot)
+    print(
+        f"{report['n_objects']} objects: NoC@80 {report['noc80']:.2f}  NoC@85 {report['noc85']:.2f}  "
+        f"NoC@90 {report['noc90']:.2f}  NoF@90 {report['nof90']}  "
+        f"SPC decoder {report['spc_decoder_s'] * 1000:.1f} ms  total {report['spc_total_s'] * 1000:.1f} ms"
+    )
+    return 0
+
+
+def _add_model_args(p: argparse.ArgumentParser, default: str, what: str) -> None:
+    p.add_argument("--model", default=default, help=f"{what}: a registry name or a checkpoint path (default: {default})")
+    p.add_argument("--weights", default=None, help="explicit local weights file; skips any download")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="default: cuda when available")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="napari-cosas",
+        description="Annotate adenocarcinoma in H&E patches: automatic Rein segmentation and SAM click refinement.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log more")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("segment", help="automatic tumour masks for a folder of patches (PNG, 0/255)")
+    p.add_argument("--images", required=True, help="folder of RGB patches")
+    p.add_argument("--out", required=True, help="folder for <stem>.png masks")
+    _add_model_args(p, DEFAULT_SEGMENTER, "segmenter")
+    p.set_defaults(func=cmd_segment)
+
+    p = sub.add_parser("score", help="Dice, Jaccard and COSAS score of predicted masks against ground truth")
+    p.add_argument("--pred", required=True, help="folder of predicted masks (mask > 0 is tumour)")
+    p.add_argument("--masks", required=True, help="folder of ground-truth masks, same file stems")
+    p.add_argument("--json", required=True, help="output JSON: per image and mean dice, jaccard, cosas_score")
+    p.set_defaults(func=cmd_score)
+
+    p = sub.add_parser(
+        "evaluate",
+        help="simulated interactive refinement: NoC@80/85/90, NoF, SPC",
+        epilog=EVALUATE_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--images", required=True, help="folder of RGB patches")
+    p.add_argument("--masks", required=True, help="folder of ground-truth masks paired by file stem")
+    _add_model_args(p, DEFAULT_CLICK_MODEL, "click model")
+    p.add_argument(
+        "--init",
+        default="empty",
+        choices=("empty", "auto"),
+        help="empty: first click on an empty prediction (RITM protocol); auto: start from the automatic mask",
+    )
+    p.add_argument("--segmenter", default=DEFAULT_SEGMENTER, help="segmenter for --init auto (name or path)")
+    p.add_argument("--segmenter-weights", default=None, help="explicit local weights for --segmenter")
+    p.add_argument(
+        "--objects",
+        default="image",
+        choices=("image", "instances"),
+        help="image: mask > 0 is one target; instances: each label id is its own target",
+    )
+    p.add_argument("--max-clicks", type=int, default=20, help="click budget per object (default 20)")
+    p.add_argument("--json", required=True, help="output JSON (fields below)")
+    p.add_argument("--plot", default=None, help="optional PNG: mean IoU against clicks")
+    p.add_argument("--cache-dir", default=None, help="embedding cache folder (default: $NAPARI_COSAS_CACHE/embeddings)")
+    p.add_argument("--no-cache", action="store_true", help="do not read or write the embedding cache")
+    p.set_defaults(func=cmd_evaluate)
+
+    from .training.cli import add_training_commands
+
+    add_training_commands(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
+    try:
+        return args.func(args)
+    except (FileNotFoundError, NotADirectoryError, ValueError, KeyError, RuntimeError) as exc:
+        parser.exit(2, f"napari-cosas {args.command}: error: {exc}\n")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,233 @@
+"""Interactive-segmentation simulation (RITM's NoC protocol) and seconds-per-click timing.
+
+For each object the loop is RITM's ``evaluate_sample``: up to ``max_clicks`` times, place the
+next click from the current prediction's errors (:meth:`Clicker.make_next_click`), predict with
+all clicks so far and the previous low-res logits as mask prompt, record the IoU, and stop once
+it reaches ``stop_iou`` (the highest NoC target).
+
+Two starting points:
+
+- ``"empty"`` (RITM): the first click is chosen on an empty prediction; the first mask prompt
+  is ``None``.
+- ``"auto"`` (mask correction): the starting prediction is ``init_prob > 0.49`` from the
+  automatic segmenter, the first click is chosen from its errors, and the logits from
+  ``model.set_initial_mask(init_prob)`` are the first mask prompt. If the starting mask already
+  reaches ``stop_iou`` no click is made (NoC 0, see ``metrics.noc``).
+
+Coordinates are ``(row, col)``; masks are ``(H, W)`` ``bool``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+import numpy as np
+
+from .clicks import Click, Clicker
+from .metrics import iou, noc
+
+__all__ = [
+    "PRED_THRESHOLD",
+    "ClickModel",
+    "ObjectResult",
+    "evaluate_image",
+    "evaluate_object",
+    "image_target",
+    "instance_targets",
+    "spc",
+]
+
+PRED_THRESHOLD = 0.49
+"""A pixel is foreground when its probability is above this (RITM's ``pred_thr``)."""
+
+Init = Literal["empty", "auto"]
+
+
+class ClickModel(Protocol):
+    """What the simulator needs from a click predictor (``predictor.ClickPredictor`` implements it)."""
+
+    def set_image(self, image: np.ndarray) -> None:
+        """Encode an ``(H, W, 3)`` ``uint8`` RGB image for the following calls."""
+
+    def set_initial_mask(self, prob: np.ndarray) -> np.ndarray:
+        """Turn an ``(H, W)`` ``float32`` probability map into low-res logits for the first mask prompt."""
+
+    def predict(
+        self, points_rc: np.ndarray, labels: np.ndarray, mask_input: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Points ``(N, 2)`` float ``(row, col)``, labels ``(N,)`` int (1 positive, 0 negative),
+        previous logits or ``None`` -> ``(H, W)`` ``bool`` mask (probability > 0.49) and low-res logits."""
+
+
+@dataclass
+class ObjectResult:
+    """Simulation record of one object.
+
+    Attributes:
+        name: object name (e.g. ``"instance_3"`` or ``"image"``).
+        ious: IoU after each click, in order (shorter than ``max_clicks`` when stopped early).
+        initial_iou: IoU of the starting mask (``auto`` only, else ``None``).
+        clicks: the clicks made, in order.
+        decoder_seconds: summed wall time of the ``predict`` calls.
+        n_clicks: ``len(clicks)``.
+        noc: NoC per threshold, keyed by ``round(100 t)`` as a string (``"80"``, ``"85"``, ``"90"``).
+    """
+
+    name: str
+    ious: list[float]
+    initial_iou: float | None
+    clicks: list[Click]
+    decoder_seconds: float
+    n_clicks: int
+    noc: dict[str, int] = field(default_factory=dict)
+
+
+def evaluate_object(
+    model: ClickModel,
+    gt: np.ndarray,
+    *,
+    name: str = "object",
+    init: Init = "empty",
+    init_prob: np.ndarray | None = None,
+    max_clicks: int = 20,
+    stop_iou: float = 0.90,
+    thresholds: Sequence[float] = (0.80, 0.85, 0.90),
+    ignore: np.ndarray | None = None,
+    clock: Callable[[], float] = time.perf_counter,
+) -> ObjectResult:
+    """Simulate clicks on one object of the image last given to ``model.set_image``.
+
+    Args:
+        model: the click predictor.
+        gt: ``(H, W)`` ground-truth mask of the object.
+        name: stored in the result.
+        init: ``"empty"`` or ``"auto"`` (see the module docstring).
+        init_prob: ``(H, W)`` ``float32`` probabilities of the automatic segmenter; required for ``"auto"``.
+        max_clicks: click budget.
+        stop_iou: stop once the IoU reaches it; keep it at the highest of ``thresholds``, or the
+            NoC of a higher threshold is undercounted as a failure.
+        thresholds: targets for the per-object NoC.
+        ignore: ``(H, W)`` mask of pixels left out of click errors and IoU.
+        clock: seconds counter used to time ``predict``.
+    """
+    gt = np.asarray(gt, dtype=bool)
+    if gt.ndim != 2:
+        raise ValueError(f"gt must be a 2-D (H, W) mask, got shape {gt.shape}")
+    if max_clicks < 1:
+        raise ValueError(f"max_clicks must be >= 1, got {max_clicks}")
+    initial_iou: float | None = None
+    if init == "empty":
+        pred = np.zeros_like(gt)
+        mask_input: np.ndarray | None = None
+    elif init == "auto":
+        if init_prob is None:
+            raise ValueError('init="auto" needs init_prob, the automatic segmenter\'s probabilities')
+        init_prob = np.asarray(init_prob, dtype=np.float32)
+        if init_prob.shape != gt.shape:
+            raise ValueError(f"init_prob has shape {init_prob.shape}, expected {gt.shape}")
+        pred = init_prob > PRED_THRESHOLD
+        initial_iou = iou(pred, gt, ignore)
+        mask_input = model.set_initial_mask(init_prob)
+    else:
+        raise ValueError(f'init must be "empty" or "auto", got {init!r}')
+
+    clicker = Clicker()
+    ious: list[float] = []
+    decoder_seconds = 0.0
+    if initial_iou is None or initial_iou < stop_iou:
+        for _ in range(max_clicks):
+            clicker.make_next_click(gt, pred, ignore)
+            start = clock()
+            pred, mask_input = model.predict(clicker.points_rc(), clicker.labels(), mask_input)
+            decoder_seconds += clock() - start
+            ious.append(iou(pred, gt, ignore))
+            if ious[-1] >= stop_iou:
+                break
+    return ObjectResult(
+        name=name,
+        ious=ious,
+        initial_iou=initial_iou,
+        clicks=list(clicker.clicks),
+        decoder_seconds=decoder_seconds,
+        n_clicks=len(clicker),
+        noc={f"{round(t * 100):d}": noc(ious, t, max_clicks, initial_iou) for t in thresholds},
+    )
+
+
+def evaluate_image(
+    model: ClickModel,
+    image: np.ndarray,
+    targets: Sequence[tuple[str, np.ndarray]],
+    *,
+    init: Init = "empty",
+    init_prob: np.ndarray | None = None,
+    max_clicks: int = 20,
+    stop_iou: float = 0.90,
+    thresholds: Sequence[float] = (0.80, 0.85, 0.90),
+    ignore: np.ndarray | None = None,
+    clock: Callable[[], float] = time.perf_counter,
+) -> tuple[list[ObjectResult], float]:
+    """Encode ``image`` once, then simulate every target on it.
+
+    Args:
+        image: ``(H, W, 3)`` ``uint8`` RGB.
+        targets: ``(name, (H, W) bool mask)`` pairs, e.g. from :func:`instance_targets`.
+        init_prob: the image's automatic probabilities for ``init="auto"``; every target starts
+            from the same map (meant for ``image_target``: with instances, the other instances
+            covered by the automatic mask count as false positives of each one).
+        Other arguments: as in :func:`evaluate_object`.
+
+    Returns:
+        The per-target results and the seconds spent in ``model.set_image``.
+    """
+    start = clock()
+    model.set_image(image)
+    encode_seconds = clock() - start
+    results = [
+        evaluate_object(
+            model,
+            mask,
+            name=name,
+            init=init,
+            init_prob=init_prob,
+            max_clicks=max_clicks,
+            stop_iou=stop_iou,
+            thresholds=thresholds,
+            ignore=ignore,
+            clock=clock,
+        )
+        for name, mask in targets
+    ]
+    return results, encode_seconds
+
+
+def spc(results: Sequence[ObjectResult], encode_seconds_total: float) -> tuple[float, float]:
+    """Seconds per click: ``(decoder time / clicks, (encoder + decoder time) / clicks)``.
+
+    Both are ``nan`` when no click was made.
+    """
+    n_clicks = sum(r.n_clicks for r in results)
+    if n_clicks == 0:
+        return float("nan"), float("nan")
+    decoder = sum(r.decoder_seconds for r in results)
+    return decoder / n_clicks, (encode_seconds_total + decoder) / n_clicks
+
+
+def instance_targets(label_mask: np.ndarray) -> list[tuple[str, np.ndarray]]:
+    """One target per label id > 0 of an ``(H, W)`` integer label image: ``("instance_<id>", mask)``."""
+    labels = np.asarray(label_mask)
+    if labels.ndim != 2 or not (np.issubdtype(labels.dtype, np.integer) or labels.dtype == bool):
+        raise ValueError(f"label_mask must be a 2-D integer (H, W) array, got {labels.dtype} {labels.shape}")
+    return [(f"instance_{int(i)}", labels == i) for i in np.unique(labels) if i > 0]
+
+
+def image_target(mask: np.ndarray, name: str = "image") -> list[tuple[str, np.ndarray]]:
+    """The whole foreground ``mask > 0`` as one target, as a list (``[]`` if it has no foreground,
+    since NoC is undefined for an empty object)."""
+    fg = np.asarray(mask) > 0
+    if fg.ndim != 2:
+        raise ValueError(f"mask must be 2-D (H, W), got shape {fg.shape}")
+    return [(name, fg)] if fg.any() else []

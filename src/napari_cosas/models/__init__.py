@@ -1,0 +1,1 @@
+"""Neural network modules: Rein adapters, backbones, heads, decoders."""

@@ -1,0 +1,229 @@
+"""``ReinSegmenter``: a Rein backbone plus :class:`~napari_cosas.models.head.ReinHead`.
+
+Inference on whole patches is by sliding window (:meth:`ReinSegmenter.predict_proba`);
+:meth:`ReinSegmenter.save` / :meth:`ReinSegmenter.load` store only the trained parameters
+(Rein, ViT neck, head; plus the backbone when it is not frozen) and the config.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import asdict, dataclass, fields
+from os import PathLike
+from typing import Any, Callable, Mapping
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .backbones import ReinBackbone, build_backbone
+from .head import ReinHead
+
+__all__ = ["FORMAT", "ReinSegmenter", "SegmenterConfig", "build_segmenter"]
+
+FORMAT = "napari-cosas-segmenter/1"
+
+
+@dataclass
+class SegmenterConfig:
+    """Everything needed to rebuild a :class:`ReinSegmenter` (weights aside).
+
+    ``mean`` / ``std`` are per-channel RGB statistics on the ``[0, 1]`` scale; ``crop`` and
+    ``stride`` are the sliding-window defaults of :meth:`ReinSegmenter.predict_proba`.
+    """
+
+    backbone: str = "convnext_atto"
+    num_tokens: int = 100
+    rank: int = 16
+    head_dim: int = 128
+    head_heads: int = 4
+    head_layers: int = 3
+    neck_dim: int = 256
+    freeze_backbone: bool = True
+    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
+    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+    crop: int = 512
+    stride: int = 341
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "SegmenterConfig":
+        """Inverse of :func:`dataclasses.asdict` (lists become tuples; unknown keys rejected)."""
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown SegmenterConfig fields: {sorted(unknown)}")
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+
+
+def _autocast(device: torch.device) -> contextlib.AbstractContextManager:
+    if device.type == "cuda":
+        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def _window_starts(length: int, crop: int, stride: int) -> list[int]:
+    """Window origins covering ``[0, length)`` (``length >= crop``), the last snapped to the end."""
+    starts = list(range(0, length - crop + 1, stride))
+    if starts[-1] + crop < length:
+        starts.append(length - crop)
+    return starts
+
+
+class ReinSegmenter(nn.Module):
+    """Backbone with Rein + segmentation head.
+
+    ``forward``: ``(B, 3, h, w)`` normalised float -> ``(B, 1, h, w)`` tumour logits.
+    """
+
+    def __init__(self, backbone: ReinBackbone, head: ReinHead, config: SegmenterConfig) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.head = head
+        self.config = config
+
+    def forward(self, x: Tensor) -> Tensor:
+        h, w = x.shape[-2:]
+        logits = self.head(self.backbone(x), self.backbone.rein_queries())
+        # The finest level may cover a padded input (patch-14 ViTs pad to a multiple of 14):
+        # resample to the extent it covers, then crop; otherwise resample to the input size.
+        stride = self.backbone.strides[0]
+        covered = (round(logits.shape[-2] * stride), round(logits.shape[-1] * stride))
+        size = covered if covered[0] >= h and covered[1] >= w else (h, w)
+        logits = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
+        return logits[..., :h, :w]
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def normalise(self, image: np.ndarray) -> Tensor:
+        """``(H, W, 3)`` uint8 -> ``(1, 3, H, W)`` float32 normalised tensor on the module's device."""
+        x = torch.from_numpy(np.ascontiguousarray(image)).to(self.device)
+        x = x.permute(2, 0, 1)[None].float().div_(255.0)
+        mean = torch.tensor(self.config.mean, device=x.device).view(1, 3, 1, 1)
+        std = torch.tensor(self.config.std, device=x.device).view(1, 3, 1, 1)
+        return (x - mean) / std
+
+    def predict_proba(
+        self,
+        image: np.ndarray,
+        *,
+        crop: int | None = None,
+        stride: int | None = None,
+        batch_size: int = 4,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> np.ndarray:
+        """Tumour probability of every pixel, by sliding window.
+
+        Windows of ``crop x crop`` start every ``stride`` pixels, the last one in each direction
+        snapped to the border; images smaller than ``crop`` are reflect-padded (bottom / right)
+        to ``crop`` and the result cropped back. Window logits are averaged where windows
+        overlap (elsewhere the result is exactly the model's output on that window), then
+        passed through a sigmoid. Runs under ``torch.inference_mode`` on the module's device,
+        with bf16 autocast on CUDA and fp32 on CPU, in eval mode (the mode is restored after).
+
+        Args:
+            image: ``(H, W, 3)`` uint8 RGB.
+            crop, stride: window size and step (default: the config's, 512 and 341).
+            batch_size: windows per forward pass.
+            progress: called as ``progress(done_windows, total_windows)`` after each batch.
+
+        Returns:
+            ``(H, W)`` float32 probabilities in ``[0, 1]``.
+        """
+        if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3:
+            raise ValueError(f"image must be an (H, W, 3) RGB array, got "
+                             f"{getattr(image, 'shape', type(image))}")
+        if image.dtype != np.uint8:
+            raise ValueError(f"image must be uint8, got {image.dtype}; convert it first "
+                             "(napari_cosas.image_io.as_rgb_uint8)")
+        crop = self.config.crop if crop is None else crop
+        stride = self.config.stride if stride is None else stride
+        if crop <= 0 or not 0 < stride <= crop or batch_size <= 0:
+            raise ValueError(f"need crop > 0, 0 < stride <= crop and batch_size > 0, got "
+                             f"crop={crop}, stride={stride}, batch_size={batch_size}")
+        height, width = image.shape[:2]
+        pad = ((0, max(crop - height, 0)), (0, max(crop - width, 0)), (0, 0))
+        padded = np.pad(image, pad, mode="reflect") if any(p[1] for p in pad) else image
+        ph, pw = padded.shape[:2]
+        origins = [(y, x) for y in _window_starts(ph, crop, stride)
+                   for x in _window_starts(pw, crop, stride)]
+        was_training = self.training
+        self.eval()
+        try:
+            with torch.inference_mode(), _autocast(self.device):
+                x = self.normalise(padded)
+                total = torch.zeros(ph, pw, device=x.device)
+                count = torch.zeros(ph, pw, device=x.device)
+                for first in range(0, len(origins), batch_size):
+                    batch = origins[first:first + batch_size]
+                    windows = torch.cat([x[..., y:y + crop, x0:x0 + crop] for y, x0 in batch])
+                    logits = self(windows)[:, 0].float()
+                    for (y, x0), window_logits in zip(batch, logits):
+                        total[y:y + crop, x0:x0 + crop] += window_logits
+                        count[y:y + crop, x0:x0 + crop] += 1
+                    if progress is not None:
+                        progress(first + len(batch), len(origins))
+                prob = torch.sigmoid(total / count)[:height, :width]
+        finally:
+            self.train(was_training)
+        return prob.cpu().numpy().astype(np.float32, copy=False)
+
+    def trainable_state_dict(self) -> dict[str, Tensor]:
+        """Parameters with ``requires_grad`` (Rein, neck, head; backbone too if not frozen)."""
+        return {k: p.detach().clone() for k, p in self.named_parameters() if p.requires_grad}
+
+    def save(self, path: str | PathLike) -> None:
+        """Write config + trainable parameters (format :data:`FORMAT`) with ``torch.save``."""
+        torch.save({"format": FORMAT, "config": asdict(self.config),
+                    "state_dict": self.trainable_state_dict()}, path)
+
+    @classmethod
+    def load(
+        cls,
+        path: str | PathLike,
+        map_location: str | torch.device = "cpu",
+        backbone_state: Mapping[str, Tensor] | None = None,
+    ) -> "ReinSegmenter":
+        """Rebuild a segmenter saved by :meth:`save` (``weights_only=True``, strict keys).
+
+        ``backbone_state``: official backbone weights to load first (frozen backbones only
+        store Rein + head in the file).
+        """
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+        if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+            raise ValueError(f"{path} is not a {FORMAT} file (written by ReinSegmenter.save): "
+                             f"format={payload.get('format') if isinstance(payload, dict) else None!r}")
+        model = build_segmenter(SegmenterConfig.from_dict(payload["config"]), backbone_state)
+        state = payload["state_dict"]
+        expected = set(model.trainable_state_dict())
+        missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
+        if missing or unexpected:
+            raise ValueError(
+                f"{path} does not hold the trainable parameters of a "
+                f"{model.config.backbone!r} segmenter (freeze_backbone="
+                f"{model.config.freeze_backbone}); it should be a file written by "
+                f"ReinSegmenter.save for that config. Missing keys: {missing[:10]}"
+                f"{' ...' if len(missing) > 10 else ''}; unexpected keys: {unexpected[:10]}"
+                f"{' ...' if len(unexpected) > 10 else ''}"
+            )
+        model.load_state_dict(state, strict=False)
+        return model.to(map_location)
+
+
+def build_segmenter(
+    config: SegmenterConfig,
+    backbone_state: Mapping[str, Tensor] | None = None,
+) -> ReinSegmenter:
+    """Build a randomly initialised segmenter; optionally load backbone weights (strict)."""
+    backbone = build_backbone(
+        config.backbone, num_tokens=config.num_tokens, rank=config.rank,
+        query_dim=config.head_dim, neck_dim=config.neck_dim,
+        freeze_backbone=config.freeze_backbone,
+    )
+    if backbone_state is not None:
+        backbone.load_backbone_state(backbone_state)
+    head = ReinHead(backbone.out_channels, config.num_tokens, config.head_dim,
+                    config.head_heads, config.head_layers)
+    return ReinSegmenter(backbone, head, config)

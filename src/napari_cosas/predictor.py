@@ -1,0 +1,228 @@
+"""The click predictor: an image is encoded once, then every click is cheap.
+
+Public coordinates are napari's ``(row, col)`` in image pixels. segment-anything works in
+``(x, y)``; the conversion happens here and nowhere else (``x = col``, ``y = row``; SAM's prompt
+encoder adds the half-pixel shift itself).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from segment_anything.modeling import Sam
+from segment_anything.utils.transforms import ResizeLongestSide
+
+from .devices import resolve_device
+from .embedding_cache import CachedEmbedding, CacheKey, EmbeddingCache
+from .image_io import as_rgb_uint8, image_sha256
+
+#: Bumped whenever resizing or normalisation changes, which invalidates cached embeddings.
+PREPROCESS_VERSION = "sam-resize-longest-pil/1"
+#: The protocol's rule "prediction = probability > 0.49", as a logit threshold.
+PROB_THRESHOLD = 0.49
+LOGIT_THRESHOLD = math.log(PROB_THRESHOLD / (1.0 - PROB_THRESHOLD))
+#: Mask prompts made from probabilities are clipped to this logit magnitude.
+PROMPT_LOGIT_CLIP = 10.0
+
+
+def prob_to_prompt_logits(
+    prob: torch.Tensor, input_size: tuple[int, int], img_size: int = 1024, low_res: int = 256
+) -> torch.Tensor:
+    """Turn full-resolution probabilities into a SAM mask prompt.
+
+    Args:
+        prob: ``(B, 1, H, W)`` float probabilities in ``[0, 1]`` at the original image size.
+        input_size: ``(rows, cols)`` of the image after resizing its longest side to ``img_size``.
+
+    Returns:
+        ``(B, 1, low_res, low_res)`` float32 logits in SAM's padded frame, clipped to
+        ``±PROMPT_LOGIT_CLIP``, the form the decoder's own low-resolution output takes.
+    """
+    scale = low_res / img_size
+    rows, cols = max(1, round(input_size[0] * scale)), max(1, round(input_size[1] * scale))
+    small = F.interpolate(prob.float(), (rows, cols), mode="bilinear", align_corners=False)
+    eps = 1.0 / (1.0 + math.exp(PROMPT_LOGIT_CLIP))
+    logits = torch.logit(small.clamp(eps, 1 - eps))
+    out = torch.full((prob.shape[0], 1, low_res, low_res), -PROMPT_LOGIT_CLIP, device=prob.device)
+    out[..., :rows, :cols] = logits
+    return out
+
+
+class ClickPredictor:
+    """Answers clicks on one image at a time with a SAM-style model.
+
+    Args:
+        model: a ``segment_anything.modeling.Sam`` (its mask decoder may be an
+            ``EnhancedMaskDecoder``).
+        model_id: names the weights; part of the embedding cache key.
+        device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
+        cache: an ``EmbeddingCache``, or ``None`` to keep embeddings in memory only.
+    """
+
+    def __init__(
+        self,
+        model: Sam,
+        model_id: str,
+        *,
+        device: str | torch.device = "auto",
+        cache: EmbeddingCache | None = None,
+    ) -> None:
+        self.device = resolve_device(device)
+        self.model = model.to(self.device).eval()
+        self.model_id = model_id
+        self.cache = cache
+        self.transform = ResizeLongestSide(model.image_encoder.img_size)
+        self.original_size: tuple[int, int] | None = None
+        self.input_size: tuple[int, int] | None = None
+        self.embedding: torch.Tensor | None = None
+        self._context: torch.Tensor | None = None
+        self._image_pe: torch.Tensor | None = None
+        self.last_encode_from_cache = False
+
+    @classmethod
+    def from_registry(
+        cls,
+        name: str,
+        *,
+        weights: str | None = None,
+        device: str = "auto",
+        cache: EmbeddingCache | None = None,
+    ) -> ClickPredictor:
+        """Build from a registry name (``cosas-default-click``, ``sam_vit_b``, ...) or a checkpoint path."""
+        from .registry import load_click_model
+
+        model, model_id = load_click_model(name, weights=weights, device="cpu")
+        return cls(model, model_id, device=device, cache=cache)
+
+    @property
+    def is_image_set(self) -> bool:
+        return self.embedding is not None
+
+    def set_image(self, image: np.ndarray, progress: Callable[[str], None] | None = None) -> None:
+        """Encode ``image`` (``(H, W, 3)`` uint8; grayscale / RGBA are converted) once.
+
+        The embedding comes from the cache when an entry for this image, model and
+        preprocessing exists and verifies; otherwise it is computed and stored.
+        """
+        image = as_rgb_uint8(image)
+        self.original_size = (image.shape[0], image.shape[1])
+        key = CacheKey(image_sha256(image), self.model_id, PREPROCESS_VERSION)
+        cached = self.cache.get(key) if self.cache is not None else None
+        self.last_encode_from_cache = cached is not None
+        if cached is None:
+            if progress is not None:
+                progress("encoding image")
+            cached = self._encode(image)
+            if self.cache is not None:
+                self.cache.put(key, cached)
+        self.input_size = cached.input_size
+        self.embedding = torch.from_numpy(cached.embedding).to(self.device)
+        self._prepare_image_terms()
+
+    @torch.inference_mode()
+    def _encode(self, image: np.ndarray) -> CachedEmbedding:
+        resized = self.transform.apply_image(image)
+        x = torch.as_tensor(resized, device=self.device).permute(2, 0, 1)[None].float()
+        embedding = self.model.image_encoder(self.model.preprocess(x))
+        return CachedEmbedding(embedding.float().cpu().numpy(), (resized.shape[0], resized.shape[1]))
+
+    @torch.inference_mode()
+    def _prepare_image_terms(self) -> None:
+        """Compute the prompt-independent terms once per image (positional encoding, context)."""
+        self._image_pe = self.model.prompt_encoder.get_dense_pe()
+        decoder = self.model.mask_decoder
+        self._context = (
+            decoder.image_context(self.embedding, self._image_pe) if hasattr(decoder, "image_context") else None
+        )
+
+    def _require_image(self) -> None:
+        if self.embedding is None:
+            raise RuntimeError("No image is set; call set_image(image) before predicting.")
+
+    @torch.inference_mode()
+    def set_initial_mask(self, prob: np.ndarray) -> np.ndarray:
+        """Turn an automatic mask into the first mask prompt.
+
+        Args:
+            prob: ``(H, W)`` probabilities in ``[0, 1]`` (or a boolean mask) at image size.
+
+        Returns:
+            ``(1, 256, 256)`` float32 logits to pass as ``mask_input`` with the first click.
+        """
+        self._require_image()
+        prob = np.asarray(prob, dtype=np.float32)
+        if prob.shape != self.original_size:
+            raise ValueError(
+                f"initial mask is {prob.shape[0]}x{prob.shape[1]} but the image is "
+                f"{self.original_size[0]}x{self.original_size[1]} (rows x cols); they must match."
+            )
+        t = torch.from_numpy(prob)[None, None].to(self.device)
+        return prob_to_prompt_logits(t, self.input_size, self.model.image_encoder.img_size)[0].cpu().numpy()
+
+    def _validate_points(self, points_rc: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        points = np.asarray(points_rc, dtype=np.float64).reshape(-1, 2)
+        labels = np.asarray(labels).reshape(-1)
+        if len(points) == 0:
+            raise ValueError("predict needs at least one click.")
+        if len(labels) != len(points):
+            raise ValueError(f"{len(points)} clicks but {len(labels)} labels; give one label per click.")
+        if not np.isin(labels, (0, 1)).all():
+            raise ValueError("click labels must be 1 (positive) or 0 (negative).")
+        rows, cols = self.original_size
+        outside = ~((points[:, 0] >= 0) & (points[:, 0] < rows) & (points[:, 1] >= 0) & (points[:, 1] < cols))
+        if outside.any():
+            r, c = points[np.argmax(outside)]
+            raise ValueError(
+                f"click at (row {r:g}, col {c:g}) is outside the {rows}x{cols} image; "
+                "clicks must lie on the image."
+            )
+        return points, labels
+
+    @torch.inference_mode()
+    def predict_logits(
+        self, points_rc: np.ndarray, labels: np.ndarray, mask_input: np.ndarray | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Full-resolution and low-resolution logits for the clicks so far.
+
+        Args:
+            points_rc: ``(N, 2)`` click positions ``(row, col)`` in image pixels.
+            labels: ``(N,)`` 1 for positive, 0 for negative clicks.
+            mask_input: ``(1, 256, 256)`` logits of the previous prediction, or ``None``.
+
+        Returns:
+            ``(H, W)`` float32 logits at image size and ``(1, 256, 256)`` low-res logits.
+        """
+        self._require_image()
+        points, labels = self._validate_points(points_rc, labels)
+        xy = self.transform.apply_coords(points[:, ::-1].copy(), self.original_size)
+        coords = torch.as_tensor(xy, dtype=torch.float32, device=self.device)[None]
+        point_labels = torch.as_tensor(labels, dtype=torch.int64, device=self.device)[None]
+        dense_in = None
+        if mask_input is not None:
+            dense_in = torch.as_tensor(np.asarray(mask_input, dtype=np.float32), device=self.device).reshape(
+                1, 1, *np.shape(mask_input)[-2:]
+            )
+        sparse, dense = self.model.prompt_encoder(points=(coords, point_labels), boxes=None, masks=dense_in)
+        decoder = self.model.mask_decoder
+        if self._context is not None:
+            low_res, _ = decoder.forward_with_context(self._context, self._image_pe, sparse, dense, False)
+        else:
+            low_res, _ = decoder(self.embedding, self._image_pe, sparse, dense, False)
+        full = self.model.postprocess_masks(low_res, self.input_size, self.original_size)
+        return full[0, 0], low_res[0]
+
+    def predict(
+        self, points_rc: np.ndarray, labels: np.ndarray, mask_input: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Mask for the clicks so far.
+
+        Returns:
+            ``(H, W)`` bool mask (probability > 0.49) and ``(1, 256, 256)`` float32 low-res logits
+            to pass back as ``mask_input`` with the next click.
+        """
+        full, low_res = self.predict_logits(points_rc, labels, mask_input)
+        return (full > LOGIT_THRESHOLD).cpu().numpy(), low_res.float().cpu().numpy()

@@ -1,0 +1,1 @@
+"""Training: Rein segmenter training and decoder-only click training."""

@@ -1,0 +1,170 @@
+"""``napari-cosas train-segmenter`` and ``napari-cosas train-decoder``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+from tqdm import tqdm
+
+log = logging.getLogger(__name__)
+
+
+def _datasets(pairs: list[list[str]] | None):
+    from .segmenter_training import load_pairs
+
+    return [load_pairs(images, masks) for images, masks in pairs or []]
+
+
+def _bar(total_desc: str):
+    bar: list[tqdm] = []
+
+    def update(done: int, total: int, info: dict) -> None:
+        if not bar:
+            bar.append(tqdm(total=total, desc=total_desc, file=sys.stderr))
+            bar[0].update(done - 1)
+        bar[0].set_postfix({k: f"{v:.4f}" for k, v in info.items()}, refresh=False)
+        bar[0].update(done - bar[0].n)
+        if done == total:
+            bar.pop().close()
+
+    return update
+
+
+def _write_summary(out: Path, summary: dict) -> None:
+    from ..image_io import atomic_write_bytes
+
+    atomic_write_bytes(out / "summary.json", json.dumps(summary, indent=2).encode())
+
+
+def cmd_train_segmenter(args: argparse.Namespace) -> int:
+    from ..models.segmenter import SegmenterConfig
+    from .segmenter_training import SegmenterTrainConfig, train_segmenter
+
+    model = SegmenterConfig(
+        backbone=args.backbone,
+        freeze_backbone=not args.unfreeze_backbone,
+        crop=args.crop,
+        stride=max(1, round(args.crop * 2 / 3)),
+    )
+    config = SegmenterTrainConfig(
+        model=asdict(model),
+        init_from=args.init_from,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        crop=args.crop,
+        lr=args.lr,
+        backbone_lr=args.backbone_lr,
+        val_every=args.val_every,
+        seed=args.seed,
+    )
+    val = [s for d in _datasets(args.val) for s in d]
+    summary = train_segmenter(
+        _datasets(args.data),
+        config,
+        args.out,
+        val=val,
+        device=args.device,
+        workers=args.workers,
+        progress=_bar("train-segmenter"),
+    )
+    _write_summary(Path(args.out), {"config": asdict(config), **summary})
+    log.info("segmenter written to %s", Path(args.out) / "segmenter.pt")
+    return 0
+
+
+def cmd_train_decoder(args: argparse.Namespace) -> int:
+    from ..models.sam_models import build_click_model, load_click_checkpoint, save_click_model
+    from .click_training import ClickTrainConfig, init_trunk_from_segmenter, train_click_model
+
+    if args.start_from:
+        model, arch = load_click_checkpoint(args.start_from)
+    else:
+        arch = {"arch": args.arch, "decoder": args.decoder}
+        if args.arch == "convnext":
+            arch["trunk"] = args.trunk
+        elif args.arch == "sam_vit":
+            arch["variant"] = args.variant
+        model = build_click_model(arch)
+        if args.sam_checkpoint:
+            from ..models.sam_models import load_sam_checkpoint
+
+            load_sam_checkpoint(model, args.sam_checkpoint)
+        if args.trunk_from_segmenter:
+            init_trunk_from_segmenter(model, args.trunk_from_segmenter)
+    config = ClickTrainConfig(
+        model=arch,
+        decoder=arch.get("decoder", args.decoder),
+        train=args.train,
+        init_weights=args.start_from or args.sam_checkpoint or args.trunk_from_segmenter,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        max_rounds=args.max_rounds,
+        views_per_image=args.views,
+        seed=args.seed,
+    )
+    pairs = [s for d in _datasets(args.data) for s in d]
+    progress_train = _bar(f"train-decoder ({args.train})")
+    progress_encode = _bar("encode views")
+
+    def progress(stage: str, done: int, total: int, info: dict) -> None:
+        (progress_encode if stage == "encode" else progress_train)(done, total, info)
+
+    summary = train_click_model(model, pairs, config, args.out, device=args.device, progress=progress)
+    out = Path(args.out)
+    save_click_model(model.cpu(), out / "click.pt", arch)
+    _write_summary(out, {"config": asdict(config), **summary})
+    log.info("click model written to %s", out / "click.pt")
+    return 0
+
+
+def add_training_commands(sub: argparse._SubParsersAction) -> None:
+    """Register the training subcommands on the main parser."""
+    p = sub.add_parser("train-segmenter", help="train Rein + head (the automatic segmenter) on image/mask folders")
+    p.add_argument(
+        "--data", nargs=2, action="append", metavar=("IMAGES", "MASKS"), required=True,
+        help="a training dataset: images folder and masks folder (paired by stem); repeat for several",
+    )
+    p.add_argument("--val", nargs=2, action="append", metavar=("IMAGES", "MASKS"), help="validation folders")
+    p.add_argument("--out", required=True, help="run folder: last.pt (resume), segmenter.pt, summary.json")
+    p.add_argument("--backbone", default="convnext_atto", help="backbone name (timm / SAM), default convnext_atto")
+    p.add_argument("--unfreeze-backbone", action="store_true", help="train the backbone too (at --backbone-lr)")
+    p.add_argument("--init-from", default=None, help="segmenter checkpoint to start from (cross-task pretraining)")
+    p.add_argument("--steps", type=int, default=2000)
+    p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--crop", type=int, default=512)
+    p.add_argument("--lr", type=float, default=1e-4, help="learning rate of Rein and head")
+    p.add_argument("--backbone-lr", type=float, default=1e-5)
+    p.add_argument("--val-every", type=int, default=500)
+    p.add_argument("--workers", type=int, default=2, help="processes preparing augmented crops")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.set_defaults(func=cmd_train_segmenter)
+
+    p = sub.add_parser("train-decoder", help="train the click model's mask decoder by simulated clicks")
+    p.add_argument("--data", nargs=2, action="append", metavar=("IMAGES", "MASKS"), required=True)
+    p.add_argument("--out", required=True, help="run folder: last.pt (resume), click.pt, summary.json")
+    p.add_argument("--arch", default="convnext", choices=("convnext", "sam_vit", "tiny"))
+    p.add_argument("--trunk", default="convnext_atto", help="timm ConvNeXt for --arch convnext")
+    p.add_argument("--variant", default="vit_b", choices=("vit_b", "vit_l", "vit_h"), help="for --arch sam_vit")
+    p.add_argument("--decoder", default="enhanced", choices=("plain", "enhanced"))
+    p.add_argument("--sam-checkpoint", default=None, help="official SAM checkpoint to start from")
+    p.add_argument("--trunk-from-segmenter", default=None, help="segmenter checkpoint whose ConvNeXt fills the trunk")
+    p.add_argument("--start-from", default=None, help="a napari-cosas click checkpoint to continue from")
+    p.add_argument(
+        "--train", default="decoder", choices=("decoder", "neck+decoder", "encoder+decoder", "all"),
+        help="what gets gradients; decoder only is the product's path",
+    )
+    p.add_argument("--steps", type=int, default=2000)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--lr", type=float, default=1e-4)
+    p.add_argument("--max-rounds", type=int, default=5, help="most no-gradient click rounds before the trained one")
+    p.add_argument("--views", type=int, default=2, help="augmented views encoded per image")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.set_defaults(func=cmd_train_decoder)

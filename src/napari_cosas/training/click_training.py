@@ -1,0 +1,403 @@
+"""Click training: the mask decoder learns from simulated iterative clicks.
+
+The image encoder's frozen part is run once per (image, augmented view) and its output cached;
+each step then samples cached views, simulates a click session without gradients (first click
+from the target or from a degraded "automatic" mask's errors, then rounds where the model's own
+prediction gives the next click and its logits the next mask prompt), and back-propagates the
+loss of the last prediction through the trained parameters only.
+
+Everything happens in SAM's padded input frame: an image is resized so that its longest side is
+``img_size`` (1024) and padded bottom-right; ground truth is kept at the decoder's output
+resolution (256 x 256), where clicks are simulated with the RITM rule.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from segment_anything.modeling import Sam
+from segment_anything.utils.transforms import ResizeLongestSide
+from torch import Tensor, nn
+
+from ..clicks import next_click
+from ..devices import resolve_device
+from ..models.enhanced_decoder import EnhancedMaskDecoder
+from ..predictor import LOGIT_THRESHOLD, PROMPT_LOGIT_CLIP
+from .augment import random_dihedral, stain_jitter
+from .mask_degrade import degrade_mask
+
+log = logging.getLogger(__name__)
+
+TRAIN_SCOPES = ("decoder", "neck+decoder", "encoder+decoder", "all")
+LOW_RES = 256
+
+
+@dataclass
+class ClickTrainConfig:
+    """Settings of a click-training run (saved in checkpoints, so a run can resume)."""
+
+    model: dict = field(default_factory=lambda: {"builder": "convnext_sam", "trunk": "convnext_atto"})
+    decoder: str = "enhanced"
+    train: str = "decoder"
+    init_weights: str | None = None
+    steps: int = 2000
+    batch_size: int = 8
+    lr: float = 1e-4
+    weight_decay: float = 1e-4
+    max_rounds: int = 5
+    p_auto_start: float = 0.5
+    views_per_image: int = 2
+    checkpoint_every: int = 250
+    seed: int = 0
+
+
+def trainable_parameter_names(model: Sam, scope: str) -> list[str]:
+    """Names of the parameters a training scope updates.
+
+    ``decoder``: the mask decoder only (the product's path); ``neck+decoder``: also the image
+    encoder's neck (for encoders whose neck is new, such as the ConvNeXt default);
+    ``encoder+decoder``: image encoder and mask decoder; ``all``: every parameter.
+    """
+    if scope not in TRAIN_SCOPES:
+        raise ValueError(f"unknown training scope {scope!r}; choose one of {', '.join(TRAIN_SCOPES)}")
+    prefixes = {
+        "decoder": ("mask_decoder.",),
+        "neck+decoder": ("mask_decoder.", "image_encoder.neck."),
+        "encoder+decoder": ("mask_decoder.", "image_encoder."),
+        "all": ("",),
+    }[scope]
+    return [n for n, _ in model.named_parameters() if n.startswith(prefixes)]
+
+
+def set_trainable(model: Sam, scope: str) -> list[nn.Parameter]:
+    """Freeze everything outside ``scope``; return the parameters left trainable."""
+    names = set(trainable_parameter_names(model, scope))
+    params = []
+    for name, p in model.named_parameters():
+        p.requires_grad_(name in names)
+        if name in names:
+            params.append(p)
+    return params
+
+
+class EncoderSplit(nn.Module):
+    """The image encoder cut where training starts: a frozen part cached once, the rest trained.
+
+    For ``decoder`` training the whole encoder is frozen; for ``neck+decoder`` the neck runs in
+    the step; for wider scopes nothing is cached.
+    """
+
+    def __init__(self, encoder: nn.Module, scope: str) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.scope = scope
+        self.cache_neck_input = scope == "neck+decoder"
+        if self.cache_neck_input and not hasattr(encoder, "neck"):
+            raise ValueError("the neck+decoder scope needs an image encoder with a separate `neck`")
+
+    @property
+    def caches(self) -> bool:
+        return self.scope in ("decoder", "neck+decoder")
+
+    def frozen(self, x: Tensor) -> Tensor:
+        """``(B, 3, S, S)`` preprocessed input -> what is cached."""
+        if self.cache_neck_input:
+            trunk = self.encoder.trunk
+            return trunk.stages(trunk.stem(x))
+        return self.encoder(x)
+
+    def rest(self, cached: Tensor) -> Tensor:
+        """What is cached -> ``(B, 256, 64, 64)`` image embedding."""
+        return self.encoder.neck(cached) if self.cache_neck_input else cached
+
+
+@dataclass
+class TrainView:
+    """One augmented view in SAM's frame: the model input or cached features, and targets.
+
+    ``source``: ``(3, S, S)`` uint8 resized + padded image, or the cached encoder output.
+    ``gt``: ``(256, 256)`` float32 target fraction per low-res cell; ``valid``: ``(256, 256)``
+    bool, False on the padding.
+    """
+
+    source: Tensor
+    gt: Tensor
+    valid: Tensor
+
+
+def prepare_view(image: np.ndarray, mask: np.ndarray, img_size: int) -> tuple[Tensor, Tensor, Tensor]:
+    """Resize (longest side ``img_size``) and pad an image and its mask into SAM's frame.
+
+    Returns the ``(3, S, S)`` uint8 image, the ``(256, 256)`` float32 target fraction and the
+    ``(256, 256)`` bool validity map.
+    """
+    transform = ResizeLongestSide(img_size)
+    resized = transform.apply_image(image)
+    rows, cols = resized.shape[:2]
+    img = torch.zeros(3, img_size, img_size, dtype=torch.uint8)
+    img[:, :rows, :cols] = torch.from_numpy(resized).permute(2, 0, 1)
+    m = torch.zeros(1, 1, img_size, img_size)
+    m[..., :rows, :cols] = F.interpolate(
+        torch.from_numpy(mask.astype(np.float32))[None, None], (rows, cols), mode="nearest"
+    )
+    gt = F.adaptive_avg_pool2d(m, LOW_RES)[0, 0]
+    valid = torch.zeros(LOW_RES, LOW_RES, dtype=torch.bool)
+    scale = LOW_RES / img_size
+    valid[: math.ceil(rows * scale), : math.ceil(cols * scale)] = True
+    return img, gt, valid
+
+
+def build_views(
+    pairs: Sequence[tuple[np.ndarray, np.ndarray]],
+    model: Sam,
+    split: EncoderSplit,
+    *,
+    views_per_image: int,
+    rng: np.random.Generator,
+    device: torch.device,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[TrainView]:
+    """Augment each pair ``views_per_image`` times (first view unaugmented) and encode it.
+
+    ``pairs``: RGB uint8 ``(H, W, 3)`` images with ``(H, W)`` bool masks. Cached features are
+    kept in float16 on ``device``.
+    """
+    img_size = model.image_encoder.img_size
+    views: list[TrainView] = []
+    total = len(pairs) * views_per_image
+    for i, (image, mask) in enumerate(pairs):
+        for v in range(views_per_image):
+            img, m = (image, mask) if v == 0 else random_dihedral(stain_jitter(image, rng), mask, rng)
+            source, gt, valid = prepare_view(img, m, img_size)
+            if split.caches:
+                with torch.inference_mode():
+                    x = model.preprocess(source[None].to(device).float())
+                    source = split.frozen(x)[0].half()
+            views.append(TrainView(source, gt.to(device), valid.to(device)))
+            if progress is not None:
+                progress(i * views_per_image + v + 1, total)
+    return views
+
+
+def _first_click(gt: np.ndarray, pred: np.ndarray, rng: np.random.Generator, from_errors: bool) -> tuple:
+    """First click: RITM's rule on the errors of ``pred``, or a random pixel of the target."""
+    if from_errors or not gt.any() or rng.random() < 0.5:
+        c = next_click(gt, pred)
+        return c.row, c.col, c.is_positive
+    rows, cols = np.nonzero(gt)
+    k = int(rng.integers(len(rows)))
+    return int(rows[k]), int(cols[k]), True
+
+
+class ClickSimulator:
+    """Simulated click sessions on batches of views (clicks at 256 x 256, RITM rule)."""
+
+    def __init__(self, model: Sam, split: EncoderSplit, config: ClickTrainConfig, rng: np.random.Generator):
+        self.model = model
+        self.split = split
+        self.config = config
+        self.rng = rng
+        self.scale = model.image_encoder.img_size / LOW_RES
+
+    def embed(self, views: Sequence[TrainView]) -> Tensor:
+        """``(B, 256, 64, 64)`` image embeddings (gradient flows where the scope trains)."""
+        source = torch.stack([v.source for v in views])
+        if self.split.caches:
+            return self.split.rest(source.float())
+        return self.model.image_encoder(self.model.preprocess(source.float()))
+
+    def decode(
+        self, embedding: Tensor, points: list[list[tuple]], mask_input: Tensor | None
+    ) -> Tensor:
+        """Low-res logits ``(B, 1, 256, 256)`` for per-view click lists ``(row, col, positive)``."""
+        coords = torch.tensor(
+            [[[(c + 0.5) * self.scale - 0.5, (r + 0.5) * self.scale - 0.5] for r, c, _ in pts] for pts in points],
+            dtype=torch.float32,
+            device=embedding.device,
+        )
+        labels = torch.tensor([[int(p) for _, _, p in pts] for pts in points], device=embedding.device)
+        sparse, dense = self.model.prompt_encoder(points=(coords, labels), boxes=None, masks=mask_input)
+        logits, _ = self.model.mask_decoder(
+            embedding, self.model.prompt_encoder.get_dense_pe(), sparse, dense, multimask_output=False
+        )
+        return logits
+
+    def session(self, views: Sequence[TrainView], embedding: Tensor) -> tuple[list[list[tuple]], Tensor | None]:
+        """Run the no-gradient part of a session; return the clicks and the last mask prompt."""
+        gts = [(v.gt > 0.5).cpu().numpy() for v in views]
+        valid = [v.valid.cpu().numpy() for v in views]
+        auto = self.rng.random() < self.config.p_auto_start
+        mask_input = None
+        if auto:
+            probs = [degrade_mask(g, self.rng) * m for g, m in zip(gts, valid)]
+            preds = [p > 0.49 for p in probs]
+            prompt = torch.from_numpy(np.stack(probs)).to(embedding.device)[:, None]
+            eps = 1.0 / (1.0 + math.exp(PROMPT_LOGIT_CLIP))
+            mask_input = torch.logit(prompt.clamp(eps, 1 - eps))
+        else:
+            preds = [np.zeros_like(g) for g in gts]
+        points = [[_first_click(g, p, self.rng, auto)] for g, p in zip(gts, preds)]
+        rounds = int(self.rng.integers(0, self.config.max_rounds + 1))
+        with torch.no_grad():
+            for _ in range(rounds):
+                logits = self.decode(embedding, points, mask_input)
+                pred = (logits[:, 0] > LOGIT_THRESHOLD).cpu().numpy()
+                for k, pts in enumerate(points):
+                    not_clicked = np.ones_like(gts[k])
+                    for r, c, _ in pts:
+                        not_clicked[r, c] = False
+                    click = next_click(gts[k], pred[k] & valid[k], not_clicked, ignore=~valid[k])
+                    pts.append((click.row, click.col, click.is_positive))
+                mask_input = logits.float()
+        return points, mask_input
+
+
+def segmentation_loss(logits: Tensor, gt: Tensor, valid: Tensor) -> Tensor:
+    """Binary cross-entropy plus soft Dice on valid low-res cells.
+
+    ``logits`` ``(B, 1, 256, 256)``; ``gt`` ``(B, 256, 256)`` target fractions; ``valid`` bool.
+    """
+    logits = logits[:, 0].float()
+    w = valid.float()
+    bce = (F.binary_cross_entropy_with_logits(logits, gt, reduction="none") * w).sum() / w.sum().clamp(min=1)
+    prob = torch.sigmoid(logits) * w
+    inter = (prob * gt).sum((1, 2))
+    dice = 1 - (2 * inter + 1) / (prob.sum((1, 2)) + (gt * w).sum((1, 2)) + 1)
+    return bce + dice.mean()
+
+
+def init_trunk_from_segmenter(model: Sam, segmenter_path: str | Path) -> None:
+    """Fill a ConvNeXt click encoder's trunk with a trained segmenter's ConvNeXt weights.
+
+    The segmenter's backbone (``backbone.backbone.stem.*``, ``backbone.backbone.stages.{0,1,2}.*``)
+    must have been trained (``freeze_backbone=False``), so its weights are in the checkpoint.
+    """
+    payload = torch.load(segmenter_path, map_location="cpu", weights_only=True)
+    prefix = "backbone.backbone."
+    trunk = model.image_encoder.trunk
+    wanted = trunk.state_dict()
+    state = {k[len(prefix):]: v for k, v in payload["state_dict"].items() if k.startswith(prefix)}
+    state = {k: v for k, v in state.items() if k in wanted}
+    missing = sorted(set(wanted) - set(state))
+    if missing:
+        raise KeyError(
+            f"{segmenter_path} has no trained ConvNeXt weights for {missing[:5]}; train the segmenter with "
+            "--unfreeze-backbone, or start from official weights."
+        )
+    trunk.load_state_dict(state, strict=True)
+
+
+def _checkpoint_state(model: Sam, names: Sequence[str]) -> dict[str, Tensor]:
+    state = model.state_dict()
+    return {n: state[n] for n in names}
+
+
+def train_click_model(
+    model: Sam,
+    pairs: Sequence[tuple[np.ndarray, np.ndarray]],
+    config: ClickTrainConfig,
+    out_dir: str | Path,
+    *,
+    device: str = "auto",
+    progress: Callable[[str, int, int, dict], None] | None = None,
+) -> dict:
+    """Train ``model`` (in place) on ``pairs`` by simulated clicks; resume from ``out_dir/last.pt``.
+
+    A plain SAM decoder is trained as an ``EnhancedMaskDecoder`` with no added parts (the same
+    function and parameter names, but batched over images), so its state loads back into a plain
+    ``MaskDecoder``.
+
+    Returns a summary: trainable parameter count, median seconds per step, final loss.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    dev = resolve_device(device)
+    torch.manual_seed(config.seed)
+    rng = np.random.default_rng(config.seed)
+    if not isinstance(model.mask_decoder, EnhancedMaskDecoder):
+        model.mask_decoder = EnhancedMaskDecoder.from_sam(model.mask_decoder, num_extra_layers=0, global_attention=False)
+    model.to(dev)
+    params = set_trainable(model, config.train)
+    names = trainable_parameter_names(model, config.train)
+    split = EncoderSplit(model.image_encoder, config.train)
+    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: min(1.0, (s + 1) / 100) * 0.5 * (1 + math.cos(math.pi * min(s, config.steps) / config.steps))
+    )
+    start = 0
+    last = out_dir / "last.pt"
+    if last.exists():
+        ckpt = torch.load(last, map_location=dev, weights_only=True)
+        if ckpt["config"] != asdict(config):
+            raise ValueError(f"{last} was written by a run with other settings; use another --out folder.")
+        model.load_state_dict(ckpt["params"], strict=False)
+        optimizer.load_state_dict(ckpt["optimizer"])
+        schedule.load_state_dict(ckpt["schedule"])
+        rng.bit_generator.state = ckpt["rng"]
+        torch.set_rng_state(ckpt["torch_rng"])
+        start = ckpt["step"]
+        log.info("resumed from %s at step %d", last, start)
+
+    model.eval()
+    views = build_views(
+        pairs,
+        model,
+        split,
+        views_per_image=config.views_per_image,
+        rng=np.random.default_rng(config.seed + 1),
+        device=dev,
+        progress=None if progress is None else lambda i, n: progress("encode", i, n, {}),
+    )
+    sim = ClickSimulator(model, split, config, rng)
+    step_times, loss_value = [], float("nan")
+    for step in range(start, config.steps):
+        t0 = time.perf_counter()
+        batch = [views[i] for i in rng.integers(len(views), size=config.batch_size)]
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
+            embedding = sim.embed(batch)
+            points, mask_input = sim.session(batch, embedding.detach())
+            logits = sim.decode(embedding, points, mask_input)
+        loss = segmentation_loss(logits, torch.stack([v.gt for v in batch]), torch.stack([v.valid for v in batch]))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+        schedule.step()
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+        step_times.append(time.perf_counter() - t0)
+        loss_value = float(loss.detach())
+        if progress is not None:
+            progress("train", step + 1, config.steps, {"loss": loss_value})
+        if (step + 1) % config.checkpoint_every == 0 or step + 1 == config.steps:
+            tmp = last.with_suffix(".tmp")
+            torch.save(
+                {
+                    "config": asdict(config),
+                    "step": step + 1,
+                    "params": _checkpoint_state(model, names),
+                    "optimizer": optimizer.state_dict(),
+                    "schedule": schedule.state_dict(),
+                    "rng": rng.bit_generator.state,
+                    "torch_rng": torch.get_rng_state(),
+                },
+                tmp,
+            )
+            tmp.replace(last)
+    model.eval()
+    return {
+        "trainable_parameters": sum(p.numel() for p in params),
+        "total_parameters": sum(p.numel() for p in model.parameters()),
+        "median_step_s": float(np.median(step_times)) if step_times else float("nan"),
+        "final_loss": loss_value,
+        "steps": config.steps,
+        "scope": config.train,
+    }

@@ -1,0 +1,233 @@
+"""Rein segmenter training: Rein + head (and the backbone when it is not frozen) on 512 crops.
+
+Training data are folders of images and masks paired by file stem, the layout the widget's
+export writes, so corrected masks feed straight back. Each folder pair is one "dataset" and
+datasets are sampled equally often, whatever their sizes. Validation runs the sliding-window
+inference of :meth:`ReinSegmenter.predict_proba` and reports the COSAS score.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+
+from .. import metrics
+from ..devices import resolve_device
+from ..image_io import load_image, load_mask, pair_images_and_masks
+from ..models.segmenter import ReinSegmenter, SegmenterConfig, build_segmenter
+from ..predictor import PROB_THRESHOLD
+from .augment import random_crop, random_dihedral, stain_jitter
+
+log = logging.getLogger(__name__)
+
+Sample = tuple[np.ndarray, np.ndarray]
+
+
+@dataclass
+class SegmenterTrainConfig:
+    """Settings of a segmenter training run (stored in checkpoints so a run can resume)."""
+
+    model: dict = field(default_factory=lambda: asdict(SegmenterConfig()))
+    init_from: str | None = None
+    steps: int = 2000
+    batch_size: int = 4
+    crop: int = 512
+    lr: float = 1e-4
+    backbone_lr: float = 1e-5
+    weight_decay: float = 1e-4
+    val_every: int = 500
+    checkpoint_every: int = 250
+    seed: int = 0
+
+
+def load_pairs(images_dir: str | Path, masks_dir: str | Path) -> list[Sample]:
+    """All ``(image (H, W, 3) uint8, mask (H, W) bool)`` pairs of two folders, by file stem."""
+    out = []
+    for pair in pair_images_and_masks(images_dir, masks_dir):
+        image = load_image(pair.image)
+        out.append((image, load_mask(pair.mask, shape=image.shape[:2]) > 0))
+    return out
+
+
+class CropStream(IterableDataset):
+    """Endless random augmented crops, each dataset drawn equally often.
+
+    Yields ``(crop, crop, 3)`` uint8 images, ``(crop, crop)`` float32 masks and valid maps
+    (False on padding). Each DataLoader worker draws from its own seeded generator.
+    """
+
+    def __init__(self, datasets: Sequence[Sequence[Sample]], crop: int, seed: int) -> None:
+        self.datasets = [d for d in datasets if len(d)]
+        if not self.datasets:
+            raise ValueError("no training images")
+        self.crop = crop
+        self.seed = seed
+
+    def __iter__(self) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        info = get_worker_info()
+        rng = np.random.default_rng([self.seed, info.id if info is not None else 0])
+        while True:
+            data = self.datasets[int(rng.integers(len(self.datasets)))]
+            image, mask = data[int(rng.integers(len(data)))]
+            image, mask, ok = random_crop(image, mask, self.crop, rng)
+            image = stain_jitter(image, rng)
+            stacked = np.stack([mask, ok], axis=-1)
+            image, stacked = random_dihedral(image, stacked, rng)
+            yield image, stacked[..., 0].astype(np.float32), stacked[..., 1].astype(np.float32)
+
+
+def normalise_batch(images: Tensor, config: SegmenterConfig, device: torch.device) -> Tensor:
+    """``(B, H, W, 3)`` uint8 -> ``(B, 3, H, W)`` float normalised with the model's mean / std."""
+    x = images.to(device).permute(0, 3, 1, 2).float() / 255.0
+    mean = torch.tensor(config.mean, device=device).view(1, 3, 1, 1)
+    std = torch.tensor(config.std, device=device).view(1, 3, 1, 1)
+    return (x - mean) / std
+
+
+def segmentation_loss(logits: Tensor, target: Tensor, valid: Tensor) -> Tensor:
+    """BCE + soft Dice over valid pixels. ``logits`` ``(B, 1, H, W)``; ``target``, ``valid`` ``(B, H, W)``."""
+    logits = logits[:, 0].float()
+    bce = (F.binary_cross_entropy_with_logits(logits, target, reduction="none") * valid).sum() / valid.sum().clamp(min=1)
+    prob = torch.sigmoid(logits) * valid
+    dice = 1 - (2 * (prob * target).sum((1, 2)) + 1) / (prob.sum((1, 2)) + (target * valid).sum((1, 2)) + 1)
+    return bce + dice.mean()
+
+
+def validate(model: ReinSegmenter, samples: Sequence[Sample]) -> dict[str, float]:
+    """Mean Dice, Jaccard and COSAS score of sliding-window predictions (probability > 0.49)."""
+    scores = {"dice": [], "jaccard": [], "cosas_score": []}
+    model.eval()
+    for image, mask in samples:
+        pred = model.predict_proba(image) > PROB_THRESHOLD
+        scores["dice"].append(metrics.dice(pred, mask))
+        scores["jaccard"].append(metrics.jaccard(pred, mask))
+        scores["cosas_score"].append(metrics.cosas_score(pred, mask))
+    return {k: float(np.mean(v)) for k, v in scores.items()}
+
+
+def _load_trained_state(model: ReinSegmenter, state: dict[str, Tensor], source: str) -> None:
+    expected = set(model.trainable_state_dict())
+    missing, unexpected = expected - set(state), set(state) - expected
+    if missing or unexpected:
+        raise KeyError(
+            f"{source} does not match this model: missing {sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]}"
+        )
+    model.load_state_dict(state, strict=False)
+
+
+def train_segmenter(
+    datasets: Sequence[Sequence[Sample]],
+    config: SegmenterTrainConfig,
+    out_dir: str | Path,
+    *,
+    val: Sequence[Sample] = (),
+    device: str = "auto",
+    workers: int = 0,
+    progress: Callable[[int, int, dict], None] | None = None,
+) -> dict:
+    """Train a segmenter; checkpoints in ``out_dir`` (``last.pt`` to resume, ``segmenter.pt`` to use).
+
+    ``segmenter.pt`` is the best validation checkpoint when ``val`` is given, else the last one.
+    ``workers`` DataLoader processes prepare augmented crops. Resuming restores weights,
+    optimiser and schedule; the crop stream restarts with a seed derived from the step.
+    Returns a summary with trainable parameters, median step time and validation history.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    dev = resolve_device(device)
+    torch.manual_seed(config.seed)
+    model_config = SegmenterConfig.from_dict(config.model)
+    model = build_segmenter(model_config).to(dev)
+    if config.init_from:
+        init = ReinSegmenter.load(config.init_from, map_location=dev)
+        _load_trained_state(model, init.trainable_state_dict(), config.init_from)
+    trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    backbone_params = [p for n, p in trainable if n.startswith("backbone.backbone.")]
+    other = [p for n, p in trainable if not n.startswith("backbone.backbone.")]
+    groups = [{"params": other, "lr": config.lr}]
+    if backbone_params:
+        groups.append({"params": backbone_params, "lr": config.backbone_lr})
+    optimizer = torch.optim.AdamW(groups, weight_decay=config.weight_decay)
+    warmup = min(200, max(1, config.steps // 10))
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(s, config.steps) / config.steps))
+    )
+    history: list[dict] = []
+    best = -1.0
+    start = 0
+    last = out_dir / "last.pt"
+    if last.exists():
+        ckpt = torch.load(last, map_location=dev, weights_only=True)
+        if ckpt["config"] != asdict(config):
+            raise ValueError(f"{last} was written by a run with other settings; use another --out folder.")
+        _load_trained_state(model, ckpt["state_dict"], str(last))
+        optimizer.load_state_dict(ckpt["optimizer"])
+        schedule.load_state_dict(ckpt["schedule"])
+        torch.set_rng_state(ckpt["torch_rng"])
+        start, history, best = ckpt["step"], ckpt["history"], ckpt["best"]
+        log.info("resumed from %s at step %d", last, start)
+    stream = CropStream(datasets, config.crop, seed=config.seed * 100_003 + start)
+    loader = iter(DataLoader(stream, batch_size=config.batch_size, num_workers=workers, persistent_workers=workers > 0))
+    step_times, loss_value = [], float("nan")
+    for step in range(start, config.steps):
+        t0 = time.perf_counter()
+        model.train()
+        images, target, valid = next(loader)
+        x = normalise_batch(images, model_config, dev)
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
+            logits = model(x)
+        loss = segmentation_loss(logits, target.to(dev), valid.to(dev))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_([p for g in groups for p in g["params"]], 1.0)
+        optimizer.step()
+        schedule.step()
+        loss_value = float(loss.detach())
+        step_times.append(time.perf_counter() - t0)
+        done = step + 1
+        info = {"loss": loss_value}
+        if val and (done % config.val_every == 0 or done == config.steps):
+            scores = validate(model, val)
+            history.append({"step": done, **scores})
+            info.update(scores)
+            if scores["cosas_score"] > best:
+                best = scores["cosas_score"]
+                model.save(out_dir / "segmenter.pt")
+        if progress is not None:
+            progress(done, config.steps, info)
+        if done % config.checkpoint_every == 0 or done == config.steps:
+            tmp = last.with_suffix(".tmp")
+            torch.save(
+                {
+                    "config": asdict(config),
+                    "step": done,
+                    "state_dict": model.trainable_state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "schedule": schedule.state_dict(),
+                    "torch_rng": torch.get_rng_state(),
+                    "history": history,
+                    "best": best,
+                },
+                tmp,
+            )
+            tmp.replace(last)
+    if not val:
+        model.save(out_dir / "segmenter.pt")
+    return {
+        "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
+        "total_parameters": sum(p.numel() for p in model.parameters()),
+        "median_step_s": float(np.median(step_times)) if step_times else float("nan"),
+        "final_loss": loss_value,
+        "best_val_cosas_score": best if val else None,
+        "history": history,
+    }
