@@ -2,12 +2,13 @@
 
 All models are randomly initialised (no downloads); only shapes and cost matter here. For each
 variant: total parameters, trainable parameters (Rein + ViT neck + head, backbone frozen) and
-the median wall time of ``segmenter(x)`` for ``x`` of shape ``(1, 3, 512, 512)`` under
+the median (and minimum) wall time of ``segmenter(x)`` for ``x`` of shape ``(1, 3, 512, 512)`` under
 ``torch.inference_mode`` with ``torch.set_num_threads(threads)``, after one warm-up run.
 
 Usage::
 
-    python benchmarks/bench_backbones.py --json benchmarks/backbones.json --md benchmarks/backbones.md
+    python benchmarks/bench_backbones.py \
+        --json benchmarks/backbones.json --md benchmarks/backbones.md
 """
 
 from __future__ import annotations
@@ -79,6 +80,7 @@ def bench(name: str, repeats: int, size: int = 512) -> dict[str, object]:
         "input": [1, 3, size, size],
         "repeats": repeats,
         "forward_s_median": statistics.median(times),
+        "forward_s_min": min(times),
         "forward_s_all": times,
         "loadavg_1min_before": load_before,
         "loadavg_1min_after": os.getloadavg()[0],
@@ -93,19 +95,19 @@ def to_markdown(results: list[dict[str, object]], info: dict[str, object]) -> st
         f"{info['threads']} threads, Python {info['python']}. Random init, default "
         "`SegmenterConfig` (100 tokens, rank 16, head dim 128, 3 decoder layers, ViT neck 256), "
         "frozen backbone, input 1x3x512x512, `torch.inference_mode`, fp32; median of the "
-        "timed repeats after one warm-up. The 1-minute load average is shown because the "
+        "timed repeats after one warm-up (the minimum is less sensitive to other load). The 1-minute load average is shown because the "
         "machine may be shared: a load above the core count inflates the times.",
         "",
         "| backbone | total params | trainable (Rein + neck + head) | Rein | neck | head "
-        "| forward s (median) | repeats | load avg before / after |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+        "| forward s (median) | forward s (min) | repeats | load avg before / after |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     for r in results:
         lines.append(
             f"| {r['backbone']} | {r['params_total'] / 1e6:.2f} M | "
             f"{r['params_trainable'] / 1e6:.2f} M | {r['params_rein'] / 1e6:.2f} M | "
             f"{r['params_neck'] / 1e6:.2f} M | {r['params_head'] / 1e6:.2f} M | "
-            f"{r['forward_s_median']:.2f} | {r['repeats']} | "
+            f"{r['forward_s_median']:.2f} | {r['forward_s_min']:.2f} | {r['repeats']} | "
             f"{r['loadavg_1min_before']:.1f} / {r['loadavg_1min_after']:.1f} |"
         )
     return "\n".join(lines) + "\n"

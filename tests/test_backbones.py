@@ -58,8 +58,9 @@ def test_load_backbone_state_round_trip(name: str) -> None:
         for p in source.backbone.parameters():
             p.add_(0.1)
     target.load_backbone_state(source.backbone.state_dict())
-    for (k, a), b in zip(source.backbone.state_dict().items(), target.backbone.state_dict().values()):
-        assert torch.equal(a, b), k
+    loaded = target.backbone.state_dict()
+    for k, v in source.backbone.state_dict().items():
+        assert torch.equal(v, loaded[k]), k
 
 
 def test_load_official_formats() -> None:

@@ -85,7 +85,8 @@ def test_load_rejects_wrong_files(tmp_path) -> None:
 def test_predict_proba_shape_dtype_range() -> None:
     model = _model(crop=128, stride=96)
     calls = []
-    prob = model.predict_proba(_image(300, 700), crop=128, progress=lambda d, t: calls.append((d, t)))
+    prob = model.predict_proba(_image(300, 700), crop=128,
+                               progress=lambda done, total: calls.append((done, total)))
     assert prob.shape == (300, 700) and prob.dtype == np.float32
     assert np.all((prob >= 0) & (prob <= 1)) and np.isfinite(prob).all()
     n_windows = len(range(0, 300 - 128 + 1, 96)) + 1  # + the window snapped to the border

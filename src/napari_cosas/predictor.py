@@ -18,6 +18,7 @@ from segment_anything.utils.transforms import ResizeLongestSide
 
 from .devices import resolve_device
 from .embedding_cache import CachedEmbedding, CacheKey, EmbeddingCache
+from .fast_decoder import FastClickDecoder
 from .image_io import as_rgb_uint8, image_sha256
 
 #: Bumped whenever resizing or normalisation changes, which invalidates cached embeddings.
@@ -61,6 +62,8 @@ class ClickPredictor:
         model_id: names the weights; part of the embedding cache key.
         device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
         cache: an ``EmbeddingCache``, or ``None`` to keep embeddings in memory only.
+        fast: decode clicks with `FastClickDecoder` (same output within float tolerance,
+            about twice as fast on CPU); ``False`` runs the decoder modules as written.
     """
 
     def __init__(
@@ -70,6 +73,7 @@ class ClickPredictor:
         *,
         device: str | torch.device = "auto",
         cache: EmbeddingCache | None = None,
+        fast: bool = True,
     ) -> None:
         self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
@@ -82,6 +86,8 @@ class ClickPredictor:
         self._context: torch.Tensor | None = None
         self._image_pe: torch.Tensor | None = None
         self.last_encode_from_cache = False
+        self.fast = fast
+        self._fast: FastClickDecoder | None = None
 
     @classmethod
     def from_registry(
@@ -138,6 +144,9 @@ class ClickPredictor:
         self._context = (
             decoder.image_context(self.embedding, self._image_pe) if hasattr(decoder, "image_context") else None
         )
+        if self.fast:
+            self._fast = FastClickDecoder(self.model.prompt_encoder, decoder)
+            self._fast.set_image(self._context if self._context is not None else self.embedding, self._image_pe)
 
     def _require_image(self) -> None:
         if self.embedding is None:
@@ -206,6 +215,10 @@ class ClickPredictor:
             dense_in = torch.as_tensor(np.asarray(mask_input, dtype=np.float32), device=self.device).reshape(
                 1, 1, *np.shape(mask_input)[-2:]
             )
+        if self._fast is not None:
+            low_res = self._fast.low_res_logits(coords, point_labels, dense_in)
+            full = self.model.postprocess_masks(low_res, self.input_size, self.original_size)
+            return full[0, 0], low_res[0]
         sparse, dense = self.model.prompt_encoder(points=(coords, point_labels), boxes=None, masks=dense_in)
         decoder = self.model.mask_decoder
         if self._context is not None:

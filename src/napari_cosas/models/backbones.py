@@ -29,7 +29,6 @@ from functools import partial
 from typing import Any, Mapping
 
 import timm
-import torch
 import torch.nn.functional as F
 from segment_anything.modeling import ImageEncoderViT
 from timm.models import convnext as timm_convnext

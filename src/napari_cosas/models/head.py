@@ -65,7 +65,7 @@ def sine_position_embedding(h: int, w: int, dim: int, device: torch.device) -> T
 
 
 class FPNPixelDecoder(nn.Module):
-    """``[(B, C_i, H_i, W_i)]`` (finest first) -> ``{i: (B, d, H_i, W_i)}`` for ``output_levels``."""
+    """``[(B, C_i, H_i, W_i)]`` (finest first) -> ``{i: (B, d, H_i, W_i)}``, i in output_levels."""
 
     def __init__(self, in_channels: list[int], dim: int, output_levels: list[int]) -> None:
         super().__init__()

@@ -79,7 +79,8 @@ class Rein(nn.Module):
     ) -> None:
         super().__init__()
         if num_tokens < 2:
-            raise ValueError(f"num_tokens must be >= 2 (token 0 is the null token), got {num_tokens}")
+            raise ValueError(
+                f"num_tokens must be >= 2 (token 0 is the null token), got {num_tokens}")
         self.embed_dim = embed_dim
         self.num_layers = num_layers
         self.num_tokens = num_tokens

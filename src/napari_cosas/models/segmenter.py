@@ -98,7 +98,7 @@ class ReinSegmenter(nn.Module):
         return next(self.parameters()).device
 
     def normalise(self, image: np.ndarray) -> Tensor:
-        """``(H, W, 3)`` uint8 -> ``(1, 3, H, W)`` float32 normalised tensor on the module's device."""
+        """``(H, W, 3)`` uint8 -> ``(1, 3, H, W)`` normalised float32 on the module's device."""
         x = torch.from_numpy(np.ascontiguousarray(image)).to(self.device)
         x = x.permute(2, 0, 1)[None].float().div_(255.0)
         mean = torch.tensor(self.config.mean, device=x.device).view(1, 3, 1, 1)
@@ -192,9 +192,10 @@ class ReinSegmenter(nn.Module):
         store Rein + head in the file).
         """
         payload = torch.load(path, map_location=map_location, weights_only=True)
-        if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        found = payload.get("format") if isinstance(payload, dict) else None
+        if found != FORMAT:
             raise ValueError(f"{path} is not a {FORMAT} file (written by ReinSegmenter.save): "
-                             f"format={payload.get('format') if isinstance(payload, dict) else None!r}")
+                             f"format={found!r}")
         model = build_segmenter(SegmenterConfig.from_dict(payload["config"]), backbone_state)
         state = payload["state_dict"]
         expected = set(model.trainable_state_dict())

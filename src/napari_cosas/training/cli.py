@@ -157,7 +157,7 @@ def add_training_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--trunk-from-segmenter", default=None, help="segmenter checkpoint whose ConvNeXt fills the trunk")
     p.add_argument("--start-from", default=None, help="a napari-cosas click checkpoint to continue from")
     p.add_argument(
-        "--train", default="decoder", choices=("decoder", "neck+decoder", "encoder+decoder", "all"),
+        "--train", default="decoder", choices=("decoder", "prompt+neck+decoder", "encoder+decoder", "all"),
         help="what gets gradients; decoder only is the product's path",
     )
     p.add_argument("--steps", type=int, default=2000)

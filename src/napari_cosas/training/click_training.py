@@ -36,7 +36,7 @@ from .mask_degrade import degrade_mask
 
 log = logging.getLogger(__name__)
 
-TRAIN_SCOPES = ("decoder", "neck+decoder", "encoder+decoder", "all")
+TRAIN_SCOPES = ("decoder", "prompt+neck+decoder", "encoder+decoder", "all")
 LOW_RES = 256
 
 
@@ -62,15 +62,17 @@ class ClickTrainConfig:
 def trainable_parameter_names(model: Sam, scope: str) -> list[str]:
     """Names of the parameters a training scope updates.
 
-    ``decoder``: the mask decoder only (the product's path); ``neck+decoder``: also the image
-    encoder's neck (for encoders whose neck is new, such as the ConvNeXt default);
+    ``decoder``: the mask decoder only (the product's path with official SAM weights);
+    ``prompt+neck+decoder``: everything but the encoder trunk, for models whose prompt encoder,
+    neck and decoder have no pretrained weights (the ConvNeXt default, whose trunk comes from the
+    trained segmenter);
     ``encoder+decoder``: image encoder and mask decoder; ``all``: every parameter.
     """
     if scope not in TRAIN_SCOPES:
         raise ValueError(f"unknown training scope {scope!r}; choose one of {', '.join(TRAIN_SCOPES)}")
     prefixes = {
         "decoder": ("mask_decoder.",),
-        "neck+decoder": ("mask_decoder.", "image_encoder.neck."),
+        "prompt+neck+decoder": ("mask_decoder.", "prompt_encoder.", "image_encoder.neck."),
         "encoder+decoder": ("mask_decoder.", "image_encoder."),
         "all": ("",),
     }[scope]
@@ -91,7 +93,7 @@ def set_trainable(model: Sam, scope: str) -> list[nn.Parameter]:
 class EncoderSplit(nn.Module):
     """The image encoder cut where training starts: a frozen part cached once, the rest trained.
 
-    For ``decoder`` training the whole encoder is frozen; for ``neck+decoder`` the neck runs in
+    For ``decoder`` training the whole encoder is frozen; for ``prompt+neck+decoder`` the neck runs in
     the step; for wider scopes nothing is cached.
     """
 
@@ -99,13 +101,13 @@ class EncoderSplit(nn.Module):
         super().__init__()
         self.encoder = encoder
         self.scope = scope
-        self.cache_neck_input = scope == "neck+decoder"
+        self.cache_neck_input = scope == "prompt+neck+decoder"
         if self.cache_neck_input and not hasattr(encoder, "neck"):
-            raise ValueError("the neck+decoder scope needs an image encoder with a separate `neck`")
+            raise ValueError("the prompt+neck+decoder scope needs an image encoder with a separate `neck`")
 
     @property
     def caches(self) -> bool:
-        return self.scope in ("decoder", "neck+decoder")
+        return self.scope in ("decoder", "prompt+neck+decoder")
 
     def frozen(self, x: Tensor) -> Tensor:
         """``(B, 3, S, S)`` preprocessed input -> what is cached."""
@@ -177,10 +179,10 @@ def build_views(
         for v in range(views_per_image):
             img, m = (image, mask) if v == 0 else random_dihedral(stain_jitter(image, rng), mask, rng)
             source, gt, valid = prepare_view(img, m, img_size)
+            source = source.to(device)
             if split.caches:
                 with torch.inference_mode():
-                    x = model.preprocess(source[None].to(device).float())
-                    source = split.frozen(x)[0].half()
+                    source = split.frozen(model.preprocess(source[None].float()))[0].half()
             views.append(TrainView(source, gt.to(device), valid.to(device)))
             if progress is not None:
                 progress(i * views_per_image + v + 1, total)

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Quality benchmarks of the default weights on GlaS testA and EBHI val (read from ../shared/data,
+# never copied into the project): automatic masks (segment + score) and the interactive protocol
+# (evaluate, --init auto and empty) for the enhanced default and, when given, a plain decoder
+# trained identically. Results: benchmarks/results/*.json, summarised by summarize_quality.py.
+#   bash benchmarks/run_quality.sh [PLAIN_CLICK_CHECKPOINT]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+data=${COSAS_DATA:-../shared/data}
+plain=${1:-}
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+mkdir -p "$work"/glas/{images,masks} "$work"/ebhi/{images,masks} benchmarks/results
+for f in "$data"/glas/images/testA_*.png; do n=$(basename "$f"); ln -s "$(realpath "$f")" "$work/glas/images/$n"; ln -s "$(realpath "$data/glas/masks/$n")" "$work/glas/masks/$n"; done
+for n in $(tr -d '\r' < "$data/ebhi/metadata.csv" | awk -F, '$4=="val"{print $1}'); do
+  ln -s "$(realpath "$data/ebhi/images/$n.png")" "$work/ebhi/images/$n.png"; ln -s "$(realpath "$data/ebhi/masks/$n.png")" "$work/ebhi/masks/$n.png"
+done
+cli=".venv/bin/napari-cosas"
+export NAPARI_COSAS_CACHE="$work/cache"
+for ds in glas ebhi; do
+  $cli segment --images "$work/$ds/images" --out "$work/$ds/auto" --device cpu
+  $cli score --pred "$work/$ds/auto" --masks "$work/$ds/masks" --json "benchmarks/results/segment_$ds.json"
+done
+models=("enhanced:cosas-default-click")
+[ -n "$plain" ] && models+=("plain:$plain")
+for init in auto empty; do
+  for entry in "${models[@]}"; do
+    name=${entry%%:*}; model=${entry#*:}
+    for ds in glas ebhi; do
+      $cli evaluate --images "$work/$ds/images" --masks "$work/$ds/masks" --model "$model" --init "$init" \
+        --device cpu --json "benchmarks/results/evaluate_${name}_${init}_$ds.json"
+    done
+  done
+done
+.venv/bin/python benchmarks/summarize_quality.py

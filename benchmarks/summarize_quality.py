@@ -1,0 +1,61 @@
+"""Summarise benchmarks/results/*.json (written by run_quality.sh) into benchmarks/quality.md."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from pathlib import Path
+
+import torch
+
+RESULTS = Path(__file__).parent / "results"
+DATASETS = {"glas": "GlaS testA (60)", "ebhi": "EBHI val (86)"}
+
+
+def cpu_model() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor()
+
+
+def main() -> None:
+    lines = [
+        "# Quality of the default weights",
+        "",
+        f"Machine: {cpu_model()}, {os.cpu_count()} cores, torch {torch.__version__}, CPU only. "
+        "Command: `bash benchmarks/run_quality.sh runs/click_plain.pt` (the plain decoder is trained by the "
+        "command in weights/README.md with `--decoder plain`). Images are the original PNGs from ../shared/data.",
+        "",
+        "## Automatic masks (`segment` + `score`, probability > 0.49)",
+        "",
+        "| data | Dice | Jaccard | COSAS score |",
+        "|---|---:|---:|---:|",
+    ]
+    for ds, label in DATASETS.items():
+        path = RESULTS / f"segment_{ds}.json"
+        if path.exists():
+            r = json.loads(path.read_text())
+            lines.append(f"| {label} | {r['dice']:.4f} | {r['jaccard']:.4f} | {r['cosas_score']:.4f} |")
+    lines += [
+        "",
+        "## Interactive refinement (`evaluate`, image targets, 20 clicks, stop at IoU 0.90)",
+        "",
+        "| decoder | init | data | NoC@80 | NoC@85 | NoC@90 | NoF@85 | NoF@90 | IoU@1 | IoU@5 | IoU@20 | SPC decoder ms | SPC total ms |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for path in sorted(RESULTS.glob("evaluate_*.json")):
+        _, decoder, init, ds = path.stem.split("_")
+        r = json.loads(path.read_text())
+        curve = r["mean_iou_per_click"]
+        lines.append(
+            f"| {decoder} | {init} | {DATASETS[ds]} | {r['noc80']:.2f} | {r['noc85']:.2f} | {r['noc90']:.2f} | "
+            f"{r['nof85']} | {r['nof90']} | {curve[0]:.3f} | {curve[4]:.3f} | {curve[-1]:.3f} | "
+            f"{r['spc_decoder_s'] * 1000:.1f} | {r['spc_total_s'] * 1000:.1f} |"
+        )
+    (Path(__file__).parent / "quality.md").write_text("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()

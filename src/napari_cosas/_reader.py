@@ -1,0 +1,74 @@
+"""Reader: exported masks (as labels) and sidecars (mask, clicks as points, image if present).
+
+Handled: ``*.json`` sidecars with ``"format": "napari-cosas-sidecar/1"``, and PNG / TIFF masks
+in a ``masks`` folder or named ``*_mask``. Anything else is left to other readers (``None``).
+Clicks in sidecars are ``(row, col)`` image pixels, napari's order for a 2-D points layer.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .image_io import TIFF_SUFFIXES, load_image, load_mask
+from .session import SIDECAR_FORMAT, load_sidecar
+
+LayerData = tuple[Any, dict[str, Any], str]
+MASK_SUFFIXES = (".png", *TIFF_SUFFIXES)
+
+
+def _is_sidecar(path: Path) -> bool:
+    try:
+        return json.loads(path.read_text()).get("format") == SIDECAR_FORMAT
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def _is_mask_file(path: Path) -> bool:
+    return path.suffix.lower() in MASK_SUFFIXES and (path.parent.name == "masks" or path.stem.endswith("_mask"))
+
+
+def get_reader(path: str | list[str]) -> Callable[[str | list[str]], list[LayerData]] | None:
+    """napari reader hook: a reader function for one sidecar or mask file, else ``None``."""
+    if isinstance(path, list):
+        if len(path) != 1:
+            return None
+        path = path[0]
+    p = Path(path)
+    if p.suffix.lower() == ".json" and _is_sidecar(p):
+        return read_sidecar
+    if _is_mask_file(p):
+        return read_mask
+    return None
+
+
+def read_mask(path: str | list[str]) -> list[LayerData]:
+    """A mask file as a labels layer ``(H, W)`` uint8 (1 = tumour)."""
+    p = Path(path[0] if isinstance(path, list) else path)
+    labels = (load_mask(p) > 0).astype(np.uint8)
+    return [(labels, {"name": p.stem, "opacity": 0.5}, "labels")]
+
+
+def read_sidecar(path: str | list[str]) -> list[LayerData]:
+    """The source image (when its file still exists), the mask and the clicks of a sidecar."""
+    p = Path(path[0] if isinstance(path, list) else path)
+    data = load_sidecar(p)
+    layers: list[LayerData] = []
+    image_path = data["image"].get("path")
+    if image_path and Path(image_path).is_file():
+        layers.append((load_image(image_path), {"name": data["image"]["name"], "rgb": True}, "image"))
+    mask_path = (p.parent / data["mask_file"]).resolve()
+    labels = (load_mask(mask_path, shape=tuple(data["image"]["shape_rc"])) > 0).astype(np.uint8)
+    layers.append((labels, {"name": f"{p.stem} mask", "opacity": 0.5}, "labels"))
+    clicks = data["clicks"]
+    points = np.array([[c["row"], c["col"]] for c in clicks], dtype=float).reshape(-1, 2)
+    colors = ["lime" if c["positive"] else "red" for c in clicks]
+    meta: dict[str, Any] = {"name": f"{p.stem} clicks", "features": {"positive": [c["positive"] for c in clicks]}}
+    if colors:
+        meta["face_color"] = colors
+    layers.append((points, meta, "points"))
+    return layers

@@ -1,0 +1,235 @@
+"""A faster, numerically equivalent per-click path through SAM's (or the enhanced) mask decoder.
+
+`FastClickDecoder` computes exactly what ``MaskDecoder.forward`` / ``EnhancedMaskDecoder
+.forward_with_context`` compute for one prompt set with ``multimask_output=False`` (up to float
+rounding), but cheaper:
+
+* **per-image terms cached**: the image context (global attention, for the enhanced decoder) and
+  the dense positional encoding are stored once per image as ``(HW, C)`` token matrices, so a click
+  does no ``repeat_interleave`` / flatten / permute copies of them;
+* **attention re-associated on the token side**: the cross attentions between the ``T`` prompt
+  tokens and the ``HW = 4096`` image tokens never project the image tokens. For
+  tokens -> image, ``softmax(q W_k (x + b_k)^T)`` equals ``softmax((q W_k) x^T)`` (the key bias adds
+  a constant per row) and ``P (x W_v^T + b_v) = (P x) W_v^T + b_v`` (rows of ``P`` sum to one); for
+  image -> tokens the query projection is folded into the (few) keys and the value projection into
+  the output projection. Each ``HW x C x D`` projection (``D = 128``) becomes an
+  ``HW x C x (heads * T)`` product, a saving while ``heads * T < D`` (fewer than 16 tokens: 5
+  output tokens, the points and SAM's padding point, i.e. up to 9 clicks); otherwise the original
+  attention projections run;
+* **softmax over the short token axis on a contiguous layout**: PyTorch's CPU softmax over a last
+  dimension of 7 is ~50x slower than over a middle dimension of the same tensor;
+* **only the returned mask**: the final token -> image attention for mask token 0 only (it is
+  per query token), its hypernetwork MLP only, no IoU head; the transposed convolutions of the
+  output upscaling run as channels-last matrix products (no NCHW permutes);
+* the extra layers' gated blend ``x + g * (new - x)`` as one ``torch.lerp``.
+
+Shapes: image tokens ``(HW, C)`` float32 (``C = 256``, ``HW = 64 * 64``), prompt tokens
+``(T, C)``, low-resolution logits ``(1, 1, 4h, 4w)`` (``(1, 1, 256, 256)`` for SAM).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import math
+import sys
+
+import torch
+import torch.nn.functional as F
+from segment_anything.modeling import MaskDecoder, PromptEncoder
+from segment_anything.modeling.transformer import Attention, TwoWayAttentionBlock
+from torch import Tensor, nn
+
+from .models.enhanced_decoder import EnhancedMaskDecoder
+
+Layer = tuple[TwoWayAttentionBlock, Tensor | None, Tensor | None]
+
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_THRESHOLD = -3
+
+
+def keep_freed_heap_memory(mmap_threshold: int = 32 << 20, trim_threshold: int = 1 << 30) -> bool:
+    """Make glibc's malloc keep freed memory for reuse (a process-wide setting).
+
+    A click allocates and frees a few dozen 4-8 MB tensors; by default glibc serves them with
+    fresh ``mmap`` pages and returns them at once, so every click pays page faults (about a
+    quarter of a CPU click on a 2-core VM). Raising the mmap threshold (32 MiB is glibc's maximum
+    on 64-bit) and the trim threshold lets them be reused; the process keeps up to
+    ``trim_threshold`` bytes of freed heap. Call once at application start. Returns ``False``
+    (and changes nothing) where the C library is not glibc.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    return bool(mallopt(_M_MMAP_THRESHOLD, mmap_threshold)) and bool(
+        mallopt(_M_TRIM_THRESHOLD, trim_threshold)
+    )
+
+
+def _heads_weight(linear: nn.Linear, heads: int) -> Tensor:
+    """``(D, C)`` projection weight as ``(heads, D / heads, C)`` (a view)."""
+    return linear.weight.view(heads, -1, linear.weight.shape[1])
+
+
+def _uses_token_side(attn: Attention, num_tokens: int) -> bool:
+    """The re-associated form costs ``heads * T`` per image token, the original ``D``."""
+    return attn.num_heads * num_tokens < attn.internal_dim
+
+
+def tokens_to_image(attn: Attention, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+    """``attn(q, k, v)`` for ``T`` query tokens ``(T, C)`` over image tokens ``k``, ``v``
+    ``(HW, C)``; returns ``(T, C)``."""
+    num_tokens = q.shape[0]
+    if not _uses_token_side(attn, num_tokens):
+        return attn(q[None], k[None], v[None])[0]
+    heads = attn.num_heads
+    head_dim = attn.internal_dim // heads
+    qh = attn.q_proj(q).view(num_tokens, heads, head_dim).transpose(0, 1)  # (H, T, d)
+    q_img = torch.bmm(qh, _heads_weight(attn.k_proj, heads)).mul_(1.0 / math.sqrt(head_dim))
+    probs = torch.mm(q_img.view(heads * num_tokens, -1), k.t()).softmax(dim=-1)  # (H*T, HW)
+    mixed = torch.mm(probs, v).view(heads, num_tokens, -1)  # (H, T, C)
+    out = torch.baddbmm(
+        attn.v_proj.bias.view(heads, 1, head_dim),
+        mixed,
+        _heads_weight(attn.v_proj, heads).transpose(1, 2),
+    )  # (H, T, d)
+    return attn.out_proj(out.transpose(0, 1).reshape(num_tokens, attn.internal_dim))
+
+
+def image_to_tokens(attn: Attention, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+    """``attn(q, k, v)`` for image tokens ``q`` ``(HW, C)`` over ``T`` prompt tokens ``k``,
+    ``v`` ``(T, C)``; returns ``(HW, C)``."""
+    num_tokens = k.shape[0]
+    heads = attn.num_heads
+    head_dim = attn.internal_dim // heads
+    kh = attn.k_proj(k).view(num_tokens, heads, head_dim).transpose(0, 1)  # (H, T, d)
+    vh = attn.v_proj(v).view(num_tokens, heads, head_dim).transpose(0, 1)
+    scale = 1.0 / math.sqrt(head_dim)
+    if not _uses_token_side(attn, num_tokens):
+        qh = attn.q_proj(q).view(-1, heads, head_dim).permute(1, 2, 0)  # (H, d, HW)
+        probs = torch.bmm(kh, qh).mul_(scale).softmax(dim=1)  # (H, T, HW)
+        mixed = torch.bmm(probs.transpose(1, 2), vh)  # (H, HW, d)
+        return attn.out_proj(mixed.transpose(0, 1).reshape(-1, attn.internal_dim))
+    keys_img = torch.bmm(kh, _heads_weight(attn.q_proj, heads)).mul_(scale)  # (H, T, C)
+    bias = torch.bmm(kh, attn.q_proj.bias.view(heads, head_dim, 1)).mul_(scale)  # (H, T, 1)
+    logits = torch.addmm(
+        bias.view(heads * num_tokens, 1), keys_img.view(heads * num_tokens, -1), q.t()
+    )  # (H*T, HW)
+    probs = logits.view(heads, num_tokens, -1).softmax(dim=1).view(heads * num_tokens, -1)
+    out_w = attn.out_proj.weight.view(-1, heads, head_dim).permute(1, 2, 0)  # (H, d, C)
+    values_out = torch.bmm(vh, out_w).view(heads * num_tokens, -1)  # (H*T, C)
+    return torch.addmm(attn.out_proj.bias, probs.t(), values_out)
+
+
+def two_way_block(
+    block: TwoWayAttentionBlock, queries: Tensor, keys: Tensor, query_pe: Tensor, key_pe: Tensor
+) -> tuple[Tensor, Tensor]:
+    """``TwoWayAttentionBlock.forward`` on unbatched ``(T, C)`` queries and ``(HW, C)`` keys."""
+    if block.skip_first_layer_pe:
+        queries = block.self_attn(queries[None], queries[None], queries[None])[0]
+    else:
+        q = (queries + query_pe)[None]
+        queries = queries + block.self_attn(q, q, queries[None])[0]
+    queries = block.norm1(queries)
+    keys_pe = keys + key_pe
+    attn_out = tokens_to_image(block.cross_attn_token_to_image, queries + query_pe, keys_pe, keys)
+    queries = block.norm2(queries + attn_out)
+    queries = block.norm3(queries + block.mlp(queries))
+    attn_out = image_to_tokens(block.cross_attn_image_to_token, keys_pe, queries + query_pe, queries)
+    return queries, block.norm4(keys + attn_out)
+
+
+def _conv_transpose_2x2(x: Tensor, conv: nn.ConvTranspose2d) -> Tensor:
+    """Channels-last ``ConvTranspose2d(kernel=2, stride=2)``: ``(P, C_in)`` -> ``(P, 4, C_out)``
+    with the 4 sub-pixels ordered ``(a, b)`` (output pixel ``(2i + a, 2j + b)``)."""
+    c_in, c_out = conv.weight.shape[:2]
+    weight = conv.weight.permute(0, 2, 3, 1).reshape(c_in, 4 * c_out)
+    return torch.addmm(conv.bias.repeat(4), x, weight).view(-1, 4, c_out)
+
+
+class FastClickDecoder:
+    """Per-click decoder path of a SAM model with a plain or enhanced mask decoder.
+
+    Call `set_image` once per image, then `low_res_logits` per click. Inference only (call it
+    under ``torch.inference_mode``); the model's parameters are read, never copied.
+    """
+
+    def __init__(self, prompt_encoder: PromptEncoder, mask_decoder: MaskDecoder) -> None:
+        self.prompt_encoder = prompt_encoder
+        self.decoder = mask_decoder
+        transformer = mask_decoder.transformer
+        self.layers: list[Layer] = [(block, None, None) for block in transformer.layers]
+        if isinstance(mask_decoder, EnhancedMaskDecoder):
+            self.layers += [(g.block, g.query_gate, g.key_gate) for g in mask_decoder.extra_layers]
+        self._image_tokens: Tensor | None = None
+        self._key_pe: Tensor | None = None
+        self._grid: tuple[int, int] = (0, 0)
+
+    def set_image(self, image_embedding: Tensor, image_pe: Tensor) -> None:
+        """Cache the per-image terms.
+
+        Args:
+            image_embedding: ``(1, C, h, w)`` float32: the image context for an enhanced decoder
+                (``image_context``), the image embedding for a plain one.
+            image_pe: ``(1, C, h, w)`` dense positional encoding.
+        """
+        self._grid = (image_embedding.shape[2], image_embedding.shape[3])
+        self._image_tokens = image_embedding[0].flatten(1).t().contiguous()
+        self._key_pe = image_pe[0].flatten(1).t().contiguous()
+
+    def low_res_logits(
+        self, coords_xy: Tensor, labels: Tensor, mask_input: Tensor | None = None
+    ) -> Tensor:
+        """Low-resolution logits of the single-mask output.
+
+        Args:
+            coords_xy: ``(1, N, 2)`` float32 point coordinates ``(x, y)`` in the resized frame.
+            labels: ``(1, N)`` int64, 1 positive / 0 negative.
+            mask_input: ``(1, 1, 4h, 4w)`` float32 mask prompt logits, or ``None``.
+
+        Returns:
+            ``(1, 1, 4h, 4w)`` float32 logits, equal (within float tolerance) to
+            ``decoder(..., multimask_output=False)[0]``.
+        """
+        sparse, dense = self.prompt_encoder(points=(coords_xy, labels), boxes=None, masks=mask_input)
+        return self.decode(sparse, dense)
+
+    def decode(self, sparse: Tensor, dense: Tensor) -> Tensor:
+        """`low_res_logits` from encoded prompts: sparse ``(1, K, C)``, dense ``(1, C, h, w)``."""
+        if self._image_tokens is None or self._key_pe is None:
+            raise RuntimeError("FastClickDecoder.set_image must be called before decoding.")
+        d = self.decoder
+        tokens = torch.cat([d.iou_token.weight, d.mask_tokens.weight, sparse[0]], dim=0)
+        keys = self._image_tokens + dense[0].flatten(1).t()
+        queries = tokens
+        for block, query_gate, key_gate in self.layers:
+            new_q, new_k = two_way_block(block, queries, keys, tokens, self._key_pe)
+            if query_gate is None:
+                queries, keys = new_q, new_k
+            else:
+                queries = torch.lerp(queries, new_q, query_gate)
+                keys = torch.lerp(keys, new_k, key_gate)
+        # the final attention is per query token: only mask token 0 (row 1) feeds the output
+        t = d.transformer
+        mask_query = queries[1:2]
+        attn_out = tokens_to_image(
+            t.final_attn_token_to_image, mask_query + tokens[1:2], keys + self._key_pe, keys
+        )
+        mask_query = t.norm_final_attn(mask_query + attn_out)
+        return self._upscale(keys, d.output_hypernetworks_mlps[0](mask_query[0]))
+
+    def _upscale(self, keys: Tensor, hyper: Tensor) -> Tensor:
+        """``output_upscaling`` + hypernetwork product: ``(hw, C)``, ``(C / 8,)`` ->
+        ``(1, 1, 4h, 4w)``."""
+        conv1, norm, act1, conv2, act2 = self.decoder.output_upscaling
+        x = _conv_transpose_2x2(keys, conv1)  # (hw, 4, C/4)
+        x = act1(F.layer_norm(x, norm.weight.shape, norm.weight, norm.bias, norm.eps))
+        x = act2(_conv_transpose_2x2(x.view(-1, x.shape[-1]), conv2))  # (4hw, 4, C/8)
+        h, w = self._grid
+        # pixel (4i + 2a + a2, 4j + 2b + b2) from rows (i, j, a, b) and sub-pixels (a2, b2)
+        low = torch.mv(x.view(-1, x.shape[-1]), hyper).view(h, w, 2, 2, 2, 2)
+        return low.permute(0, 2, 4, 1, 3, 5).reshape(1, 1, 4 * h, 4 * w)

@@ -1,0 +1,609 @@
+"""Per-patch annotation state and export, shared by the napari widget (no napari / Qt here).
+
+An :class:`AnnotationSession` holds a list of :class:`Patch` objects. Each patch moves through
+the states ``new`` (nothing computed) -> ``segmented`` (automatic mask) -> ``corrected`` (clicks
+or brush edits not yet exported) -> ``exported`` (written; any later change makes it
+``corrected`` again). Corrections stay in memory per patch when switching patches.
+
+Work that takes time is split in two so that a front end can run it in a worker thread:
+``compute_*`` methods read state and call the models (safe off the GUI thread, one at a time);
+``apply_*`` methods mutate state (call them on the GUI thread).
+
+Coordinates: clicks and masks use napari's ``(row, col)`` pixel order; the click model's
+``(x, y)`` conversion happens in :mod:`napari_cosas.predictor`; GeoJSON uses ``x = col``,
+``y = row`` in pixel units with the origin at the top-left corner of pixel ``(0, 0)``.
+Images are ``(H, W, 3)`` uint8, masks ``(H, W)`` bool, probabilities ``(H, W)`` float32.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+from scipy.ndimage import binary_fill_holes
+from skimage.measure import find_contours, label, regionprops
+
+from .clicks import Click, Clicker
+from .image_io import (
+    ImageFormatError,
+    as_rgb_uint8,
+    atomic_write_bytes,
+    encode_image,
+    image_sha256,
+    list_images,
+    load_image,
+)
+
+if TYPE_CHECKING:  # torch is imported only when a model is used (keeps the napari reader light)
+    from .predictor import ClickPredictor
+
+__all__ = [
+    "AnnotationSession",
+    "ClickResult",
+    "ExportResult",
+    "ModelBundle",
+    "Patch",
+    "SIDECAR_FORMAT",
+    "available_models",
+    "mask_to_geojson",
+    "ring_signed_area",
+]
+
+PatchState = Literal["new", "segmented", "corrected", "exported"]
+SIDECAR_FORMAT = "napari-cosas-sidecar/1"
+DEFAULT_SEGMENTER = "cosas-default-segmenter"
+DEFAULT_CLICK = "cosas-default-click"
+#: Masks with a side longer than this are exported as (zlib-compressed) TIFF instead of PNG.
+LARGE_SIDE = 2048
+#: Export sub-folders: ``<out>/masks``, ``<out>/sidecars``, ``<out>/geojson``.
+MASKS_DIR, SIDECARS_DIR, GEOJSON_DIR = "masks", "sidecars", "geojson"
+
+
+def _now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+# ----------------------------------------------------------------------------- models
+
+
+def available_models(kind: Literal["click", "segmenter"]) -> list[str]:
+    """Registry names of ``kind`` whose weights are on this machine, the default first.
+
+    The project's default is always listed (loading it reports missing weights clearly); other
+    models are listed only when their file is in the weights folders or the download cache
+    (existence only: the checksum is verified when the model is loaded).
+    """
+    from . import registry
+
+    default = DEFAULT_CLICK if kind == "click" else DEFAULT_SEGMENTER
+    names = [default]
+    for spec in registry.list_models(kind):
+        if spec.name == default:
+            continue
+        folders = registry.weights_dirs() if spec.bundled else [registry.cache_dir()]
+        if any((folder / spec.filename).is_file() for folder in folders):
+            names.append(spec.name)
+    return names
+
+
+class ModelBundle:
+    """The automatic segmenter and the click predictor, loaded from the registry on first use.
+
+    Args:
+        segmenter_name, click_name: registry names (see :func:`available_models`).
+        device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
+        segmenter, predictor: ready models (tests, scripts); they skip loading.
+        segmenter_id: id recorded in sidecars for an injected segmenter.
+    """
+
+    def __init__(
+        self,
+        segmenter_name: str = DEFAULT_SEGMENTER,
+        click_name: str = DEFAULT_CLICK,
+        device: str = "auto",
+        *,
+        segmenter: Any | None = None,
+        predictor: ClickPredictor | None = None,
+        segmenter_id: str | None = None,
+    ) -> None:
+        self.segmenter_name = segmenter_name
+        self.click_name = click_name
+        self.device = device
+        self._segmenter = segmenter
+        self._predictor = predictor
+        self._segmenter_id = segmenter_id
+
+    @property
+    def segmenter_id(self) -> str:
+        return self._segmenter_id or self.segmenter_name
+
+    @property
+    def click_id(self) -> str:
+        return self._predictor.model_id if self._predictor is not None else self.click_name
+
+    def segmenter(self) -> Any:
+        """The ``ReinSegmenter`` (loads it on first call; raises ``WeightsError`` if missing)."""
+        if self._segmenter is None:
+            from .registry import load_segmenter
+
+            self._segmenter = load_segmenter(self.segmenter_name, device=self.device)
+        return self._segmenter
+
+    def predictor(self) -> ClickPredictor:
+        """The ``ClickPredictor`` with an on-disk embedding cache (loads it on first call)."""
+        if self._predictor is None:
+            from .embedding_cache import EmbeddingCache
+            from .predictor import ClickPredictor
+
+            self._predictor = ClickPredictor.from_registry(
+                self.click_name, device=self.device, cache=EmbeddingCache()
+            )
+        return self._predictor
+
+
+# ----------------------------------------------------------------------------- patches
+
+
+@dataclass(frozen=True)
+class ClickRecord:
+    """A click as recorded in the sidecar: ``(row, col)``, label, wall time, model latency."""
+
+    row: int
+    col: int
+    positive: bool
+    timestamp: str
+    latency_s: float
+
+
+@dataclass(frozen=True)
+class _Snapshot:
+    """State before an undoable step (a click or a brush edit)."""
+
+    mask: np.ndarray | None
+    logits: np.ndarray | None
+    state: PatchState
+    is_click: bool
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """Paths written by one export."""
+
+    mask: Path
+    sidecar: Path
+    geojson: Path
+
+
+@dataclass
+class Patch:
+    """One image and its annotation state.
+
+    ``mask``: ``(H, W)`` bool current mask, ``None`` before segmenting or clicking.
+    ``auto_prob``: ``(H, W)`` float32 automatic probabilities. ``logits``: ``(1, 256, 256)``
+    low-res logits of the last click, the next click's mask prompt; ``None`` means the prompt is
+    derived from the mask (after segmenting, a brush edit, undo to the start or a model change).
+    """
+
+    name: str
+    path: Path | None = None
+    image: np.ndarray | None = None
+    state: PatchState = "new"
+    auto_prob: np.ndarray | None = None
+    mask: np.ndarray | None = None
+    logits: np.ndarray | None = None
+    clicker: Clicker = field(default_factory=Clicker)
+    clicks: list[ClickRecord] = field(default_factory=list)
+    history: list[_Snapshot] = field(default_factory=list)
+    brush_edited: bool = False
+    exports: list[ExportResult] = field(default_factory=list)
+    _sha256: str | None = None
+
+    def load(self) -> np.ndarray:
+        """The image, ``(H, W, 3)`` uint8, read from ``path`` on first use."""
+        if self.image is None:
+            if self.path is None:
+                raise ImageFormatError(f"patch {self.name!r} has neither pixels nor a file")
+            self.image = load_image(self.path)
+        return self.image
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        image = self.load()
+        return image.shape[0], image.shape[1]
+
+    @property
+    def sha256(self) -> str:
+        if self._sha256 is None:
+            self._sha256 = image_sha256(self.load())
+        return self._sha256
+
+    @property
+    def auto_mask(self) -> np.ndarray | None:
+        """``(H, W)`` bool automatic mask (probability > 0.49), or ``None``."""
+        from .predictor import PROB_THRESHOLD
+
+        return None if self.auto_prob is None else self.auto_prob > PROB_THRESHOLD
+
+    @property
+    def unsaved(self) -> bool:
+        return self.state == "corrected"
+
+    def contains(self, row: float, col: float) -> bool:
+        rows, cols = self.shape
+        return 0 <= row < rows and 0 <= col < cols
+
+    def _push(self, is_click: bool) -> None:
+        mask = None if self.mask is None else self.mask.copy()
+        self.history.append(_Snapshot(mask, self.logits, self.state, is_click))
+
+    def _changed(self) -> None:
+        self.state = "corrected"
+
+
+@dataclass(frozen=True)
+class ClickResult:
+    """What a click computed (``mask`` ``(H, W)`` bool, ``logits`` ``(1, 256, 256)`` float32)."""
+
+    patch: Patch
+    click: Click
+    mask: np.ndarray
+    logits: np.ndarray
+    latency_s: float
+    timestamp: str
+
+
+class ClickOutsideError(ValueError):
+    """A click that does not lie on the image."""
+
+
+class AnnotationSession:
+    """Patches, the current one, the models and the session's click statistics."""
+
+    def __init__(self, models: ModelBundle | None = None) -> None:
+        self.models = models if models is not None else ModelBundle()
+        self.patches: list[Patch] = []
+        self.index = -1
+        self.total_clicks = 0
+        self.total_click_seconds = 0.0
+        self._embedded: tuple[int, str] | None = None
+
+    # -- patch list -------------------------------------------------------------------
+
+    @property
+    def current(self) -> Patch | None:
+        return self.patches[self.index] if 0 <= self.index < len(self.patches) else None
+
+    def add_files(self, paths: Sequence[str | os.PathLike]) -> list[Patch]:
+        """Append patches for image files (read lazily); files already listed are skipped."""
+        known = {p.path.resolve() for p in self.patches if p.path is not None}
+        added = []
+        for path in map(Path, paths):
+            if path.resolve() in known:
+                continue
+            added.append(Patch(name=path.stem, path=path))
+            known.add(path.resolve())
+        self.patches.extend(added)
+        return added
+
+    def add_folder(self, folder: str | os.PathLike) -> list[Patch]:
+        """Append every image directly in ``folder`` (sorted by name)."""
+        return self.add_files(list_images(folder))
+
+    def add_array(self, name: str, image: np.ndarray, path: str | os.PathLike | None = None) -> Patch:
+        """Append a patch from pixels (e.g. an image layer); ``image`` is converted to RGB uint8."""
+        patch = Patch(name=name, path=Path(path) if path else None, image=as_rgb_uint8(image, name=name))
+        self.patches.append(patch)
+        return patch
+
+    def select(self, index: int) -> Patch:
+        """Make patch ``index`` current, reading its image; on a read error nothing changes."""
+        if not 0 <= index < len(self.patches):
+            raise IndexError(f"no patch {index}; there are {len(self.patches)}")
+        self.patches[index].load()
+        self.index = index
+        return self.patches[index]
+
+    def step(self, delta: int) -> Patch | None:
+        """Select the patch ``delta`` places away; ``None`` (and no change) past either end."""
+        target = self.index + delta
+        return self.select(target) if 0 <= target < len(self.patches) else None
+
+    def set_models(self, models: ModelBundle) -> None:
+        """Use other models; every patch's next click takes its prompt from its mask."""
+        self.models = models
+        self._embedded = None
+        for patch in self.patches:
+            patch.logits = None
+
+    # -- automatic mask and embedding ---------------------------------------------------
+
+    def compute_segmentation(
+        self, patch: Patch, progress: Callable[[int, int], None] | None = None
+    ) -> np.ndarray:
+        """``(H, W)`` float32 automatic probabilities (worker thread; no state change)."""
+        return self.models.segmenter().predict_proba(patch.load(), progress=progress)
+
+    def apply_segmentation(self, patch: Patch, prob: np.ndarray) -> None:
+        """Start the patch over from the automatic mask (clicks and history cleared)."""
+        prob = np.asarray(prob, dtype=np.float32)
+        if prob.shape != patch.shape:
+            raise ImageFormatError(
+                f"automatic mask is {prob.shape} but patch {patch.name!r} is {patch.shape} (rows, cols)"
+            )
+        patch.auto_prob = prob
+        self.reset(patch)
+
+    def prepare_embedding(self, patch: Patch) -> None:
+        """Encode ``patch`` with the click model unless it is already set (worker thread)."""
+        predictor = self.models.predictor()
+        key = (id(predictor), patch.sha256)
+        if self._embedded != key or not predictor.is_image_set:
+            predictor.set_image(patch.load())
+            self._embedded = key
+
+    # -- clicks, brush edits, undo, reset ---------------------------------------------------
+
+    def sync_mask(self, patch: Patch, mask: np.ndarray) -> bool:
+        """Take a mask edited outside the session (a brush); returns whether it changed.
+
+        A change is undoable, marks the patch ``corrected`` and makes the edited mask the next
+        click's mask prompt.
+        """
+        mask = np.asarray(mask) > 0
+        if mask.shape != patch.shape:
+            raise ImageFormatError(f"mask is {mask.shape} but patch {patch.name!r} is {patch.shape} (rows, cols)")
+        current = patch.mask if patch.mask is not None else np.zeros(patch.shape, dtype=bool)
+        if np.array_equal(mask, current):
+            return False
+        patch._push(is_click=False)
+        patch.mask = mask
+        patch.logits = None
+        patch.brush_edited = True
+        patch._changed()
+        return True
+
+    def _mask_prompt(self, patch: Patch, predictor: ClickPredictor) -> np.ndarray | None:
+        if patch.logits is not None:
+            return patch.logits
+        if patch.mask is None or not patch.mask.any():
+            return None
+        auto = patch.auto_mask
+        if auto is not None and np.array_equal(patch.mask, auto):
+            return predictor.set_initial_mask(patch.auto_prob)
+        return predictor.set_initial_mask(patch.mask.astype(np.float32))
+
+    def compute_click(self, patch: Patch, row: float, col: float, positive: bool) -> ClickResult:
+        """Run the click model for the patch's clicks plus this one (worker thread; no state change).
+
+        Raises:
+            ClickOutsideError: ``(row, col)`` is not on the image.
+        """
+        if not patch.contains(row, col):
+            raise ClickOutsideError(
+                f"click at (row {row:.0f}, col {col:.0f}) is outside the {patch.shape[0]}x{patch.shape[1]} image"
+            )
+        click = Click(int(row), int(col), bool(positive))
+        self.prepare_embedding(patch)
+        predictor = self.models.predictor()
+        timestamp = _now_iso()
+        start = time.perf_counter()
+        prompt = self._mask_prompt(patch, predictor)
+        points = np.vstack([patch.clicker.points_rc(), [[click.row, click.col]]])
+        labels = np.append(patch.clicker.labels(), int(click.is_positive))
+        mask, logits = predictor.predict(points, labels, prompt)
+        return ClickResult(patch, click, mask, logits, time.perf_counter() - start, timestamp)
+
+    def apply_click(self, result: ClickResult) -> None:
+        """Record a computed click and its mask (undoable)."""
+        patch = result.patch
+        patch._push(is_click=True)
+        patch.clicker.add(result.click)
+        patch.clicks.append(
+            ClickRecord(result.click.row, result.click.col, result.click.is_positive,
+                        result.timestamp, result.latency_s)
+        )
+        patch.mask = result.mask
+        patch.logits = result.logits
+        patch._changed()
+        self.total_clicks += 1
+        self.total_click_seconds += result.latency_s
+
+    def click(self, patch: Patch, row: float, col: float, positive: bool) -> ClickResult:
+        """:meth:`compute_click` then :meth:`apply_click` (for scripts and tests)."""
+        result = self.compute_click(patch, row, col, positive)
+        self.apply_click(result)
+        return result
+
+    def undo(self, patch: Patch) -> bool:
+        """Undo the last click or brush edit; ``False`` when there is nothing to undo."""
+        if not patch.history:
+            return False
+        snap = patch.history.pop()
+        if snap.is_click:
+            patch.clicker.undo()
+            patch.clicks.pop()
+        patch.mask, patch.logits, patch.state = snap.mask, snap.logits, snap.state
+        return True
+
+    def reset(self, patch: Patch) -> None:
+        """Back to the automatic mask (or no mask before segmenting): clicks and edits dropped."""
+        patch.mask = patch.auto_mask
+        patch.logits = None
+        patch.clicker.reset()
+        patch.clicks.clear()
+        patch.history.clear()
+        patch.brush_edited = False
+        patch.state = "new" if patch.auto_prob is None else "segmented"
+
+    # -- statistics -----------------------------------------------------------------------
+
+    @property
+    def seconds_per_click(self) -> float | None:
+        """Mean model time per click over the session (``None`` before the first click)."""
+        return self.total_click_seconds / self.total_clicks if self.total_clicks else None
+
+    # -- export -----------------------------------------------------------------------------
+
+    def export(self, patch: Patch, out_dir: str | os.PathLike) -> ExportResult:
+        """Write the mask, the JSON sidecar and the GeoJSON outline under ``out_dir``.
+
+        Layout: ``masks/<stem>.png`` (``.tif`` when a side exceeds ``LARGE_SIDE``; 0 / 255
+        uint8), ``sidecars/<stem>.json``, ``geojson/<stem>.geojson``, where ``<stem>`` is the
+        patch name, or ``<name>_v2``, ``<name>_v3``, ... so that no earlier export is
+        overwritten. Every file is written atomically and all payloads are encoded first; if a
+        write fails, the files of this export already written are removed.
+        """
+        if patch.mask is None:
+            raise ValueError(f"patch {patch.name!r} has no mask yet: segment it or click first.")
+        out = Path(out_dir)
+        suffix = ".tif" if max(patch.shape) > LARGE_SIDE else ".png"
+        stem = versioned_stem(out, patch.name)
+        result = ExportResult(
+            out / MASKS_DIR / f"{stem}{suffix}",
+            out / SIDECARS_DIR / f"{stem}.json",
+            out / GEOJSON_DIR / f"{stem}.geojson",
+        )
+        payloads = {
+            result.mask: encode_image(patch.mask.astype(np.uint8) * 255, suffix),
+            result.sidecar: json.dumps(self._sidecar(patch, result), indent=2).encode(),
+            result.geojson: json.dumps(mask_to_geojson(patch.mask)).encode(),
+        }
+        written: list[Path] = []
+        try:
+            for path, data in payloads.items():
+                atomic_write_bytes(path, data)
+                written.append(path)
+        except BaseException:
+            for path in written:
+                path.unlink(missing_ok=True)
+            raise
+        patch.exports.append(result)
+        patch.state = "exported"
+        return result
+
+    def _sidecar(self, patch: Patch, result: ExportResult) -> dict[str, Any]:
+        return {
+            "format": SIDECAR_FORMAT,
+            "created": _now_iso(),
+            "image": {
+                "name": patch.name,
+                "path": str(patch.path.resolve()) if patch.path is not None else None,
+                "sha256": patch.sha256,
+                "shape_rc": list(patch.shape),
+            },
+            "mask_file": os.path.relpath(result.mask, result.sidecar.parent),
+            "geojson_file": os.path.relpath(result.geojson, result.sidecar.parent),
+            "models": {"segmenter": self.models.segmenter_id, "click": self.models.click_id},
+            "started_from": "automatic" if patch.auto_prob is not None else "empty",
+            "brush_edited": patch.brush_edited,
+            "coordinates": "clicks are (row, col) image pixels; positive true = tumour",
+            "clicks": [
+                {"row": c.row, "col": c.col, "positive": c.positive, "timestamp": c.timestamp,
+                 "latency_s": round(c.latency_s, 6)}
+                for c in patch.clicks
+            ],
+        }
+
+
+def versioned_stem(out_dir: Path, name: str) -> str:
+    """``name``, else ``name_v2``, ``name_v3``, ...: the first stem with no exported file yet."""
+    def taken(stem: str) -> bool:
+        candidates = [out_dir / MASKS_DIR / f"{stem}{s}" for s in (".png", ".tif")]
+        candidates += [out_dir / SIDECARS_DIR / f"{stem}.json", out_dir / GEOJSON_DIR / f"{stem}.geojson"]
+        return any(p.exists() for p in candidates)
+
+    stem, version = name, 1
+    while taken(stem):
+        version += 1
+        stem = f"{name}_v{version}"
+    return stem
+
+
+def load_sidecar(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a sidecar written by :meth:`AnnotationSession.export`; ``ValueError`` otherwise."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path.name} is not a readable JSON file ({exc})") from exc
+    if not isinstance(data, dict) or data.get("format") != SIDECAR_FORMAT:
+        raise ValueError(f"{path.name} is not a napari-cosas sidecar (format {SIDECAR_FORMAT!r})")
+    return data
+
+
+# ----------------------------------------------------------------------------- GeoJSON
+
+
+def ring_signed_area(ring: np.ndarray) -> float:
+    """Shoelace area of a closed ring ``(K, 2)`` of ``(x, y)``; positive when counter-clockwise
+    in a y-up frame (the GeoJSON / RFC 7946 exterior orientation)."""
+    x, y = ring[:, 0], ring[:, 1]
+    return 0.5 * float(np.sum(x[:-1] * y[1:] - x[1:] * y[:-1]))
+
+
+def _rings(mask: np.ndarray, offset: tuple[int, int], connectivity: str, exterior: bool) -> list[list[list[float]]]:
+    """Closed rings around the ``True`` pixels of ``mask`` as ``[[x, y], ...]`` lists.
+
+    ``find_contours`` returns ``(row, col)`` points at the 0.5 level between pixel centres;
+    with a 1-pixel pad removed and the half-pixel shift to corner-origin pixel units,
+    ``x = col + offset_col + 0.5`` and ``y = row + offset_row + 0.5``.
+    """
+    padded = np.pad(mask, 1).astype(np.float32)
+    rings = []
+    for contour in find_contours(padded, 0.5, fully_connected=connectivity):
+        xy = contour[:, ::-1] + np.array([offset[1] - 0.5, offset[0] - 0.5])
+        if len(xy) < 4:
+            continue
+        if (ring_signed_area(xy) > 0) != exterior:
+            xy = xy[::-1]
+        rings.append(xy.tolist())
+    return rings
+
+
+def mask_to_geojson(mask: np.ndarray, name: str = "Tumor") -> dict[str, Any]:
+    """QuPath-compatible GeoJSON of a mask's outline.
+
+    Args:
+        mask: ``(H, W)`` bool (or 0 / non-zero) mask.
+
+    Returns:
+        A ``FeatureCollection`` with one ``annotation`` feature classified ``name`` (none for an
+        empty mask): a ``Polygon`` for one 8-connected region, a ``MultiPolygon`` otherwise;
+        holes (4-connected background enclosed by a region) are interior rings. Coordinates are
+        ``[x, y] = [col, row]`` in pixel units, origin at the top-left corner of pixel
+        ``(0, 0)``; exterior rings have positive shoelace area on these numbers, holes negative.
+    """
+    mask = np.asarray(mask) > 0
+    polygons = []
+    for region in regionprops(label(mask, connectivity=2)):
+        r0, c0 = region.bbox[:2]
+        body = region.image
+        filled = binary_fill_holes(body)
+        exterior = _rings(filled, (r0, c0), "high", exterior=True)
+        if exterior:  # one ring: a filled 8-connected region has a single outer contour
+            polygons.append([exterior[0], *_rings(filled & ~body, (r0, c0), "low", exterior=False)])
+    features = []
+    if polygons:
+        geometry = (
+            {"type": "Polygon", "coordinates": polygons[0]}
+            if len(polygons) == 1
+            else {"type": "MultiPolygon", "coordinates": polygons}
+        )
+        features.append(
+            {
+                "type": "Feature",
+                "geometry": geometry,
+                "properties": {
+                    "objectType": "annotation",
+                    "classification": {"name": name, "color": [200, 0, 0]},
+                },
+            }
+        )
+    return {"type": "FeatureCollection", "features": features}

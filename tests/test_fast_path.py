@@ -1,0 +1,174 @@
+"""FastClickDecoder: the same output as SAM's decoder + postprocess, within float tolerance."""
+
+import numpy as np
+import pytest
+import torch
+from segment_anything.modeling import Sam
+from segment_anything.modeling.transformer import Attention
+
+from napari_cosas.embedding_cache import EmbeddingCache
+from napari_cosas.fast_decoder import (
+    FastClickDecoder,
+    image_to_tokens,
+    keep_freed_heap_memory,
+    tokens_to_image,
+)
+from napari_cosas.models.sam_models import build_tiny_sam
+from napari_cosas.predictor import LOGIT_THRESHOLD, ClickPredictor
+
+ATOL = 1e-4
+
+
+def _randomise(sam: Sam, seed: int = 0) -> Sam:
+    """Non-default weights everywhere, non-zero gates (a trained enhanced decoder)."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in sam.mask_decoder.named_parameters():
+            if name.endswith("gate"):
+                p.copy_(0.5 * torch.randn(p.shape, generator=gen))
+            else:
+                p.add_(0.05 * torch.randn(p.shape, generator=gen))
+    return sam.eval()
+
+
+@pytest.fixture(scope="module", params=["plain", "enhanced"])
+def sam(request) -> Sam:
+    return _randomise(build_tiny_sam(decoder=request.param, seed=0))
+
+
+@pytest.fixture(scope="module")
+def embedding() -> torch.Tensor:
+    return torch.randn(1, 256, 64, 64, generator=torch.Generator().manual_seed(1))
+
+
+def _prompt(n_points: int, with_mask: bool, seed: int = 2):
+    gen = torch.Generator().manual_seed(seed)
+    coords = torch.rand(1, n_points, 2, generator=gen) * 1024
+    labels = torch.randint(0, 2, (1, n_points), generator=gen)
+    mask = 4 * torch.randn(1, 1, 256, 256, generator=gen) if with_mask else None
+    return coords, labels, mask
+
+
+@pytest.mark.parametrize("heads_tokens", [(8, 3), (8, 7), (8, 20)])
+def test_attention_forms_match_module(heads_tokens):
+    """Both re-associated attentions equal `Attention` (token-side form and fallback)."""
+    heads, n_tokens = heads_tokens
+    torch.manual_seed(3)
+    attn = Attention(256, heads, downsample_rate=2).eval()
+    tokens, tokens_v = torch.randn(n_tokens, 256), torch.randn(n_tokens, 256)
+    image, image_v = torch.randn(300, 256), torch.randn(300, 256)
+    with torch.inference_mode():
+        ref_t2i = attn(tokens[None], image[None], image_v[None])[0]
+        ref_i2t = attn(image[None], tokens[None], tokens_v[None])[0]
+        torch.testing.assert_close(tokens_to_image(attn, tokens, image, image_v), ref_t2i,
+                                   atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(image_to_tokens(attn, image, tokens, tokens_v), ref_i2t,
+                                   atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("n_points", [1, 4, 12, 25])
+@pytest.mark.parametrize("with_mask", [True, False])
+def test_low_res_logits_match_decoder(sam, embedding, n_points, with_mask):
+    """1-9 points use the token-side attention, 10+ the original projections; both match."""
+    coords, labels, mask = _prompt(n_points, with_mask)
+    dec = sam.mask_decoder
+    with torch.inference_mode():
+        pe = sam.prompt_encoder.get_dense_pe()
+        sparse, dense = sam.prompt_encoder(points=(coords, labels), boxes=None, masks=mask)
+        ref, _ = dec(embedding, pe, sparse, dense, False)  # full forward, no caching
+        fast = FastClickDecoder(sam.prompt_encoder, dec)
+        context = dec.image_context(embedding, pe) if hasattr(dec, "image_context") else embedding
+        fast.set_image(context, pe)
+        out = fast.low_res_logits(coords, labels, mask)
+    assert out.shape == ref.shape == (1, 1, 256, 256)
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out, ref, atol=ATOL, rtol=0)
+
+
+def test_decode_requires_image(sam):
+    with pytest.raises(RuntimeError, match="set_image"):
+        FastClickDecoder(sam.prompt_encoder, sam.mask_decoder).decode(
+            torch.zeros(1, 2, 256), torch.zeros(1, 256, 64, 64)
+        )
+
+
+def _reference_full_logits(sam, embedding, points_rc, labels, mask, original_size):
+    """SAM's own path: prompt encoder, decoder forward, ``Sam.postprocess_masks``."""
+    from segment_anything.utils.transforms import ResizeLongestSide
+
+    xy = ResizeLongestSide(1024).apply_coords(points_rc[:, ::-1].copy(), original_size)
+    with torch.inference_mode():
+        sparse, dense = sam.prompt_encoder(
+            points=(torch.as_tensor(xy, dtype=torch.float32)[None], torch.as_tensor(labels)[None]),
+            boxes=None,
+            masks=torch.as_tensor(mask)[None],
+        )
+        low, _ = sam.mask_decoder(embedding, sam.prompt_encoder.get_dense_pe(), sparse, dense, False)
+        input_size = ResizeLongestSide(1024).get_preprocess_shape(*original_size, 1024)
+        return sam.postprocess_masks(low, input_size, original_size)[0, 0], low[0]
+
+
+@pytest.mark.parametrize("original_size", [(1500, 1500), (300, 420)])
+def test_predictor_matches_sam_reference(sam, embedding, tmp_path, original_size):
+    """Full-resolution logits and masks of `ClickPredictor.predict` vs SAM's path."""
+    image = np.random.default_rng(0).integers(0, 256, (*original_size, 3), dtype=np.uint8)
+    predictor = ClickPredictor(sam, "tiny", device="cpu")
+    predictor.set_image(image)
+    predictor.embedding = embedding  # a fixed embedding: compare the decoder path only
+    predictor._prepare_image_terms()
+    rng = np.random.default_rng(4)
+    points = rng.uniform(0, min(original_size) - 1, size=(3, 2))
+    labels = np.array([1, 0, 1])
+    mask = (4 * rng.standard_normal((1, 256, 256))).astype(np.float32)
+    full_ref, low_ref = _reference_full_logits(sam, embedding, points, labels, mask, original_size)
+    mask_out, low_out = predictor.predict(points, labels, mask)
+    full_out, _ = predictor.predict_logits(points, labels, mask)
+    torch.testing.assert_close(torch.from_numpy(low_out), low_ref, atol=ATOL, rtol=0)
+    torch.testing.assert_close(full_out, full_ref, atol=ATOL, rtol=0)
+    assert mask_out.dtype == bool and mask_out.shape == original_size
+    ref_mask = (full_ref > LOGIT_THRESHOLD).numpy()
+    decided = (full_ref - LOGIT_THRESHOLD).abs().numpy() > ATOL
+    assert (mask_out == ref_mask)[decided].all()
+    assert (mask_out == ref_mask).mean() > 0.9999
+
+
+def test_fast_and_eager_predictors_agree(sam, tmp_path):
+    image = np.random.default_rng(5).integers(0, 256, (200, 150, 3), dtype=np.uint8)
+    cache = EmbeddingCache(tmp_path)
+    fast = ClickPredictor(sam, "tiny", device="cpu", cache=cache)
+    eager = ClickPredictor(sam, "tiny", device="cpu", cache=cache, fast=False)
+    fast.set_image(image)
+    eager.set_image(image)
+    points, labels = np.array([[50.0, 60.0], [120.0, 20.0]]), np.array([1, 0])
+    full_f, low_f = fast.predict_logits(points, labels)
+    full_e, low_e = eager.predict_logits(points, labels)
+    torch.testing.assert_close(low_f, low_e, atol=ATOL, rtol=0)
+    torch.testing.assert_close(full_f, full_e, atol=ATOL, rtol=0)
+
+
+def test_patch_encoded_once(tmp_path):
+    """Opening a patch again (same or another predictor) reads the cache, never the encoder."""
+    sam = build_tiny_sam(decoder="enhanced")
+    calls = []
+    sam.image_encoder.register_forward_hook(lambda *args: calls.append(1))
+    image = np.random.default_rng(6).integers(0, 256, (1500, 1500, 3), dtype=np.uint8)
+    cache = EmbeddingCache(tmp_path)
+    first = ClickPredictor(sam, "tiny", device="cpu", cache=cache)
+    first.set_image(image)
+    assert not first.last_encode_from_cache and len(calls) == 1
+    second = ClickPredictor(sam, "tiny", device="cpu", cache=cache)
+    second.set_image(image)
+    assert second.last_encode_from_cache and len(calls) == 1
+    mask, low = second.predict(np.array([[700.0, 800.0]]), np.array([1]))
+    assert mask.shape == (1500, 1500) and low.shape == (1, 256, 256)
+
+
+def test_keep_freed_heap_memory_applies_on_glibc():
+    import platform
+    import sys
+
+    applied = keep_freed_heap_memory()
+    if sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc":
+        assert applied is True
+    else:
+        assert applied is False
