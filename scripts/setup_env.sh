@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# Set up everything napari-cosas needs on a fresh Debian machine with Python 3.11:
-# the system libraries napari needs for OpenGL under a virtual screen (xvfb + Mesa), and a
-# virtual environment (.venv) with the package and the extras named in $1 (default: testing).
+# Set up napari-cosas on a fresh Debian machine with Python 3.11: a virtual environment (.venv)
+# holding the package with the extras named in $1 ("" for the headless core, "testing" or
+# "napari" for the GUI), and, for the GUI extras, the system libraries napari needs for OpenGL
+# on a virtual screen (xvfb + Mesa + Qt's xcb libraries).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-extras="${1:-testing}"
-SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-if ! command -v xvfb-run >/dev/null 2>&1 || ! ldconfig -p | grep -q libxcb-cursor; then
+extras="${1-testing}"
+if [ -n "$extras" ] && { ! command -v xvfb-run >/dev/null 2>&1 || ! ldconfig -p | grep -q libxcb-cursor; }; then
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
   export DEBIAN_FRONTEND=noninteractive
   $SUDO apt-get update -qq
   $SUDO apt-get install -y -qq xvfb xauth libgl1-mesa-dri libegl1 libxkbcommon-x11-0 libxcb-icccm4 \
@@ -15,4 +16,4 @@ if ! command -v xvfb-run >/dev/null 2>&1 || ! ldconfig -p | grep -q libxcb-curso
 fi
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q -e ".[${extras}]"
+.venv/bin/python -m pip install -q -e ".${extras:+[$extras]}"

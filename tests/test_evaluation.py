@@ -213,3 +213,21 @@ def test_targets():
     assert instance_targets(np.zeros((3, 3), np.int64)) == []
     with pytest.raises(ValueError):
         instance_targets(np.zeros((3, 3), np.float32))
+
+
+def test_merge_keeps_changes_away_from_the_click_out():
+    shape = (40, 40)
+    gt = _box(shape, 5, 15, 5, 15)
+    spurious = _box(shape, 30, 38, 30, 38)
+
+    def respond(pts, labels):
+        # the first click gives half the object; later clicks complete it but also add a blob far away
+        return _box(shape, 5, 10, 5, 15) if len(pts) == 1 else gt | spurious
+
+    plain = evaluate_object(FakeModel(respond), gt, max_clicks=3)
+    merged_model = FakeModel(respond)
+    merged = evaluate_object(merged_model, gt, max_clicks=3, merge=True)
+    assert plain.ious[1] < 0.9
+    assert merged.ious[1] == 1.0 and merged.n_clicks == 2
+    # the merged mask, not the model's raw logits, is the prompt after the merge
+    assert merged_model.initial_probs and merged_model.initial_probs[-1].shape == shape

@@ -6,6 +6,7 @@ points), runs every model call in a worker thread and shows errors as notificati
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Generator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -63,6 +64,7 @@ class CosasWidget(QWidget):
 
     def __init__(self, napari_viewer: napari.viewer.Viewer, models: ModelBundle | None = None) -> None:
         super().__init__()
+        _import_model_stack()
         self.viewer = napari_viewer
         self.session = AnnotationSession(models if models is not None else ModelBundle())
         self.busy = False
@@ -456,6 +458,21 @@ class CosasWidget(QWidget):
         spc = self.session.seconds_per_click
         spc_text = f"{spc:.3f} s" if spc is not None else "–"
         self.stats_label.setText(f"Clicks on this patch: {n}   last click: {last}   s/click (session): {spc_text}")
+
+
+def _import_model_stack() -> None:
+    """Import torch, timm and segment-anything on the GUI thread, without triton.
+
+    Their first import pulls in torch._dynamo, which imports triton (through torchvision).
+    Once napari has an OpenGL context on Mesa, loading triton's bundled LLVM next to Mesa's
+    crashes the process (segmentation fault, seen with napari 0.9 under xvfb). napari-cosas
+    never compiles kernels, so when triton is not loaded yet, it is marked unavailable for
+    this process (torch then runs without it) before the import.
+    """
+    if "triton" not in sys.modules:
+        sys.modules["triton"] = None  # makes `import triton` raise ImportError
+    from . import predictor  # noqa: F401
+    from .models import segmenter  # noqa: F401
 
 
 def _devices() -> list[str]:

@@ -26,7 +26,7 @@ JSON fields written by evaluate:
   spc_total_s              seconds per click end to end, image encoding included
   encode_s_per_image       mean seconds to encode (or load from cache) one image
   auto_mask_s_per_image    mean seconds of the automatic segmenter (--init auto only)
-  n_objects, n_images, init, objects, max_clicks, model_id, device
+  n_objects, n_images, init, objects, max_clicks, progressive_merge, model_id, device
   objects_detail           per object: image, name, ious, initial_iou, clicks [[row, col,
                            positive], ...], decoder_seconds, n_clicks, noc {"80", "85", "90"}
 Protocol: RITM's next-click rule, prediction = probability > 0.49, stop at IoU >= 0.90.
@@ -101,6 +101,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         objects=args.objects,
         segmenter=segmenter,
         max_clicks=args.max_clicks,
+        merge=args.merge,
         progress=update,
     )
     close()
@@ -115,6 +116,25 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         f"SPC decoder {report['spc_decoder_s'] * 1000:.1f} ms  total {report['spc_total_s'] * 1000:.1f} ms"
     )
     return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from ._sample_data import SAMPLE_DIR, SAMPLES
+    from .demo import run_demo
+    from .image_io import pair_images_and_masks
+    from .session import ModelBundle
+
+    if args.images or args.masks:
+        if not (args.images and args.masks):
+            raise ValueError("give both --images and --masks, or neither (to use the bundled sample patches)")
+        pairs = [(p.image, p.mask) for p in pair_images_and_masks(args.images, args.masks)]
+    else:
+        pairs = [(SAMPLE_DIR / f"{name}.png", SAMPLE_DIR / f"{name}_mask.png") for name in SAMPLES]
+    models = ModelBundle(args.segmenter, args.model, device=args.device)
+    log = logging.getLogger(__name__)
+    report = run_demo(pairs, args.out, models=models, max_clicks=args.max_clicks, log=log.info)
+    print(Path(args.out, "report.md").read_text())
+    return 0 if report["n_patches"] else 1
 
 
 def _add_model_args(p: argparse.ArgumentParser, default: str, what: str) -> None:
@@ -167,11 +187,29 @@ def build_parser() -> argparse.ArgumentParser:
         help="image: mask > 0 is one target; instances: each label id is its own target",
     )
     p.add_argument("--max-clicks", type=int, default=20, help="click budget per object (default 20)")
+    p.add_argument(
+        "--merge",
+        action="store_true",
+        help="from the second click on, apply only the changed region under the click (FocalClick's progressive merge)",
+    )
     p.add_argument("--json", required=True, help="output JSON (fields below)")
     p.add_argument("--plot", default=None, help="optional PNG: mean IoU against clicks")
     p.add_argument("--cache-dir", default=None, help="embedding cache folder (default: $NAPARI_COSAS_CACHE/embeddings)")
     p.add_argument("--no-cache", action="store_true", help="do not read or write the embedding cache")
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser(
+        "demo",
+        help="the main job, headless: segment patches, refine with simulated clicks, export, report",
+    )
+    p.add_argument("--out", required=True, help="output folder: masks/, sidecars/, geojson/, overlays/, report.md")
+    p.add_argument("--images", default=None, help="folder of patches (default: the bundled EBHI sample patches)")
+    p.add_argument("--masks", default=None, help="ground-truth masks for --images, paired by file stem")
+    p.add_argument("--segmenter", default=DEFAULT_SEGMENTER, help="segmenter name or checkpoint path")
+    p.add_argument("--model", default=DEFAULT_CLICK_MODEL, help="click model name or checkpoint path")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--max-clicks", type=int, default=20)
+    p.set_defaults(func=cmd_demo)
 
     from .training.cli import add_training_commands
 

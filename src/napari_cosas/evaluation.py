@@ -28,6 +28,7 @@ import numpy as np
 
 from .clicks import Click, Clicker
 from .metrics import iou, noc
+from .refine import progressive_merge
 
 __all__ = [
     "PRED_THRESHOLD",
@@ -96,6 +97,7 @@ def evaluate_object(
     stop_iou: float = 0.90,
     thresholds: Sequence[float] = (0.80, 0.85, 0.90),
     ignore: np.ndarray | None = None,
+    merge: bool = False,
     clock: Callable[[], float] = time.perf_counter,
 ) -> ObjectResult:
     """Simulate clicks on one object of the image last given to ``model.set_image``.
@@ -111,6 +113,8 @@ def evaluate_object(
             NoC of a higher threshold is undercounted as a failure.
         thresholds: targets for the per-object NoC.
         ignore: ``(H, W)`` mask of pixels left out of click errors and IoU.
+        merge: keep each click's effect local (``refine.progressive_merge``) from the second
+            click on; a merged mask becomes the next mask prompt. Its time counts as decoder time.
         clock: seconds counter used to time ``predict``.
     """
     gt = np.asarray(gt, dtype=bool)
@@ -139,9 +143,14 @@ def evaluate_object(
     decoder_seconds = 0.0
     if initial_iou is None or initial_iou < stop_iou:
         for _ in range(max_clicks):
-            clicker.make_next_click(gt, pred, ignore)
+            click = clicker.make_next_click(gt, pred, ignore)
             start = clock()
+            previous = pred
             pred, mask_input = model.predict(clicker.points_rc(), clicker.labels(), mask_input)
+            if merge and len(clicker) > 1:
+                merged = progressive_merge(previous, pred, click.row, click.col)
+                if not np.array_equal(merged, pred):
+                    pred, mask_input = merged, model.set_initial_mask(merged.astype(np.float32))
             decoder_seconds += clock() - start
             ious.append(iou(pred, gt, ignore))
             if ious[-1] >= stop_iou:
@@ -168,6 +177,7 @@ def evaluate_image(
     stop_iou: float = 0.90,
     thresholds: Sequence[float] = (0.80, 0.85, 0.90),
     ignore: np.ndarray | None = None,
+    merge: bool = False,
     clock: Callable[[], float] = time.perf_counter,
 ) -> tuple[list[ObjectResult], float]:
     """Encode ``image`` once, then simulate every target on it.
@@ -197,6 +207,7 @@ def evaluate_image(
             stop_iou=stop_iou,
             thresholds=thresholds,
             ignore=ignore,
+            merge=merge,
             clock=clock,
         )
         for name, mask in targets
