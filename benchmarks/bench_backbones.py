@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 
 from napari_cosas.models.segmenter import SegmenterConfig, build_segmenter
+from machine import cpu_model
 
 logger = logging.getLogger("bench_backbones")
 
@@ -44,14 +45,7 @@ def _count(params) -> int:
 
 def machine() -> dict[str, object]:
     """CPU model, core count, torch version, threads used."""
-    cpu = platform.processor() or "unknown"
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    return {"cpu": cpu, "cores": os.cpu_count(), "torch": torch.__version__,
+    return {"cpu": cpu_model(), "cores": os.cpu_count(), "torch": torch.__version__,
             "threads": torch.get_num_threads(), "python": platform.python_version()}
 
 

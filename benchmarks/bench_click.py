@@ -51,20 +51,11 @@ from napari_cosas.image_io import image_sha256
 from napari_cosas.models.enhanced_decoder import EnhancedMaskDecoder
 from napari_cosas.models.sam_models import build_convnext_sam, build_sam_vit
 from napari_cosas.predictor import PREPROCESS_VERSION, ClickPredictor
+from machine import cpu_model
 
 SIDE = 1500
 EMBED_SHAPE = (1, 256, 64, 64)
 INPUT_SIZE = (1024, 1024)
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def _load() -> list[float]:
@@ -346,7 +337,7 @@ def run(device_name: str, quick: bool) -> dict:
         "command": "python " + shlex.join(sys.argv),
     }
     result["machine"] = {
-        "cpu": _cpu_model(), "logical_cores": os.cpu_count(), "torch": torch.__version__,
+        "cpu": cpu_model(), "logical_cores": os.cpu_count(), "torch": torch.__version__,
         "python": platform.python_version(), "platform": platform.platform(),
         "gpu": torch.cuda.get_device_name() if device_name == "cuda" else None,
     }

@@ -23,16 +23,7 @@ import torch
 from segment_anything.modeling import MaskDecoder, PromptEncoder, TwoWayTransformer
 
 from napari_cosas.models.enhanced_decoder import EnhancedMaskDecoder
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
+from machine import cpu_model
 
 
 def _median_ms(fn: Callable[[], object], warmup: int, calls: int) -> float:
@@ -88,7 +79,7 @@ def run(calls: int, warmup: int, threads: int) -> dict:
         "settings": {"calls": calls, "warmup": warmup, "threads": threads,
                      "embedding": [1, 256, 64, 64], "prompt": "1 positive point + mask",
                      "multimask_output": False, "weights": "random"},
-        "machine": {"cpu": _cpu_model(), "logical_cores": os.cpu_count(),
+        "machine": {"cpu": cpu_model(), "logical_cores": os.cpu_count(),
                     "torch": torch.__version__, "python": platform.python_version(),
                     "platform": platform.platform()},
     }

@@ -4,20 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 from pathlib import Path
 
 import torch
+from machine import cpu_model
 
 RESULTS = Path(__file__).parent / "results"
 DATASETS = {"glas": "GlaS testA (60)", "ebhi": "EBHI val (86)"}
-
-
-def cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor()
 
 
 def main() -> None:

@@ -32,6 +32,7 @@ from ..devices import resolve_device
 from ..models.enhanced_decoder import EnhancedMaskDecoder
 from ..predictor import LOGIT_THRESHOLD, PROMPT_LOGIT_CLIP
 from .augment import random_dihedral, stain_jitter
+from .common import segmentation_loss, warmup_cosine
 from .mask_degrade import degrade_mask
 
 log = logging.getLogger(__name__)
@@ -262,20 +263,6 @@ class ClickSimulator:
         return points, mask_input
 
 
-def segmentation_loss(logits: Tensor, gt: Tensor, valid: Tensor) -> Tensor:
-    """Binary cross-entropy plus soft Dice on valid low-res cells.
-
-    ``logits`` ``(B, 1, 256, 256)``; ``gt`` ``(B, 256, 256)`` target fractions; ``valid`` bool.
-    """
-    logits = logits[:, 0].float()
-    w = valid.float()
-    bce = (F.binary_cross_entropy_with_logits(logits, gt, reduction="none") * w).sum() / w.sum().clamp(min=1)
-    prob = torch.sigmoid(logits) * w
-    inter = (prob * gt).sum((1, 2))
-    dice = 1 - (2 * inter + 1) / (prob.sum((1, 2)) + (gt * w).sum((1, 2)) + 1)
-    return bce + dice.mean()
-
-
 def init_trunk_from_segmenter(model: Sam, segmenter_path: str | Path) -> None:
     """Fill a ConvNeXt click encoder's trunk with a trained segmenter's ConvNeXt weights.
 
@@ -331,9 +318,7 @@ def train_click_model(
     names = trainable_parameter_names(model, config.train)
     split = EncoderSplit(model.image_encoder, config.train)
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: min(1.0, (s + 1) / 100) * 0.5 * (1 + math.cos(math.pi * min(s, config.steps) / config.steps))
-    )
+    schedule = warmup_cosine(optimizer, config.steps, warmup=100)
     start = 0
     last = out_dir / "last.pt"
     if last.exists():

@@ -9,7 +9,6 @@ inference of :meth:`ReinSegmenter.predict_proba` and reports the COSAS score.
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -17,7 +16,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
@@ -27,6 +25,7 @@ from ..image_io import load_image, load_mask, pair_images_and_masks
 from ..models.segmenter import ReinSegmenter, SegmenterConfig, build_segmenter
 from ..predictor import PROB_THRESHOLD
 from .augment import random_crop, random_dihedral, stain_jitter
+from .common import segmentation_loss, warmup_cosine
 
 log = logging.getLogger(__name__)
 
@@ -94,15 +93,6 @@ def normalise_batch(images: Tensor, config: SegmenterConfig, device: torch.devic
     return (x - mean) / std
 
 
-def segmentation_loss(logits: Tensor, target: Tensor, valid: Tensor) -> Tensor:
-    """BCE + soft Dice over valid pixels. ``logits`` ``(B, 1, H, W)``; ``target``, ``valid`` ``(B, H, W)``."""
-    logits = logits[:, 0].float()
-    bce = (F.binary_cross_entropy_with_logits(logits, target, reduction="none") * valid).sum() / valid.sum().clamp(min=1)
-    prob = torch.sigmoid(logits) * valid
-    dice = 1 - (2 * (prob * target).sum((1, 2)) + 1) / (prob.sum((1, 2)) + (target * valid).sum((1, 2)) + 1)
-    return bce + dice.mean()
-
-
 def validate(model: ReinSegmenter, samples: Sequence[Sample]) -> dict[str, float]:
     """Mean Dice, Jaccard and COSAS score of sliding-window predictions (probability > 0.49)."""
     scores = {"dice": [], "jaccard": [], "cosas_score": []}
@@ -159,9 +149,7 @@ def train_segmenter(
         groups.append({"params": backbone_params, "lr": config.backbone_lr})
     optimizer = torch.optim.AdamW(groups, weight_decay=config.weight_decay)
     warmup = min(200, max(1, config.steps // 10))
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(s, config.steps) / config.steps))
-    )
+    schedule = warmup_cosine(optimizer, config.steps, warmup)
     history: list[dict] = []
     best = -1.0
     start = 0

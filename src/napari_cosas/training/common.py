@@ -1,0 +1,34 @@
+"""Pieces shared by segmenter and click training: the loss and the learning-rate schedule."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+def segmentation_loss(logits: Tensor, target: Tensor, valid: Tensor) -> Tensor:
+    """Binary cross-entropy plus soft Dice over valid pixels.
+
+    Args:
+        logits: ``(B, 1, H, W)`` logits.
+        target: ``(B, H, W)`` float targets in ``[0, 1]`` (fractions allowed).
+        valid: ``(B, H, W)`` bool or float weights; 0 on padding.
+    """
+    logits = logits[:, 0].float()
+    w = valid.float()
+    bce = (F.binary_cross_entropy_with_logits(logits, target, reduction="none") * w).sum() / w.sum().clamp(min=1)
+    prob = torch.sigmoid(logits) * w
+    dice = 1 - (2 * (prob * target).sum((1, 2)) + 1) / (prob.sum((1, 2)) + (target * w).sum((1, 2)) + 1)
+    return bce + dice.mean()
+
+
+def warmup_cosine(optimizer: torch.optim.Optimizer, steps: int, warmup: int) -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear warm-up over ``warmup`` steps, then cosine decay to 0 at ``steps``."""
+
+    def factor(step: int) -> float:
+        return min(1.0, (step + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(step, steps) / steps))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
