@@ -221,6 +221,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
+    from .fast_decoder import keep_freed_heap_memory
+
+    keep_freed_heap_memory()  # a short-lived process: reuse freed tensors instead of new pages per click
     try:
         return args.func(args)
     except (FileNotFoundError, NotADirectoryError, ValueError, KeyError, RuntimeError) as exc:

@@ -147,7 +147,7 @@ def evaluate_object(
             start = clock()
             previous = pred
             pred, mask_input = model.predict(clicker.points_rc(), clicker.labels(), mask_input)
-            if merge and len(clicker) > 1:
+            if merge and (init == "auto" or len(clicker) > 1):
                 merged = progressive_merge(previous, pred, click.row, click.col)
                 if not np.array_equal(merged, pred):
                     pred, mask_input = merged, model.set_initial_mask(merged.astype(np.float32))
