@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import sys
 import tempfile
 from pathlib import Path
 
@@ -74,8 +75,7 @@ def main() -> None:
         f"{args.batch_size}, median of {args.steps} steps (the first includes warm-up). Decoder-only steps read "
         "cached image embeddings; the other scopes run the image encoder in every step.",
         "",
-        "Command: `python benchmarks/bench_train_scopes.py --images IMAGES --masks MASKS --device cuda "
-        "--json benchmarks/train_scopes.json --md benchmarks/train_scopes.md`",
+        f"Command: `python {' '.join(sys.argv)}`",
         "",
         "| scope | trainable params | total params | median s / step | x decoder-only |",
         "|---|---:|---:|---:|---:|",
