@@ -32,7 +32,7 @@ from ..devices import resolve_device
 from ..models.enhanced_decoder import EnhancedMaskDecoder
 from ..predictor import LOGIT_THRESHOLD, PROMPT_LOGIT_CLIP
 from .augment import random_dihedral, stain_jitter
-from .common import segmentation_loss, warmup_cosine
+from .common import load_resume_checkpoint, segmentation_loss, warmup_cosine
 from .mask_degrade import degrade_mask
 
 log = logging.getLogger(__name__)
@@ -321,15 +321,10 @@ def train_click_model(
     schedule = warmup_cosine(optimizer, config.steps, warmup=100)
     start = 0
     last = out_dir / "last.pt"
-    if last.exists():
-        ckpt = torch.load(last, map_location=dev, weights_only=True)
-        if ckpt["config"] != asdict(config):
-            raise ValueError(f"{last} was written by a run with other settings; use another --out folder.")
+    ckpt = load_resume_checkpoint(last, asdict(config), optimizer, schedule, dev)
+    if ckpt is not None:
         model.load_state_dict(ckpt["params"], strict=False)
-        optimizer.load_state_dict(ckpt["optimizer"])
-        schedule.load_state_dict(ckpt["schedule"])
         rng.bit_generator.state = ckpt["rng"]
-        torch.set_rng_state(ckpt["torch_rng"])
         start = ckpt["step"]
         log.info("resumed from %s at step %d", last, start)
 

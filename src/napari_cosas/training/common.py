@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -32,3 +34,26 @@ def warmup_cosine(optimizer: torch.optim.Optimizer, steps: int, warmup: int) -> 
         return min(1.0, (step + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(step, steps) / steps))
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def load_resume_checkpoint(
+    path: Path,
+    config: dict,
+    optimizer: torch.optim.Optimizer,
+    schedule: torch.optim.lr_scheduler.LRScheduler,
+    device: torch.device,
+) -> dict[str, Any] | None:
+    """Restore optimiser, schedule and torch RNG from a run's ``last.pt``; ``None`` if absent.
+
+    Returns the checkpoint (step, trained parameters and the trainer's own entries). A
+    checkpoint written with other settings is refused rather than silently mixed in.
+    """
+    if not path.exists():
+        return None
+    ckpt = torch.load(path, map_location=device, weights_only=True)
+    if ckpt["config"] != config:
+        raise ValueError(f"{path} was written by a run with other settings; use another --out folder.")
+    optimizer.load_state_dict(ckpt["optimizer"])
+    schedule.load_state_dict(ckpt["schedule"])
+    torch.set_rng_state(ckpt["torch_rng"])
+    return ckpt

@@ -25,7 +25,7 @@ from ..image_io import load_image, load_mask, pair_images_and_masks
 from ..models.segmenter import ReinSegmenter, SegmenterConfig, build_segmenter
 from ..predictor import PROB_THRESHOLD
 from .augment import random_crop, random_dihedral, stain_jitter
-from .common import segmentation_loss, warmup_cosine
+from .common import load_resume_checkpoint, segmentation_loss, warmup_cosine
 
 log = logging.getLogger(__name__)
 
@@ -154,14 +154,9 @@ def train_segmenter(
     best = -1.0
     start = 0
     last = out_dir / "last.pt"
-    if last.exists():
-        ckpt = torch.load(last, map_location=dev, weights_only=True)
-        if ckpt["config"] != asdict(config):
-            raise ValueError(f"{last} was written by a run with other settings; use another --out folder.")
+    ckpt = load_resume_checkpoint(last, asdict(config), optimizer, schedule, dev)
+    if ckpt is not None:
         _load_trained_state(model, ckpt["state_dict"], str(last))
-        optimizer.load_state_dict(ckpt["optimizer"])
-        schedule.load_state_dict(ckpt["schedule"])
-        torch.set_rng_state(ckpt["torch_rng"])
         start, history, best = ckpt["step"], ckpt["history"], ckpt["best"]
         log.info("resumed from %s at step %d", last, start)
     stream = CropStream(datasets, config.crop, seed=config.seed * 100_003 + start)
