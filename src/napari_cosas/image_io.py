@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -170,16 +171,35 @@ class Pair:
     mask: Path
 
 
+_VERSIONED = re.compile(r"^(?P<stem>.+)_v(?P<version>[2-9]|[1-9][0-9]+)$")
+
+
+def _latest_masks(mask_files: list[Path]) -> dict[str, Path]:
+    """Map each stem to its mask, the highest export version winning (``x`` < ``x_v2`` < ``x_v3``)."""
+    best: dict[str, tuple[int, Path]] = {}
+    for path in mask_files:
+        match = _VERSIONED.match(path.stem)
+        stem, version = (match["stem"], int(match["version"])) if match else (path.stem, 1)
+        if stem not in best or version > best[stem][0]:
+            best[stem] = (version, path)
+    return {stem: path for stem, (_, path) in best.items()}
+
+
 def pair_images_and_masks(images_dir: str | os.PathLike, masks_dir: str | os.PathLike) -> list[Pair]:
     """Pair each image in ``images_dir`` with the mask of the same file stem in ``masks_dir``.
 
-    Raises ``FileNotFoundError`` naming every image without a mask.
+    Re-exported masks (``<stem>_v2.png``, ``<stem>_v3.png``, ... as the widget writes them) pair
+    with ``<stem>``, the latest version winning; a mask whose stem is exactly an image's stem
+    pairs with that image. Raises ``FileNotFoundError`` naming every image without a mask.
     """
-    masks = {p.stem: p for p in list_images(masks_dir)}
+    mask_files = list_images(masks_dir)
+    exact = {p.stem: p for p in mask_files}
+    latest = _latest_masks(mask_files)
     pairs, missing = [], []
     for image in list_images(images_dir):
-        if image.stem in masks:
-            pairs.append(Pair(image.stem, image, masks[image.stem]))
+        mask = latest.get(image.stem) or exact.get(image.stem)
+        if mask is not None:
+            pairs.append(Pair(image.stem, image, mask))
         else:
             missing.append(image.name)
     if missing:
