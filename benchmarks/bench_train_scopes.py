@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 import tempfile
 from pathlib import Path
 
 import torch
+from machine import cpu_model
 
 from napari_cosas.models.sam_models import build_click_model
 from napari_cosas.training.click_training import ClickTrainConfig, train_click_model
@@ -28,9 +28,10 @@ SCOPES = ("decoder", "encoder+decoder", "all")
 
 
 def machine() -> str:
+    """GPU name, or CPU model and threads, with the torch version."""
     if torch.cuda.is_available():
         return f"{torch.cuda.get_device_name()}, torch {torch.__version__}"
-    return f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}"
+    return f"{cpu_model()}, {torch.get_num_threads()} threads, torch {torch.__version__}"
 
 
 def main() -> None:
