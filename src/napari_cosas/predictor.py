@@ -30,6 +30,12 @@ LOGIT_THRESHOLD = math.log(PROB_THRESHOLD / (1.0 - PROB_THRESHOLD))
 PROMPT_LOGIT_CLIP = 10.0
 
 
+def clipped_logits(prob: torch.Tensor) -> torch.Tensor:
+    """Probabilities in ``[0, 1]`` -> logits clipped to ``±PROMPT_LOGIT_CLIP`` (any shape)."""
+    eps = 1.0 / (1.0 + math.exp(PROMPT_LOGIT_CLIP))
+    return torch.logit(prob.clamp(eps, 1 - eps))
+
+
 def prob_to_prompt_logits(
     prob: torch.Tensor, input_size: tuple[int, int], img_size: int = 1024, low_res: int = 256
 ) -> torch.Tensor:
@@ -46,8 +52,7 @@ def prob_to_prompt_logits(
     scale = low_res / img_size
     rows, cols = max(1, round(input_size[0] * scale)), max(1, round(input_size[1] * scale))
     small = F.interpolate(prob.float(), (rows, cols), mode="bilinear", align_corners=False)
-    eps = 1.0 / (1.0 + math.exp(PROMPT_LOGIT_CLIP))
-    logits = torch.logit(small.clamp(eps, 1 - eps))
+    logits = clipped_logits(small)
     out = torch.full((prob.shape[0], 1, low_res, low_res), -PROMPT_LOGIT_CLIP, device=prob.device)
     out[..., :rows, :cols] = logits
     return out

@@ -30,7 +30,7 @@ from torch import Tensor, nn
 from ..clicks import next_click
 from ..devices import resolve_device
 from ..models.enhanced_decoder import EnhancedMaskDecoder
-from ..predictor import LOGIT_THRESHOLD, PROMPT_LOGIT_CLIP
+from ..predictor import LOGIT_THRESHOLD, clipped_logits
 from .augment import random_dihedral, stain_jitter
 from .common import load_resume_checkpoint, segmentation_loss, warmup_cosine
 from .mask_degrade import degrade_mask
@@ -243,8 +243,7 @@ class ClickSimulator:
             probs = [degrade_mask(g, self.rng) * m for g, m in zip(gts, valid)]
             preds = [p > 0.49 for p in probs]
             prompt = torch.from_numpy(np.stack(probs)).to(embedding.device)[:, None]
-            eps = 1.0 / (1.0 + math.exp(PROMPT_LOGIT_CLIP))
-            mask_input = torch.logit(prompt.clamp(eps, 1 - eps))
+            mask_input = clipped_logits(prompt)
         else:
             preds = [np.zeros_like(g) for g in gts]
         points = [[_first_click(g, p, self.rng, auto)] for g, p in zip(gts, preds)]
