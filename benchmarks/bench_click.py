@@ -20,8 +20,9 @@ memory of a ViT-B click session (in a subprocess).
     python benchmarks/bench_click.py --device cuda --json click_cuda.json --md click_cuda.md
     python benchmarks/bench_click.py --quick --json /tmp/click.json --md /tmp/click.md
 
-``--malloc-tuning`` first calls `keep_freed_heap_memory` (glibc reuses freed memory instead of
-fresh pages: fewer page faults per click); the default measures the process as napari runs it.
+By default the process first calls `keep_freed_heap_memory` (glibc reuses freed memory instead of
+fresh pages: fewer page faults per click), as the CLI and the napari widget do;
+``--no-malloc-tuning`` measures glibc's defaults.
 """
 
 from __future__ import annotations
@@ -44,9 +45,10 @@ import numpy as np
 import torch
 from segment_anything import SamPredictor
 from segment_anything.modeling import Sam
+from torch.utils.flop_counter import FlopCounterMode
 
 from napari_cosas.embedding_cache import CachedEmbedding, CacheKey, EmbeddingCache
-from napari_cosas.fast_decoder import keep_freed_heap_memory
+from napari_cosas.heap import keep_freed_heap_memory
 from napari_cosas.image_io import image_sha256
 from napari_cosas.models.enhanced_decoder import EnhancedMaskDecoder
 from napari_cosas.models.sam_models import build_convnext_sam, build_sam_vit
@@ -165,6 +167,12 @@ def bench_clicks(
         fns[name] = lambda i, p=pred: p.predict(points[i : i + 1], labels, mask)
     medians = _round_robin(fns, calls, warmup, device)
 
+    gflop = {}
+    for name, fn in fns.items():
+        with FlopCounterMode(display=False) as counter:
+            fn(0)
+        gflop[name] = round(counter.get_total_flops() / 1e9, 3)
+
     agreement = {}
     for kind in ("plain", "enhanced"):
         fast_full, fast_low = preds[kind].predict_logits(points[:1], labels, mask)
@@ -184,6 +192,7 @@ def bench_clicks(
         "enhanced_speedup_vs_reference": round(medians["reference"] / medians["enhanced"], 2),
         "threads": torch.get_num_threads() if device.type == "cpu" else None,
         "fast_vs_eager": agreement,
+        "gflop_per_click": gflop,
         "load_before": load_before,
         "load_after": _load(),
     }
@@ -296,7 +305,7 @@ def session_worker(device_name: str, threads: int, encode: bool, repeats: int, c
 
 def run_session(device: str, threads: int, encode: bool, repeats: int, clicks: int) -> dict:
     """`session_worker` in a subprocess, so its peak RSS is the session's alone."""
-    tuning = ["--malloc-tuning"] if "--malloc-tuning" in sys.argv else []
+    tuning = ["--no-malloc-tuning"] if "--no-malloc-tuning" in sys.argv else []
     cmd = [sys.executable, __file__, *tuning, "--session-worker", json.dumps(
         {"device_name": device, "threads": threads, "encode": encode, "repeats": repeats,
          "clicks": clicks})]
@@ -333,7 +342,7 @@ def run(device_name: str, quick: bool) -> dict:
     result["settings"] = {
         "calls": calls, "warmup": warmup, "patch": [SIDE, SIDE], "embedding": list(EMBED_SHAPE),
         "prompt": "1 positive point + 256x256 mask prompt", "weights": "random",
-        "quick": quick, "malloc_tuning": "--malloc-tuning" in sys.argv,
+        "quick": quick, "malloc_tuning": "--no-malloc-tuning" not in sys.argv,
         "command": "python " + shlex.join(sys.argv),
     }
     result["machine"] = {
@@ -365,6 +374,13 @@ def to_markdown(r: dict) -> str:
         f"{kind}: {d['max_abs_low_res_diff']:.1e} (256x256), {d['max_abs_full_diff']:.1e} (full)"
         for kind, d in r[sections[-1]]["fast_vs_eager"].items()
     )
+    work = r[sections[0]]["gflop_per_click"]
+    rates = {k: {n: 1000 * work[n] / r[k][f"{n}_ms"] for n in ("reference", "enhanced")} for k in sections}
+    work_rows = [
+        f"| {k} | {rates[k]['reference']:.0f} | {rates[k]['enhanced']:.0f} | "
+        f"{4000 * work['enhanced'] / r[k]['reference_ms']:.0f} |"
+        for k in sections
+    ]
     enc_rows = [
         f"| {dev} | {enc['convnext_atto_s']:.3f} (median of {enc['repeats']}) |"
         for dev, enc in r["default_encoder"].items()
@@ -393,7 +409,7 @@ thresholding, result as numpy; {s['prompt']}, a new random point per click, embe
 {'x'.join(map(str, s['embedding'][1:]))} (SAM ViT-B geometry), {s['weights']} weights.
 Median of {s['calls']} clicks after {s['warmup']} warm-up clicks; the variants run
 round-robin (click i of every variant before click i + 1 of any). glibc malloc tuning
-(`keep_freed_heap_memory`, `--malloc-tuning`): {'on' if s['malloc_tuning'] else 'off'}.
+(`keep_freed_heap_memory`, as in the CLI and the widget; `--no-malloc-tuning` turns it off): {'on' if s['malloc_tuning'] else 'off'}.
 
 * reference: `segment_anything.SamPredictor.predict` (plain decoder, `multimask_output=False`);
 * plain / enhanced: `ClickPredictor.predict` as shipped (`FastClickDecoder`);
@@ -404,6 +420,18 @@ round-robin (click i of every variant before click i + 1 of any). glibc malloc t
 {chr(10).join(rows)}
 
 Fast vs eager, max |logit difference|: {agree}.
+
+## Work per click
+
+Matrix-product GFLOP of one click (`torch.utils.flop_counter`; elementwise work, softmax,
+normalisation and interpolation not counted): {', '.join(f'{n} {g:.2f}' for n, g in work.items())}.
+The fast path of the enhanced decoder does {work['reference'] / work['enhanced']:.2f}x less
+matrix work than the reference, so being 4x faster than the reference needs 4 / {work['reference'] / work['enhanced']:.2f} =
+{4 * work['enhanced'] / work['reference']:.1f}x the reference's GFLOP/s:
+
+| section | reference GFLOP/s | enhanced GFLOP/s | GFLOP/s needed for 4x |
+| --- | ---: | ---: | ---: |
+{chr(10).join(work_rows)}
 
 ## Parts of an enhanced click (median ms)
 
@@ -440,12 +468,12 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="few clicks, no ViT-B encoding")
     parser.add_argument("--json", type=Path, default=Path("benchmarks/click.json"))
     parser.add_argument("--md", type=Path, default=Path("benchmarks/click.md"))
-    parser.add_argument("--malloc-tuning", action="store_true",
-                        help="call keep_freed_heap_memory() first (glibc keeps freed memory)")
+    parser.add_argument("--no-malloc-tuning", action="store_true",
+                        help="keep glibc's malloc defaults (the CLI and widget call keep_freed_heap_memory)")
     parser.add_argument("--session-worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.malloc_tuning and not keep_freed_heap_memory():
-        parser.error("--malloc-tuning needs glibc")
+    if not args.no_malloc_tuning:
+        keep_freed_heap_memory()
     if args.session_worker:
         print(json.dumps(session_worker(**json.loads(args.session_worker))))
         return

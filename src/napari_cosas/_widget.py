@@ -30,6 +30,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from .heap import keep_freed_heap_memory
 from .session import AnnotationSession, ClickResult, ModelBundle, Patch, available_models
 
 if TYPE_CHECKING:
@@ -65,6 +66,7 @@ class CosasWidget(QWidget):
     def __init__(self, napari_viewer: napari.viewer.Viewer, models: ModelBundle | None = None) -> None:
         super().__init__()
         _import_model_stack()
+        keep_freed_heap_memory()  # clicks reuse freed tensor memory instead of faulting in new pages
         self.viewer = napari_viewer
         self.session = AnnotationSession(models if models is not None else ModelBundle())
         self.busy = False

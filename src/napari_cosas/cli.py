@@ -11,6 +11,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from .heap import keep_freed_heap_memory
+
 DEFAULT_SEGMENTER = "cosas-default-segmenter"
 DEFAULT_CLICK_MODEL = "cosas-default-click"
 
@@ -221,8 +223,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
-    from .fast_decoder import keep_freed_heap_memory
-
     keep_freed_heap_memory()  # a short-lived process: reuse freed tensors instead of new pages per click
     try:
         return args.func(args)

@@ -21,6 +21,9 @@ rounding), but cheaper:
 * **only the returned mask**: the final token -> image attention for mask token 0 only (it is
   per query token), its hypernetwork MLP only, no IoU head; the transposed convolutions of the
   output upscaling run as channels-last matrix products (no NCHW permutes);
+* **residuals fused into products**: the image tokens' residual ``keys + attn(...)`` is the
+  ``addmm`` input, with the output bias folded into the value rows; the output upscaling's
+  kernels are laid out as matrices once per instance;
 * the extra layers' gated blend ``x + g * (new - x)`` as one ``torch.lerp``.
 
 Shapes: image tokens ``(HW, C)`` float32 (``C = 256``, ``HW = 64 * 64``), prompt tokens
@@ -29,10 +32,7 @@ Shapes: image tokens ``(HW, C)`` float32 (``C = 256``, ``HW = 64 * 64``), prompt
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import math
-import sys
 
 import torch
 import torch.nn.functional as F
@@ -43,32 +43,6 @@ from torch import Tensor, nn
 from .models.enhanced_decoder import EnhancedMaskDecoder
 
 Layer = tuple[TwoWayAttentionBlock, Tensor | None, Tensor | None]
-
-_M_TRIM_THRESHOLD = -1
-_M_MMAP_THRESHOLD = -3
-
-
-def keep_freed_heap_memory(mmap_threshold: int = 32 << 20, trim_threshold: int = 1 << 30) -> bool:
-    """Make glibc's malloc keep freed memory for reuse (a process-wide setting).
-
-    A click allocates and frees a few dozen 4-8 MB tensors; by default glibc serves them with
-    fresh ``mmap`` pages and returns them at once, so every click pays page faults (about a
-    quarter of a CPU click on a 2-core VM). Raising the mmap threshold (32 MiB is glibc's maximum
-    on 64-bit) and the trim threshold lets them be reused; the process keeps up to
-    ``trim_threshold`` bytes of freed heap. Call once at application start. Returns ``False``
-    (and changes nothing) where the C library is not glibc.
-    """
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
-        return False
-    return bool(mallopt(_M_MMAP_THRESHOLD, mmap_threshold)) and bool(
-        mallopt(_M_TRIM_THRESHOLD, trim_threshold)
-    )
-
 
 def _heads_weight(linear: nn.Linear, heads: int) -> Tensor:
     """``(D, C)`` projection weight as ``(heads, D / heads, C)`` (a view)."""
@@ -100,9 +74,15 @@ def tokens_to_image(attn: Attention, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
     return attn.out_proj(out.transpose(0, 1).reshape(num_tokens, attn.internal_dim))
 
 
-def image_to_tokens(attn: Attention, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
-    """``attn(q, k, v)`` for image tokens ``q`` ``(HW, C)`` over ``T`` prompt tokens ``k``,
-    ``v`` ``(T, C)``; returns ``(HW, C)``."""
+def image_to_tokens(attn: Attention, residual: Tensor, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+    """``residual + attn(q, k, v)`` for image tokens ``q`` ``(HW, C)`` over ``T`` prompt tokens
+    ``k``, ``v`` ``(T, C)``; ``residual`` and the result are ``(HW, C)``.
+
+    The residual sum is the input of one ``addmm``, and in the token-side form the output bias is
+    folded into the ``H * T`` value rows (each head's attention weights over the ``T`` tokens sum
+    to one, so every image token receives ``heads`` copies of ``bias / heads``): no extra pass
+    over the ``HW x C`` result.
+    """
     num_tokens = k.shape[0]
     heads = attn.num_heads
     head_dim = attn.internal_dim // heads
@@ -113,7 +93,8 @@ def image_to_tokens(attn: Attention, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
         qh = attn.q_proj(q).view(-1, heads, head_dim).permute(1, 2, 0)  # (H, d, HW)
         probs = torch.bmm(kh, qh).mul_(scale).softmax(dim=1)  # (H, T, HW)
         mixed = torch.bmm(probs.transpose(1, 2), vh)  # (H, HW, d)
-        return attn.out_proj(mixed.transpose(0, 1).reshape(-1, attn.internal_dim))
+        mixed = mixed.transpose(0, 1).reshape(-1, attn.internal_dim)
+        return torch.addmm(residual, mixed, attn.out_proj.weight.t()).add_(attn.out_proj.bias)
     keys_img = torch.bmm(kh, _heads_weight(attn.q_proj, heads)).mul_(scale)  # (H, T, C)
     bias = torch.bmm(kh, attn.q_proj.bias.view(heads, head_dim, 1)).mul_(scale)  # (H, T, 1)
     logits = torch.addmm(
@@ -122,7 +103,8 @@ def image_to_tokens(attn: Attention, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
     probs = logits.view(heads, num_tokens, -1).softmax(dim=1).view(heads * num_tokens, -1)
     out_w = attn.out_proj.weight.view(-1, heads, head_dim).permute(1, 2, 0)  # (H, d, C)
     values_out = torch.bmm(vh, out_w).view(heads * num_tokens, -1)  # (H*T, C)
-    return torch.addmm(attn.out_proj.bias, probs.t(), values_out)
+    values_out.add_(attn.out_proj.bias, alpha=1.0 / heads)
+    return torch.addmm(residual, probs.t(), values_out)
 
 
 def two_way_block(
@@ -139,23 +121,26 @@ def two_way_block(
     attn_out = tokens_to_image(block.cross_attn_token_to_image, queries + query_pe, keys_pe, keys)
     queries = block.norm2(queries + attn_out)
     queries = block.norm3(queries + block.mlp(queries))
-    attn_out = image_to_tokens(block.cross_attn_image_to_token, keys_pe, queries + query_pe, queries)
-    return queries, block.norm4(keys + attn_out)
+    keys = image_to_tokens(block.cross_attn_image_to_token, keys, keys_pe, queries + query_pe, queries)
+    return queries, block.norm4(keys)
 
 
-def _conv_transpose_2x2(x: Tensor, conv: nn.ConvTranspose2d) -> Tensor:
-    """Channels-last ``ConvTranspose2d(kernel=2, stride=2)``: ``(P, C_in)`` -> ``(P, 4, C_out)``
-    with the 4 sub-pixels ordered ``(a, b)`` (output pixel ``(2i + a, 2j + b)``)."""
+def _conv_transpose_2x2_matrix(conv: nn.ConvTranspose2d) -> tuple[Tensor, Tensor]:
+    """``ConvTranspose2d(kernel=2, stride=2)`` as a channels-last product: weight
+    ``(C_in, 4 * C_out)`` and bias ``(4 * C_out,)``, the 4 sub-pixels ordered ``(a, b)``
+    (output pixel ``(2i + a, 2j + b)``)."""
     c_in, c_out = conv.weight.shape[:2]
-    weight = conv.weight.permute(0, 2, 3, 1).reshape(c_in, 4 * c_out)
-    return torch.addmm(conv.bias.repeat(4), x, weight).view(-1, 4, c_out)
+    weight = conv.weight.permute(0, 2, 3, 1).reshape(c_in, 4 * c_out).contiguous()
+    return weight, conv.bias.repeat(4)
 
 
 class FastClickDecoder:
     """Per-click decoder path of a SAM model with a plain or enhanced mask decoder.
 
     Call `set_image` once per image, then `low_res_logits` per click. Inference only (call it
-    under ``torch.inference_mode``); the model's parameters are read, never copied.
+    under ``torch.inference_mode``); the model's parameters are read, not copied, except the two
+    small output-upscaling kernels, laid out once per instance as matrices (so build a new
+    instance after changing the weights).
     """
 
     def __init__(self, prompt_encoder: PromptEncoder, mask_decoder: MaskDecoder) -> None:
@@ -168,6 +153,12 @@ class FastClickDecoder:
         self._image_tokens: Tensor | None = None
         self._key_pe: Tensor | None = None
         self._grid: tuple[int, int] = (0, 0)
+        conv1, _, _, conv2, _ = mask_decoder.output_upscaling
+        with torch.no_grad():
+            self._upscale_kernels = (
+                _conv_transpose_2x2_matrix(conv1),
+                _conv_transpose_2x2_matrix(conv2),
+            )
 
     def set_image(self, image_embedding: Tensor, image_pe: Tensor) -> None:
         """Cache the per-image terms.
@@ -225,11 +216,12 @@ class FastClickDecoder:
     def _upscale(self, keys: Tensor, hyper: Tensor) -> Tensor:
         """``output_upscaling`` + hypernetwork product: ``(hw, C)``, ``(C / 8,)`` ->
         ``(1, 1, 4h, 4w)``."""
-        conv1, norm, act1, conv2, act2 = self.decoder.output_upscaling
-        x = _conv_transpose_2x2(keys, conv1)  # (hw, 4, C/4)
+        _, norm, act1, _, act2 = self.decoder.output_upscaling
+        (weight1, bias1), (weight2, bias2) = self._upscale_kernels
+        x = torch.addmm(bias1, keys, weight1).view(-1, 4, weight1.shape[1] // 4)  # (hw, 4, C/4)
         x = act1(F.layer_norm(x, norm.weight.shape, norm.weight, norm.bias, norm.eps))
-        x = act2(_conv_transpose_2x2(x.view(-1, x.shape[-1]), conv2))  # (4hw, 4, C/8)
+        x = act2(torch.addmm(bias2, x.view(-1, x.shape[-1]), weight2))  # (4hw, 4 * C/8)
         h, w = self._grid
         # pixel (4i + 2a + a2, 4j + 2b + b2) from rows (i, j, a, b) and sub-pixels (a2, b2)
-        low = torch.mv(x.view(-1, x.shape[-1]), hyper).view(h, w, 2, 2, 2, 2)
+        low = torch.mv(x.view(-1, weight2.shape[1] // 4), hyper).view(h, w, 2, 2, 2, 2)
         return low.permute(0, 2, 4, 1, 3, 5).reshape(1, 1, 4 * h, 4 * w)

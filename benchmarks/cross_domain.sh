@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Cross-domain segmenter experiment (issue #4): train on one dataset, test on the other, and measure
+# how much cross-task pretraining (train on one, then fine-tune on the other, `--init-from`)
+# recovers, next to training on the target alone and on the union of both.
+#
+#   bash benchmarks/cross_domain.sh            # CPU-sized defaults: STEPS=800 BATCH=4 CROP=256
+#   STEPS=3000 BATCH=16 CROP=512 DEVICE=cuda WORKERS=14 bash benchmarks/cross_domain.sh
+#
+# Every run starts from the same random initialisation (same seed) and trains backbone + Rein +
+# head (no official foundation weights on these machines, see weights/README.md); fine-tuning runs
+# start from the source-only run and train STEPS more steps on the target. Test sets: GlaS testA
+# and EBHI val (original PNGs, never trained on). Runs go to runs/cross_domain/<name>/ (resumable),
+# scores to benchmarks/results/cross_domain/<name>_<test>.json, the table to
+# benchmarks/cross_domain.md (benchmarks/summarize_cross_domain.py).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+steps=${STEPS:-800}; batch=${BATCH:-4}; crop=${CROP:-256}; device=${DEVICE:-cpu}; workers=${WORKERS:-1}
+dev=${DEVDATA:-.devdata}
+cli=".venv/bin/napari-cosas"
+[ -d "$dev/glas/train" ] || .venv/bin/python scripts/prepare_training_data.py --out "$dev"
+runs=runs/cross_domain
+results=benchmarks/results/cross_domain
+mkdir -p "$runs" "$results"
+glas="$dev/glas/train/images $dev/glas/train/masks"
+ebhi="$dev/ebhi/train/images $dev/ebhi/train/masks"
+
+train() {  # name, data arguments, [init checkpoint]
+  local name=$1 data=$2 init=${3:-}
+  [ -f "$runs/$name/done" ] && return
+  # shellcheck disable=SC2086
+  $cli train-segmenter $data --out "$runs/$name" --unfreeze-backbone --lr 5e-4 --backbone-lr 5e-4 \
+    --steps "$steps" --batch-size "$batch" --crop "$crop" --workers "$workers" --device "$device" \
+    ${init:+--init-from "$init"}
+  touch "$runs/$name/done"
+}
+
+train glas "--data $glas"
+train ebhi "--data $ebhi"
+train union "--data $glas --data $ebhi"
+train glas_then_ebhi "--data $ebhi" "$runs/glas/segmenter.pt"
+train ebhi_then_glas "--data $glas" "$runs/ebhi/segmenter.pt"
+
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+for ds in glas ebhi; do
+  split=$([ "$ds" = glas ] && echo testA || echo val)
+  data_dir=${COSAS_DATA:-../shared/data}/$ds
+  mkdir -p "$work/$ds/images" "$work/$ds/masks"
+  for n in $(tr -d '\r' < "$data_dir/metadata.csv" | awk -F, -v s="$split" 'NR==1{for(i=1;i<=NF;i++)if($i=="split")c=i;next} $c==s{print $1}'); do
+    ln -s "$(realpath "$data_dir/images/$n.png")" "$work/$ds/images/$n.png"
+    ln -s "$(realpath "$data_dir/masks/$n.png")" "$work/$ds/masks/$n.png"
+  done
+done
+for name in glas ebhi union glas_then_ebhi ebhi_then_glas; do
+  for ds in glas ebhi; do
+    $cli segment --images "$work/$ds/images" --out "$work/pred_${name}_$ds" \
+      --model "$runs/$name/segmenter.pt" --device "$device"
+    $cli score --pred "$work/pred_${name}_$ds" --masks "$work/$ds/masks" --json "$results/${name}_$ds.json"
+  done
+done
+STEPS=$steps BATCH=$batch CROP=$crop .venv/bin/python benchmarks/summarize_cross_domain.py
