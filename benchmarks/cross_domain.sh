@@ -8,7 +8,8 @@
 #
 # Every run starts from the same random initialisation (same seed) and trains backbone + Rein +
 # head (no official foundation weights on these machines, see weights/README.md); fine-tuning runs
-# start from the source-only run and train STEPS more steps on the target. Test sets: GlaS testA
+# start from the source-only run and train STEPS more steps on the target, and are compared with the
+# target alone trained for STEPS and for 2 x STEPS (the same compute). Test sets: GlaS testA
 # and EBHI val (original PNGs, never trained on). Runs go to runs/cross_domain/<name>/ (resumable),
 # scores to benchmarks/results/cross_domain/<name>_<test>.json, the table to
 # benchmarks/cross_domain.md (benchmarks/summarize_cross_domain.py).
@@ -24,12 +25,12 @@ mkdir -p "$runs" "$results"
 glas="$dev/glas/train/images $dev/glas/train/masks"
 ebhi="$dev/ebhi/train/images $dev/ebhi/train/masks"
 
-train() {  # name, data arguments, [init checkpoint]
-  local name=$1 data=$2 init=${3:-}
+train() {  # name, data arguments, [init checkpoint], [steps]
+  local name=$1 data=$2 init=${3:-} n=${4:-$steps}
   [ -f "$runs/$name/done" ] && return
   # shellcheck disable=SC2086
   $cli train-segmenter $data --out "$runs/$name" --unfreeze-backbone --lr 5e-4 --backbone-lr 5e-4 \
-    --steps "$steps" --batch-size "$batch" --crop "$crop" --workers "$workers" --device "$device" \
+    --steps "$n" --batch-size "$batch" --crop "$crop" --workers "$workers" --device "$device" \
     ${init:+--init-from "$init"}
   touch "$runs/$name/done"
 }
@@ -39,6 +40,9 @@ train ebhi "--data $ebhi"
 train union "--data $glas --data $ebhi"
 train glas_then_ebhi "--data $ebhi" "$runs/glas/segmenter.pt"
 train ebhi_then_glas "--data $glas" "$runs/ebhi/segmenter.pt"
+# same compute as pretraining + fine-tuning: the target alone for twice the steps
+train glas_2x "--data $glas" "" $((2 * steps))
+train ebhi_2x "--data $ebhi" "" $((2 * steps))
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
@@ -51,8 +55,9 @@ for ds in glas ebhi; do
     ln -s "$(realpath "$data_dir/masks/$n.png")" "$work/$ds/masks/$n.png"
   done
 done
-for name in glas ebhi union glas_then_ebhi ebhi_then_glas; do
+for name in glas ebhi union glas_then_ebhi ebhi_then_glas glas_2x ebhi_2x; do
   for ds in glas ebhi; do
+    [ -f "$results/${name}_$ds.json" ] && [ "$results/${name}_$ds.json" -nt "$runs/$name/done" ] && continue
     $cli segment --images "$work/$ds/images" --out "$work/pred_${name}_$ds" \
       --model "$runs/$name/segmenter.pt" --device "$device"
     $cli score --pred "$work/pred_${name}_$ds" --masks "$work/$ds/masks" --json "$results/${name}_$ds.json"
