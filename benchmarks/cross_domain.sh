@@ -46,15 +46,7 @@ train ebhi_2x "--data $ebhi" "" $((2 * steps))
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-for ds in glas ebhi; do
-  split=$([ "$ds" = glas ] && echo testA || echo val)
-  data_dir=${COSAS_DATA:-../shared/data}/$ds
-  mkdir -p "$work/$ds/images" "$work/$ds/masks"
-  for n in $(tr -d '\r' < "$data_dir/metadata.csv" | awk -F, -v s="$split" 'NR==1{for(i=1;i<=NF;i++)if($i=="split")c=i;next} $c==s{print $1}'); do
-    ln -s "$(realpath "$data_dir/images/$n.png")" "$work/$ds/images/$n.png"
-    ln -s "$(realpath "$data_dir/masks/$n.png")" "$work/$ds/masks/$n.png"
-  done
-done
+.venv/bin/python benchmarks/link_test_splits.py "$work" --data "${COSAS_DATA:-../shared/data}"
 for name in glas ebhi union glas_then_ebhi ebhi_then_glas glas_2x ebhi_2x; do
   for ds in glas ebhi; do
     [ -f "$results/${name}_$ds.json" ] && [ "$results/${name}_$ds.json" -nt "$runs/$name/done" ] && continue

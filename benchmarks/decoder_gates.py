@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import csv
 import json
 import os
 import tempfile
@@ -21,27 +20,13 @@ from pathlib import Path
 
 import torch
 from machine import cpu_model
+from link_test_splits import TEST_SPLITS, link_test_split
 
 from napari_cosas.batch import evaluate_folder
 from napari_cosas.predictor import ClickPredictor
 from napari_cosas.registry import load_click_model, load_segmenter
 
 HERE = Path(__file__).parent
-TEST_SPLITS = {"glas": "testA", "ebhi": "val"}
-
-
-def link_test_split(data: Path, dataset: str, out: Path) -> Path:
-    """Symlink a dataset's test split (from its metadata.csv) into ``out/{images,masks}``."""
-    for kind in ("images", "masks"):
-        (out / kind).mkdir(parents=True)
-    with open(data / dataset / "metadata.csv", newline="") as fh:
-        names = [row["name"] for row in csv.DictReader(fh) if row["split"] == TEST_SPLITS[dataset]]
-    for name in names:
-        for kind in ("images", "masks"):
-            (out / kind / f"{name}.png").symlink_to((data / dataset / kind / f"{name}.png").resolve())
-    return out
-
-
 def gate_statistics(decoder: torch.nn.Module) -> dict[str, dict[str, float]]:
     return {
         name: {"mean_abs": float(p.detach().abs().mean()), "max_abs": float(p.detach().abs().max())}

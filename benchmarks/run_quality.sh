@@ -10,11 +10,8 @@ data=${COSAS_DATA:-../shared/data}
 plain=${1:-}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-mkdir -p "$work"/glas/{images,masks} "$work"/ebhi/{images,masks} benchmarks/results
-for f in "$data"/glas/images/testA_*.png; do n=$(basename "$f"); ln -s "$(realpath "$f")" "$work/glas/images/$n"; ln -s "$(realpath "$data/glas/masks/$n")" "$work/glas/masks/$n"; done
-for n in $(tr -d '\r' < "$data/ebhi/metadata.csv" | awk -F, '$4=="val"{print $1}'); do
-  ln -s "$(realpath "$data/ebhi/images/$n.png")" "$work/ebhi/images/$n.png"; ln -s "$(realpath "$data/ebhi/masks/$n.png")" "$work/ebhi/masks/$n.png"
-done
+mkdir -p benchmarks/results
+.venv/bin/python benchmarks/link_test_splits.py "$work" --data "$data"
 cli=".venv/bin/napari-cosas"
 export NAPARI_COSAS_CACHE="$work/cache"
 for ds in glas ebhi; do
