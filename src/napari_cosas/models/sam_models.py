@@ -37,6 +37,7 @@ from segment_anything.modeling import (
 from segment_anything.modeling.common import LayerNorm2d
 from torch import Tensor, nn
 
+from .compact_state import expand_state_dict
 from .enhanced_decoder import EnhancedMaskDecoder
 
 DecoderKind = Literal["plain", "enhanced"]
@@ -268,7 +269,7 @@ def load_click_checkpoint(path: str | os.PathLike) -> tuple[Sam, dict[str, Any]]
         )
     config = dict(payload["config"])
     model = build_click_model(config)
-    state = payload["state_dict"]
+    state = expand_state_dict(payload["state_dict"])
     missing = sorted(set(model.state_dict()) - set(state))
     unexpected = sorted(set(state) - set(model.state_dict()))
     if missing or unexpected:

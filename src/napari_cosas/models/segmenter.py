@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .backbones import ReinBackbone, build_backbone
+from .compact_state import expand_state_dict
 from .head import ReinHead
 
 __all__ = ["FORMAT", "ReinSegmenter", "SegmenterConfig", "build_segmenter"]
@@ -197,7 +198,7 @@ class ReinSegmenter(nn.Module):
             raise ValueError(f"{path} is not a {FORMAT} file (written by ReinSegmenter.save): "
                              f"format={found!r}")
         model = build_segmenter(SegmenterConfig.from_dict(payload["config"]), backbone_state)
-        state = payload["state_dict"]
+        state = expand_state_dict(payload["state_dict"])
         expected = set(model.trainable_state_dict())
         missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
         if missing or unexpected:
