@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Quality benchmarks of the default weights on GlaS testA and EBHI val (read from ../shared/data,
 # never copied into the project): automatic masks (segment + score) and the interactive protocol
-# (evaluate, --init auto and empty) for the enhanced default and, when given, a plain decoder
-# trained identically. Results: benchmarks/results/*.json, summarised by summarize_quality.py.
+# (evaluate, --init auto and empty, local and global click effect) for the enhanced default and,
+# when given, a plain decoder trained identically. Results: benchmarks/results/*.json, summarised
+# by summarize_quality.py. EFFECTS="local" runs only the product's default click effect.
 #   bash benchmarks/run_quality.sh [PLAIN_CLICK_CHECKPOINT]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 data=${COSAS_DATA:-../shared/data}
 plain=${1:-}
+effects=${EFFECTS:-local global}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 mkdir -p benchmarks/results
@@ -20,12 +22,14 @@ for ds in glas ebhi; do
 done
 models=("enhanced:cosas-default-click")
 [ -n "$plain" ] && models+=("plain:$plain")
-for init in auto empty; do
-  for entry in "${models[@]}"; do
-    name=${entry%%:*}; model=${entry#*:}
-    for ds in glas ebhi; do
-      $cli evaluate --images "$work/$ds/images" --masks "$work/$ds/masks" --model "$model" --init "$init" \
-        --device cpu --json "benchmarks/results/evaluate_${name}_${init}_$ds.json"
+for effect in $effects; do
+  for init in auto empty; do
+    for entry in "${models[@]}"; do
+      name=${entry%%:*}; model=${entry#*:}
+      for ds in glas ebhi; do
+        $cli evaluate --images "$work/$ds/images" --masks "$work/$ds/masks" --model "$model" --init "$init" \
+          --click-effect "$effect" --device cpu --json "benchmarks/results/evaluate_${name}_${effect}_${init}_$ds.json"
+      done
     done
   done
 done

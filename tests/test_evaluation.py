@@ -23,7 +23,7 @@ def _box(shape, r0, r1, c0, c1):
 
 
 class FakeModel:
-    """Records every call; ``respond(points, labels)`` gives the mask; logits are fresh objects."""
+    """Records every call (the RITM-mechanics tests use ``effect="global"``); ``respond(points, labels)`` gives the mask; logits are fresh objects."""
 
     def __init__(self, respond):
         self.respond = respond
@@ -40,13 +40,13 @@ class FakeModel:
         self.initial_probs.append(prob)
         return self.initial_logits
 
-    def predict(self, points_rc, labels, mask_input):
+    def predict_full_logits(self, points_rc, labels, mask_input):
         assert points_rc.ndim == 2 and points_rc.shape[1] == 2 and points_rc.dtype.kind == "f"
         assert labels.shape == (len(points_rc),) and labels.dtype.kind == "i"
         self.calls.append((points_rc.copy(), labels.copy(), mask_input))
         logits = np.full((1, 8, 8), float(len(self.calls)), np.float32)
         self.returned_logits.append(logits)
-        return self.respond(points_rc, labels), logits
+        return np.where(self.respond(points_rc, labels), 10.0, -10.0).astype(np.float32), logits
 
 
 def gt_after(gt, k):
@@ -82,7 +82,7 @@ def _assert_logits_chained(model, first):
 def test_empty_init_reaches_gt_after_k_clicks_and_stops():
     gt = _box((20, 20), 4, 13, 5, 14)
     model = gt_after(gt, 3)
-    res = evaluate_object(model, gt, name="obj", clock=counting_clock())
+    res = evaluate_object(model, gt, name="obj", clock=counting_clock(), effect="global")
     assert res.name == "obj"
     assert res.n_clicks == len(res.clicks) == len(res.ious) == 3
     assert res.ious == [0.0, 0.0, 1.0]
@@ -100,7 +100,7 @@ def test_empty_init_reaches_gt_after_k_clicks_and_stops():
 def test_never_reaching_uses_the_full_budget():
     gt = _box((16, 16), 2, 10, 2, 10)
     model = gt_after(gt, 1000)
-    res = evaluate_object(model, gt, max_clicks=20)
+    res = evaluate_object(model, gt, max_clicks=20, effect="global")
     assert res.n_clicks == 20 and res.ious == [0.0] * 20
     assert res.noc == {"80": 20, "85": 20, "90": 20}
     assert len(set(res.clicks)) == 20  # clicked pixels are never clicked again
@@ -108,9 +108,9 @@ def test_never_reaching_uses_the_full_budget():
 
 def test_max_clicks_and_stop_iou_respected():
     gt = _box((16, 16), 2, 10, 2, 10)
-    res = evaluate_object(gt_after(gt, 1000), gt, max_clicks=5)
+    res = evaluate_object(gt_after(gt, 1000), gt, max_clicks=5, effect="global")
     assert res.n_clicks == 5
-    res = evaluate_object(gt_after(gt, 2), gt, stop_iou=0.5, thresholds=(0.5,))
+    res = evaluate_object(gt_after(gt, 2), gt, stop_iou=0.5, thresholds=(0.5,), effect="global")
     assert res.n_clicks == 2 and res.noc == {"50": 2}
 
 
@@ -118,7 +118,7 @@ def test_disc_model_positive_and_negative_clicks():
     shape = (40, 40)
     gt = _box(shape, 5, 25, 5, 25)
     model = disc_model(shape, 4)
-    res = evaluate_object(model, gt, max_clicks=20)
+    res = evaluate_object(model, gt, max_clicks=20, effect="global")
     assert res.clicks[0] == Click(14, 14, True)
     assert 1 <= res.n_clicks <= 20 and len(res.ious) == res.n_clicks
     assert res.ious[-1] >= 0.9 or res.n_clicks == 20
@@ -136,7 +136,7 @@ def test_auto_init_first_click_from_auto_mask_errors():
     prob[15:26, 15:26] = 0.7  # FP 11x11 blob, larger than any FN
     prob[0, 29] = 0.49  # exactly the threshold: background
     model = gt_after(gt, 2)
-    res = evaluate_object(model, gt, init="auto", init_prob=prob)
+    res = evaluate_object(model, gt, init="auto", init_prob=prob, effect="global")
     assert res.initial_iou == pytest.approx(64 / (64 + 121))
     assert res.clicks[0] == Click(20, 20, False)
     assert res.n_clicks == 2 and res.ious[-1] == 1.0
@@ -149,7 +149,7 @@ def test_auto_init_already_good_makes_no_click():
     gt = _box((12, 12), 2, 10, 2, 10)
     prob = gt.astype(np.float32) * 0.9
     model = gt_after(gt, 1)
-    res = evaluate_object(model, gt, init="auto", init_prob=prob)
+    res = evaluate_object(model, gt, init="auto", init_prob=prob, effect="global")
     assert res.n_clicks == 0 and res.ious == [] and res.clicks == []
     assert res.initial_iou == 1.0 and res.decoder_seconds == 0.0
     assert res.noc == {"80": 0, "85": 0, "90": 0}
@@ -188,7 +188,7 @@ def test_evaluate_image_encodes_once_and_spc():
     union = labels > 0
     model = FakeModel(lambda pts, lab: union.copy())
     image = np.zeros((20, 20, 3), np.uint8)
-    results, encode_s = evaluate_image(model, image, targets, max_clicks=3, clock=counting_clock())
+    results, encode_s = evaluate_image(model, image, targets, max_clicks=3, effect="global", clock=counting_clock())
     assert len(model.images) == 1 and model.images[0] is image
     assert encode_s == pytest.approx(1.0)
     assert [r.name for r in results] == ["instance_1", "instance_4"]
@@ -215,19 +215,29 @@ def test_targets():
         instance_targets(np.zeros((3, 3), np.float32))
 
 
-def test_merge_keeps_changes_away_from_the_click_out():
-    shape = (40, 40)
-    gt = _box(shape, 5, 15, 5, 15)
-    spurious = _box(shape, 30, 38, 30, 38)
+def test_local_clicks_keep_changes_away_from_the_click_out():
+    shape = (100, 100)
+    gt = _box(shape, 20, 30, 20, 30)  # fits in the 19-pixel window around the second click
+    spurious = _box(shape, 80, 95, 80, 95)
 
     def respond(pts, labels):
         # the first click gives half the object; later clicks complete it but also add a blob far away
-        return _box(shape, 5, 10, 5, 15) if len(pts) == 1 else gt | spurious
+        return _box(shape, 20, 25, 20, 30) if len(pts) == 1 else gt | spurious
 
-    plain = evaluate_object(FakeModel(respond), gt, max_clicks=3)
-    merged_model = FakeModel(respond)
-    merged = evaluate_object(merged_model, gt, max_clicks=3, merge=True)
-    assert plain.ious[1] < 0.9
-    assert merged.ious[1] == 1.0 and merged.n_clicks == 2
-    # the merged mask, not the model's raw logits, is the prompt after the merge
-    assert merged_model.initial_probs and merged_model.initial_probs[-1].shape == shape
+    global_ = evaluate_object(FakeModel(respond), gt, max_clicks=3, effect="global")
+    local_model = FakeModel(respond)
+    local = evaluate_object(local_model, gt, max_clicks=3, effect="local")
+    assert global_.ious[1] < 0.9
+    assert local.ious == [0.5, 1.0] and local.n_clicks == 2
+    # the mask, not the model's raw logits, is the prompt of the next click
+    assert len(local_model.initial_probs) == 2
+    np.testing.assert_array_equal(local_model.initial_probs[-1], gt.astype(np.float32))
+    assert local_model.calls[1][2] is local_model.initial_logits
+
+
+def test_local_first_click_takes_the_whole_prediction():
+    shape = (100, 100)
+    gt = _box(shape, 10, 20, 10, 20) | _box(shape, 70, 80, 70, 80)
+    model = FakeModel(lambda pts, lab: gt.copy())  # one click finds both regions
+    res = evaluate_object(model, gt, effect="local")
+    assert res.ious == [1.0]

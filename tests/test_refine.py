@@ -1,41 +1,101 @@
-"""Progressive merge: only the changed region under the click is applied."""
+"""How a click changes the mask: global (the model's prediction) or local (the region under it)."""
 
 import numpy as np
 import pytest
 
-from napari_cosas.refine import progressive_merge
+from napari_cosas.refine import LOGIT_THRESHOLD, apply_click, local_window
+
+HIGH, LOW = 8.0, -8.0
 
 
-def test_only_the_component_under_the_click_changes():
-    previous = np.zeros((10, 20), bool)
-    previous[1:4, 1:4] = True
-    predicted = np.zeros_like(previous)
-    predicted[5:8, 5:8] = True  # new region under the click
-    predicted[5:8, 15:18] = True  # unrelated change elsewhere
-    merged = progressive_merge(previous, predicted, 6, 6)
+def _logits(shape, *boxes, value=HIGH):
+    """``LOW`` everywhere and ``value`` in each ``(r0, r1, c0, c1)`` box."""
+    logits = np.full(shape, LOW, np.float32)
+    for r0, r1, c0, c1 in boxes:
+        logits[r0:r1, c0:c1] = value
+    return logits
+
+
+def test_global_is_the_thresholded_prediction():
+    logits = _logits((10, 10), (2, 5, 2, 5))
+    logits[0, 0] = LOGIT_THRESHOLD  # exactly the threshold: background
+    previous = np.ones((10, 10), bool)
+    np.testing.assert_array_equal(apply_click(previous, logits, 3, 3, True, effect="global"), logits > 0)
+
+
+def test_positive_click_adds_only_the_region_under_it():
+    shape = (100, 100)
+    previous = np.zeros(shape, bool)
+    previous[5:15, 5:15] = True  # an earlier region the model now forgets
+    logits = _logits(shape, (40, 50, 40, 50), (40, 50, 52, 60), (90, 99, 90, 99))
+    mask = apply_click(previous, logits, 45, 45, True)
     expected = previous.copy()
-    expected[5:8, 5:8] = True
-    np.testing.assert_array_equal(merged, expected)
+    expected[40:50, 40:50] = True  # not the separate blob two columns away, nor the far one
+    np.testing.assert_array_equal(mask, expected)
 
 
-def test_negative_click_removes_only_its_region():
-    previous = np.zeros((10, 20), bool)
-    previous[1:4, 1:4] = True
-    previous[5:8, 10:14] = True
-    predicted = np.zeros_like(previous)
-    merged = progressive_merge(previous, predicted, 6, 11)
+def test_negative_click_removes_only_the_region_under_it():
+    shape = (100, 100)
+    previous = np.zeros(shape, bool)
+    previous[10:20, 10:20] = True
+    previous[10:20, 30:40] = True
+    logits = _logits(shape, (10, 20, 30, 40))  # the model drops the first region and keeps the second
+    logits[60:70, 60:70] = HIGH  # and adds a region nobody asked for
+    mask = apply_click(previous, logits, 15, 15, False)
     expected = previous.copy()
-    expected[5:8, 10:14] = False
-    np.testing.assert_array_equal(merged, expected)
+    expected[10:20, 10:20] = False
+    np.testing.assert_array_equal(mask, expected)
 
 
-def test_unchanged_click_pixel_returns_the_prediction():
-    previous = np.zeros((5, 5), bool)
-    predicted = np.zeros((5, 5), bool)
-    predicted[0, 0] = True
-    np.testing.assert_array_equal(progressive_merge(previous, predicted, 4, 4), predicted)
+def test_a_click_the_model_did_not_follow_still_changes_its_pixel():
+    shape = (100, 100)
+    logits = _logits(shape)
+    logits[45:55, 45:55] = -2.0  # more likely tumour than around it, but below the threshold
+    logits[48:52, 48:52] = -1.0
+    mask = apply_click(np.zeros(shape, bool), logits, 50, 46, True)
+    expected = np.zeros(shape, bool)
+    expected[45:55, 45:55] = True  # every connected pixel at least as likely as the clicked one
+    np.testing.assert_array_equal(mask, expected)
+
+    previous = np.ones(shape, bool)
+    logits = -logits  # a negative click on foreground the model keeps
+    mask = apply_click(previous, logits, 50, 46, False)
+    np.testing.assert_array_equal(mask, ~expected)
 
 
-def test_shape_mismatch_is_refused():
-    with pytest.raises(ValueError, match="shape"):
-        progressive_merge(np.zeros((3, 3), bool), np.zeros((3, 4), bool), 0, 0)
+def test_the_change_stays_inside_the_window():
+    shape = (1000, 1000)
+    logits = _logits(shape, (0, 1000, 0, 1000))  # the model says "all tumour"
+    mask = apply_click(np.zeros(shape, bool), logits, 500, 500, True, window=0.1)
+    rows, cols = local_window(shape, 500, 500, 0.1)
+    assert (rows.start, rows.stop, cols.start, cols.stop) == (450, 551, 450, 551)
+    assert mask.sum() == 101 * 101 and mask[rows, cols].all()
+
+
+def test_window_is_cut_at_the_border():
+    rows, cols = local_window((200, 100), 0, 99, 0.5)
+    assert (rows.start, rows.stop, cols.start, cols.stop) == (0, 51, 49, 100)
+
+
+def test_first_click_can_start_from_the_whole_prediction():
+    shape = (100, 100)
+    previous = np.zeros(shape, bool)
+    previous[0:10, 0:10] = True
+    logits = _logits(shape, (40, 50, 40, 50), (80, 90, 80, 90))
+    mask = apply_click(previous, logits, 45, 45, True, start_from_prediction=True)
+    np.testing.assert_array_equal(mask, logits > 0)
+
+
+def test_previous_mask_is_not_modified():
+    previous = np.zeros((20, 20), bool)
+    apply_click(previous, _logits((20, 20), (5, 10, 5, 10)), 7, 7, True)
+    assert not previous.any()
+
+
+def test_bad_arguments_are_refused():
+    with pytest.raises(ValueError, match="must match"):
+        apply_click(np.zeros((3, 3), bool), np.zeros((3, 4)), 0, 0, True)
+    with pytest.raises(ValueError, match="outside"):
+        apply_click(np.zeros((3, 3), bool), np.zeros((3, 3)), 3, 0, True)
+    with pytest.raises(ValueError, match="effect"):
+        apply_click(np.zeros((3, 3), bool), np.zeros((3, 3)), 0, 0, True, effect="bogus")

@@ -71,7 +71,7 @@ def test_states_clicks_undo_reset(session: AnnotationSession) -> None:
     session.click(patch, 30, 5, False)
     assert patch.state == "corrected" and len(patch.clicker) == 2
     assert [(c.row, c.col, c.positive) for c in patch.clicks] == [(10, 20, True), (30, 5, False)]
-    assert patch.logits.shape == (1, 256, 256)
+    assert patch.logits is None  # local clicks: the next prompt is made from the mask
     assert session.total_clicks == 2 and session.seconds_per_click > 0
     assert session.undo(patch)
     assert len(patch.clicks) == 1 and np.array_equal(patch.mask, first_mask)
@@ -99,8 +99,40 @@ def test_first_click_prompts_with_auto_probabilities(session: AnnotationSession,
     monkeypatch.setattr(predictor, "set_initial_mask", lambda m: seen.append(np.array(m)) or original(m))
     session.click(patch, 5, 5, True)
     assert len(seen) == 1 and np.array_equal(seen[0], patch.auto_prob)
+    after_first = patch.mask.copy()
+    session.click(patch, 6, 6, True)  # a local click's mask is the next prompt
+    assert len(seen) == 2 and np.array_equal(seen[1] > 0.5, after_first)
+
+
+def test_global_clicks_chain_the_model_logits(session: AnnotationSession, monkeypatch) -> None:
+    _segment(session)
+    session.click_effect = "global"
+    patch = session.current
+    predictor = session.models.predictor()
+    seen = []
+    original = predictor.set_initial_mask
+    monkeypatch.setattr(predictor, "set_initial_mask", lambda m: seen.append(np.array(m)) or original(m))
+    result = session.click(patch, 5, 5, True)
+    assert patch.logits is result.logits and patch.logits.shape == (1, 256, 256)
     session.click(patch, 6, 6, True)  # later clicks reuse the previous logits
     assert len(seen) == 1
+
+
+def test_local_click_keeps_annotations_away_from_it(session: AnnotationSession) -> None:
+    _segment(session)
+    patch = session.current
+    session.click(patch, 40, 55, True)
+    edited = patch.mask.copy()
+    edited[30:48, 40:64] = ~edited[30:48, 40:64]  # a brush edit in the bottom-right corner
+    session.sync_mask(patch, edited)
+    for row, col, positive in [(5, 5, True), (8, 12, False), (3, 20, True)]:
+        before = patch.mask.copy()
+        session.click(patch, row, col, positive)
+        assert patch.mask[row, col] == positive  # the click always changes its own pixel
+        outside = np.ones(before.shape, bool)
+        outside[max(0, row - 5):row + 6, max(0, col - 5):col + 6] = False  # the 11-pixel window
+        np.testing.assert_array_equal(patch.mask[outside], before[outside])
+    np.testing.assert_array_equal(patch.mask[30:48, 40:64], edited[30:48, 40:64])
 
 
 def test_brush_edit_is_kept_and_prompts_next_click(session: AnnotationSession, monkeypatch) -> None:

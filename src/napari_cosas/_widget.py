@@ -117,6 +117,14 @@ class CosasWidget(QWidget):
         form.addRow("Segmenter", self.segmenter_combo)
         form.addRow("Click model", self.click_combo)
         form.addRow("Device", self.device_combo)
+        self.effect_combo = QComboBox()
+        self.effect_combo.addItems(["local", "global"])
+        self.effect_combo.setToolTip(
+            "local: a click changes only the region under it (the rest of the mask, brush edits "
+            "included, is kept); global: the mask becomes the click model's whole prediction"
+        )
+        self.effect_combo.currentTextChanged.connect(self._on_effect_changed)
+        form.addRow("Click effect", self.effect_combo)
         layout.addLayout(form)
 
         actions = QGridLayout()
@@ -237,6 +245,9 @@ class CosasWidget(QWidget):
             self.select_patch(row)
 
     # -- models ------------------------------------------------------------------------------
+
+    def _on_effect_changed(self, effect: str) -> None:
+        self.session.click_effect = "global" if effect == "global" else "local"
 
     def _on_models_changed(self) -> None:
         self.session.set_models(

@@ -71,7 +71,7 @@ def evaluate_folder(
     objects: str = "image",
     segmenter=None,
     max_clicks: int = 20,
-    merge: bool = False,
+    effect: str = "local",
     progress: Progress | None = None,
 ) -> dict:
     """The interactive protocol (design.md) over a folder; returns the JSON-ready report.
@@ -98,7 +98,7 @@ def evaluate_folder(
             init_prob = segmenter.predict_proba(image)
             auto_total += time.perf_counter() - start
         results, encode_seconds = evaluate_image(
-            predictor, image, targets, init=init, init_prob=init_prob, max_clicks=max_clicks, merge=merge
+            predictor, image, targets, init=init, init_prob=init_prob, max_clicks=max_clicks, effect=effect
         )
         encode_total += encode_seconds
         results_all.extend(results)
@@ -121,7 +121,7 @@ def evaluate_folder(
         "init": init,
         "objects": objects,
         "max_clicks": max_clicks,
-        "progressive_merge": merge,
+        "click_effect": effect,
         "model_id": predictor.model_id,
         "device": str(predictor.device),
         "objects_detail": records,

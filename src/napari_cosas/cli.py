@@ -28,7 +28,7 @@ JSON fields written by evaluate:
   spc_total_s              seconds per click end to end, image encoding included
   encode_s_per_image       mean seconds to encode (or load from cache) one image
   auto_mask_s_per_image    mean seconds of the automatic segmenter (--init auto only)
-  n_objects, n_images, init, objects, max_clicks, progressive_merge, model_id, device
+  n_objects, n_images, init, objects, max_clicks, click_effect, model_id, device
   objects_detail           per object: image, name, ious, initial_iou, clicks [[row, col,
                            positive], ...], decoder_seconds, n_clicks, noc {"80", "85", "90"}
 Protocol: RITM's next-click rule, prediction = probability > 0.49, stop at IoU >= 0.90.
@@ -103,7 +103,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         objects=args.objects,
         segmenter=segmenter,
         max_clicks=args.max_clicks,
-        merge=args.merge,
+        effect=args.click_effect,
         progress=update,
     )
     close()
@@ -190,9 +190,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--max-clicks", type=int, default=20, help="click budget per object (default 20)")
     p.add_argument(
-        "--merge",
-        action="store_true",
-        help="from the second click on, apply only the changed region under the click (FocalClick's progressive merge)",
+        "--click-effect",
+        default="local",
+        choices=("local", "global"),
+        help="local (default, as in the widget): after the first click each click changes only the connected "
+        "region under it, within a window; global: the mask is the model's whole prediction (RITM)",
     )
     p.add_argument("--json", required=True, help="output JSON (fields below)")
     p.add_argument("--plot", default=None, help="optional PNG: mean IoU against clicks")

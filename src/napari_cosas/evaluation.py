@@ -14,6 +14,11 @@ Two starting points:
   ``model.set_initial_mask(init_prob)`` are the first mask prompt. If the starting mask already
   reaches ``stop_iou`` no click is made (NoC 0, see ``metrics.noc``).
 
+Two click effects (:func:`refine.apply_click`): ``"global"`` (RITM: the mask is the model's
+prediction, the next mask prompt its low-res logits) and ``"local"`` (the product's default:
+after the first click each click changes only the region under it; the mask, not the model's
+logits, becomes the next mask prompt).
+
 Coordinates are ``(row, col)``; masks are ``(H, W)`` ``bool``.
 """
 
@@ -28,10 +33,9 @@ import numpy as np
 
 from .clicks import Click, Clicker
 from .metrics import iou, noc
-from .refine import progressive_merge
+from .refine import PROB_THRESHOLD, ClickEffect, apply_click
 
 __all__ = [
-    "PRED_THRESHOLD",
     "ClickModel",
     "ObjectResult",
     "evaluate_image",
@@ -40,9 +44,6 @@ __all__ = [
     "instance_targets",
     "spc",
 ]
-
-PRED_THRESHOLD = 0.49
-"""A pixel is foreground when its probability is above this (RITM's ``pred_thr``)."""
 
 Init = Literal["empty", "auto"]
 
@@ -56,11 +57,11 @@ class ClickModel(Protocol):
     def set_initial_mask(self, prob: np.ndarray) -> np.ndarray:
         """Turn an ``(H, W)`` ``float32`` probability map into low-res logits for the first mask prompt."""
 
-    def predict(
+    def predict_full_logits(
         self, points_rc: np.ndarray, labels: np.ndarray, mask_input: np.ndarray | None
     ) -> tuple[np.ndarray, np.ndarray]:
         """Points ``(N, 2)`` float ``(row, col)``, labels ``(N,)`` int (1 positive, 0 negative),
-        previous logits or ``None`` -> ``(H, W)`` ``bool`` mask (probability > 0.49) and low-res logits."""
+        previous low-res logits or ``None`` -> ``(H, W)`` float32 logits and low-res logits."""
 
 
 @dataclass
@@ -97,7 +98,7 @@ def evaluate_object(
     stop_iou: float = 0.90,
     thresholds: Sequence[float] = (0.80, 0.85, 0.90),
     ignore: np.ndarray | None = None,
-    merge: bool = False,
+    effect: ClickEffect = "local",
     clock: Callable[[], float] = time.perf_counter,
 ) -> ObjectResult:
     """Simulate clicks on one object of the image last given to ``model.set_image``.
@@ -113,8 +114,8 @@ def evaluate_object(
             NoC of a higher threshold is undercounted as a failure.
         thresholds: targets for the per-object NoC.
         ignore: ``(H, W)`` mask of pixels left out of click errors and IoU.
-        merge: keep each click's effect local (``refine.progressive_merge``) from the second
-            click on; a merged mask becomes the next mask prompt. Its time counts as decoder time.
+        effect: ``"local"`` or ``"global"`` (see the module docstring); the time of
+            ``refine.apply_click`` and of turning the mask into the next prompt counts as decoder time.
         clock: seconds counter used to time ``predict``.
     """
     gt = np.asarray(gt, dtype=bool)
@@ -132,7 +133,7 @@ def evaluate_object(
         init_prob = np.asarray(init_prob, dtype=np.float32)
         if init_prob.shape != gt.shape:
             raise ValueError(f"init_prob has shape {init_prob.shape}, expected {gt.shape}")
-        pred = init_prob > PRED_THRESHOLD
+        pred = init_prob > PROB_THRESHOLD
         initial_iou = iou(pred, gt, ignore)
         mask_input = model.set_initial_mask(init_prob)
     else:
@@ -145,12 +146,12 @@ def evaluate_object(
         for _ in range(max_clicks):
             click = clicker.make_next_click(gt, pred, ignore)
             start = clock()
-            previous = pred
-            pred, mask_input = model.predict(clicker.points_rc(), clicker.labels(), mask_input)
-            if merge and (init == "auto" or len(clicker) > 1):
-                merged = progressive_merge(previous, pred, click.row, click.col)
-                if not np.array_equal(merged, pred):
-                    pred, mask_input = merged, model.set_initial_mask(merged.astype(np.float32))
+            logits, low_res = model.predict_full_logits(clicker.points_rc(), clicker.labels(), mask_input)
+            pred = apply_click(
+                pred, logits, click.row, click.col, click.is_positive,
+                effect=effect, start_from_prediction=len(clicker) == 1,
+            )
+            mask_input = low_res if effect == "global" else model.set_initial_mask(pred.astype(np.float32))
             decoder_seconds += clock() - start
             ious.append(iou(pred, gt, ignore))
             if ious[-1] >= stop_iou:
@@ -177,7 +178,7 @@ def evaluate_image(
     stop_iou: float = 0.90,
     thresholds: Sequence[float] = (0.80, 0.85, 0.90),
     ignore: np.ndarray | None = None,
-    merge: bool = False,
+    effect: ClickEffect = "local",
     clock: Callable[[], float] = time.perf_counter,
 ) -> tuple[list[ObjectResult], float]:
     """Encode ``image`` once, then simulate every target on it.
@@ -207,7 +208,7 @@ def evaluate_image(
             stop_iou=stop_iou,
             thresholds=thresholds,
             ignore=ignore,
-            merge=merge,
+            effect=effect,
             clock=clock,
         )
         for name, mask in targets

@@ -20,12 +20,10 @@ from .devices import resolve_device
 from .embedding_cache import CachedEmbedding, CacheKey, EmbeddingCache
 from .fast_decoder import FastClickDecoder
 from .image_io import as_rgb_uint8, image_sha256
+from .refine import LOGIT_THRESHOLD, PROB_THRESHOLD
 
 #: Bumped whenever resizing or normalisation changes, which invalidates cached embeddings.
 PREPROCESS_VERSION = "sam-resize-longest-pil/1"
-#: The protocol's rule "prediction = probability > 0.49", as a logit threshold.
-PROB_THRESHOLD = 0.49
-LOGIT_THRESHOLD = math.log(PROB_THRESHOLD / (1.0 - PROB_THRESHOLD))
 #: Mask prompts made from probabilities are clipped to this logit magnitude.
 PROMPT_LOGIT_CLIP = 10.0
 
@@ -244,3 +242,11 @@ class ClickPredictor:
         """
         full, low_res = self.predict_logits(points_rc, labels, mask_input)
         return (full > LOGIT_THRESHOLD).cpu().numpy(), low_res.float().cpu().numpy()
+
+    def predict_full_logits(
+        self, points_rc: np.ndarray, labels: np.ndarray, mask_input: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`predict_logits` as NumPy: ``(H, W)`` float32 logits at image size (for
+        ``refine.apply_click``) and ``(1, 256, 256)`` float32 low-res logits."""
+        full, low_res = self.predict_logits(points_rc, labels, mask_input)
+        return full.float().cpu().numpy(), low_res.float().cpu().numpy()

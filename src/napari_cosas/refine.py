@@ -1,37 +1,99 @@
-"""Keeping a click's effect local: FocalClick's progressive merge.
+"""How a click changes the mask: the model's whole prediction, or only the region under the click.
 
-On a patch with many tumour regions, a click should correct the region it was placed in and
-leave the rest of the mask alone; otherwise late clicks undo earlier corrections elsewhere.
+On a patch with many tumour regions a click should correct the region it was placed in and
+leave the rest of the mask alone; otherwise a click can undo what is right elsewhere (the
+click model's global prediction is often worse than the mask it starts from) and a pathologist's
+brush edits would be overwritten. :func:`apply_click` implements both behaviours:
+
+- ``"global"``: the mask is the model's prediction, ``logits > LOGIT_THRESHOLD`` (RITM's protocol).
+- ``"local"``: the first click on a mask nobody has edited takes the model's whole prediction
+  (it refines the automatic mask everywhere); every click then changes only one connected
+  region inside a window around it: a positive click adds the pixels connected to it whose
+  logit is at least ``min(logit at the click, LOGIT_THRESHOLD)``, a negative click removes the
+  pixels connected to it whose logit is at most ``max(logit at the click, LOGIT_THRESHOLD)``.
+  The threshold moves to the clicked pixel's logit where the model did not flip it, so a
+  click always changes its own pixel (a magic wand on the model's logits), and the window
+  keeps that change local.
+
+Coordinates are ``(row, col)``; masks are ``(H, W)`` ``bool``, logits ``(H, W)`` float.
 """
 
 from __future__ import annotations
 
+import math
+from typing import Literal
+
 import numpy as np
 from skimage.segmentation import flood
 
+__all__ = ["LOCAL_WINDOW", "LOGIT_THRESHOLD", "PROB_THRESHOLD", "ClickEffect", "apply_click", "local_window"]
 
-def progressive_merge(previous: np.ndarray, predicted: np.ndarray, row: int, col: int) -> np.ndarray:
-    """Apply only the connected region of change under the click at ``(row, col)``.
+#: The protocol's rule "prediction = probability > 0.49" (RITM's ``pred_thr``).
+PROB_THRESHOLD = 0.49
+#: The same rule on logits.
+LOGIT_THRESHOLD = math.log(PROB_THRESHOLD / (1.0 - PROB_THRESHOLD))
+#: Side of the square a local click may change, as a fraction of the image's longer side
+#: (270 px on a 1500x1500 patch). Chosen on held-out training images (weights/README.md).
+LOCAL_WINDOW = 0.18
+
+ClickEffect = Literal["global", "local"]
+
+
+def local_window(shape: tuple[int, int], row: int, col: int, fraction: float = LOCAL_WINDOW) -> tuple[slice, slice]:
+    """The ``(rows, cols)`` slices of the square of side ``fraction * max(shape)`` centred on the
+    click, cut at the image border (at least the clicked pixel)."""
+    half = int(fraction * max(shape)) // 2
+    return (
+        slice(max(0, row - half), min(shape[0], row + half + 1)),
+        slice(max(0, col - half), min(shape[1], col + half + 1)),
+    )
+
+
+def apply_click(
+    previous: np.ndarray,
+    logits: np.ndarray,
+    row: int,
+    col: int,
+    positive: bool,
+    *,
+    effect: ClickEffect = "local",
+    start_from_prediction: bool = False,
+    window: float = LOCAL_WINDOW,
+) -> np.ndarray:
+    """The mask after a click.
 
     Args:
         previous: ``(H, W)`` bool mask before the click.
-        predicted: ``(H, W)`` bool mask the model predicted for all clicks so far.
+        logits: ``(H, W)`` float logits the model predicted for all clicks so far.
         row, col: pixel of the latest click.
+        positive: whether the click marks foreground.
+        effect: ``"global"`` or ``"local"`` (see the module docstring).
+        start_from_prediction: for ``"local"``, start from the model's whole prediction instead
+            of ``previous`` (the first click on an unedited mask).
+        window: for ``"local"``, the window's side as a fraction of the longer image side.
 
     Returns:
-        ``(H, W)`` bool mask: ``previous`` with the 4-connected component of
-        ``previous != predicted`` that contains the click set to ``predicted``. When the click's
-        pixel did not change, the model's prediction is returned unchanged (there is no local
-        region to merge, and keeping ``previous`` would make the click have no effect).
+        ``(H, W)`` bool mask, a new array.
     """
     previous = np.asarray(previous, dtype=bool)
-    predicted = np.asarray(predicted, dtype=bool)
-    if previous.shape != predicted.shape:
-        raise ValueError(f"masks differ in shape: {previous.shape} and {predicted.shape}")
-    changed = previous != predicted
-    if not changed[row, col]:
+    logits = np.asarray(logits)
+    if previous.shape != logits.shape:
+        raise ValueError(f"mask is {previous.shape} but logits are {logits.shape}; they must match")
+    if not (0 <= row < previous.shape[0] and 0 <= col < previous.shape[1]):
+        raise ValueError(f"click (row {row}, col {col}) is outside the {previous.shape} mask")
+    predicted = logits > LOGIT_THRESHOLD
+    if effect == "global":
         return predicted
-    region = flood(changed, (row, col), connectivity=1)
-    merged = previous.copy()
-    merged[region] = predicted[region]
-    return merged
+    if effect != "local":
+        raise ValueError(f'effect must be "global" or "local", got {effect!r}')
+    mask = predicted.copy() if start_from_prediction else previous.copy()
+    rows, cols = local_window(previous.shape, row, col, window)
+    near = logits[rows, cols]
+    value = logits[row, col]
+    if positive:
+        candidates = near >= min(value, LOGIT_THRESHOLD)
+    else:
+        candidates = near <= max(value, LOGIT_THRESHOLD)
+    region = flood(candidates, (row - rows.start, col - cols.start), connectivity=1)
+    mask[rows, cols][region] = positive
+    return mask

@@ -40,6 +40,7 @@ from .image_io import (
     list_images,
     load_image,
 )
+from .refine import ClickEffect, apply_click
 
 if TYPE_CHECKING:  # torch is imported only when a model is used (keeps the napari reader light)
     from .predictor import ClickPredictor
@@ -249,12 +250,13 @@ class Patch:
 
 @dataclass(frozen=True)
 class ClickResult:
-    """What a click computed (``mask`` ``(H, W)`` bool, ``logits`` ``(1, 256, 256)`` float32)."""
+    """What a click computed: ``mask`` ``(H, W)`` bool; ``logits`` ``(1, 256, 256)`` float32, the
+    next click's mask prompt, or ``None`` when the next prompt is made from ``mask`` (local clicks)."""
 
     patch: Patch
     click: Click
     mask: np.ndarray
-    logits: np.ndarray
+    logits: np.ndarray | None
     latency_s: float
     timestamp: str
 
@@ -264,10 +266,16 @@ class ClickOutsideError(ValueError):
 
 
 class AnnotationSession:
-    """Patches, the current one, the models and the session's click statistics."""
+    """Patches, the current one, the models and the session's click statistics.
 
-    def __init__(self, models: ModelBundle | None = None) -> None:
+    ``click_effect`` (``refine.apply_click``): ``"local"`` (default) changes only the region
+    under each click once the mask has been clicked or brushed, so nothing annotated elsewhere
+    is overwritten; ``"global"`` replaces the mask with the model's whole prediction.
+    """
+
+    def __init__(self, models: ModelBundle | None = None, click_effect: ClickEffect = "local") -> None:
         self.models = models if models is not None else ModelBundle()
+        self.click_effect: ClickEffect = click_effect
         self.patches: list[Patch] = []
         self.index = -1
         self.total_clicks = 0
@@ -397,8 +405,15 @@ class AnnotationSession:
         prompt = self._mask_prompt(patch, predictor)
         points = np.vstack([patch.clicker.points_rc(), [[click.row, click.col]]])
         labels = np.append(patch.clicker.labels(), int(click.is_positive))
-        mask, logits = predictor.predict(points, labels, prompt)
-        return ClickResult(patch, click, mask, logits, time.perf_counter() - start, timestamp)
+        logits, low_res = predictor.predict_full_logits(points, labels, prompt)
+        previous = patch.mask if patch.mask is not None else np.zeros(patch.shape, dtype=bool)
+        mask = apply_click(
+            previous, logits, click.row, click.col, click.is_positive,
+            effect=self.click_effect,
+            start_from_prediction=len(patch.clicker) == 0 and not patch.brush_edited,
+        )
+        next_prompt = low_res if self.click_effect == "global" else None
+        return ClickResult(patch, click, mask, next_prompt, time.perf_counter() - start, timestamp)
 
     def apply_click(self, result: ClickResult) -> None:
         """Record a computed click and its mask (undoable)."""
