@@ -65,8 +65,13 @@ def test_segment_click_undo_export(widget, qtbot, tmp_path: Path) -> None:
     assert patch.state == "segmented"
     assert np.array_equal(w.mask_layer.data > 0, patch.auto_mask)
 
+    assert w.session.click_effect == "local"
+    w.effect_combo.setCurrentText("global")
+    assert w.session.click_effect == "global"
+    w.effect_combo.setCurrentText("local")
     _mouse_click(w, 50, 60)  # left: positive
     _wait(qtbot, w)
+    assert patch.mask[50, 60]  # a local click always takes its own pixel
     _mouse_click(w, 100, 120, button=2)  # right: negative
     _wait(qtbot, w)
     _mouse_click(w, 150, 30, modifiers=("Control",))  # Ctrl + left: negative

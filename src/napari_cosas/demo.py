@@ -102,6 +102,7 @@ def run_demo(
     report = {
         "segmenter": models.segmenter_id,
         "click_model": models.click_id,
+        "click_effect": session.click_effect,
         "device": str(models.predictor().device),
         "n_patches": len(records),
         "mean_dice_auto": float(np.mean([r["dice_auto"] for r in records])),
@@ -125,7 +126,8 @@ def report_markdown(report: dict) -> str:
     lines = [
         "# napari-cosas demo report",
         "",
-        f"Segmenter `{report['segmenter']}`, click model `{report['click_model']}`, device {report['device']}.",
+        f"Segmenter `{report['segmenter']}`, click model `{report['click_model']}` ({report['click_effect']} "
+        f"clicks), device {report['device']}.",
         f"{report['n_patches']} patches; mean Dice {report['mean_dice_auto']:.3f} (automatic) -> "
         f"{report['mean_dice_refined']:.3f} (refined); NoC@80/85/90 {report['noc80']:.2f} / "
         f"{report['noc85']:.2f} / {report['noc90']:.2f}; "
