@@ -81,12 +81,11 @@ def apply_click(
         raise ValueError(f"mask is {previous.shape} but logits are {logits.shape}; they must match")
     if not (0 <= row < previous.shape[0] and 0 <= col < previous.shape[1]):
         raise ValueError(f"click (row {row}, col {col}) is outside the {previous.shape} mask")
-    predicted = logits > LOGIT_THRESHOLD
-    if effect == "global":
-        return predicted
-    if effect != "local":
+    if effect not in ("global", "local"):
         raise ValueError(f'effect must be "global" or "local", got {effect!r}')
-    mask = predicted.copy() if start_from_prediction else previous.copy()
+    if effect == "global":
+        return logits > LOGIT_THRESHOLD
+    mask = logits > LOGIT_THRESHOLD if start_from_prediction else previous.copy()
     rows, cols = local_window(previous.shape, row, col, window)
     near = logits[rows, cols]
     value = logits[row, col]
