@@ -99,3 +99,5 @@ def test_bad_arguments_are_refused():
         apply_click(np.zeros((3, 3), bool), np.zeros((3, 3)), 3, 0, True)
     with pytest.raises(ValueError, match="effect"):
         apply_click(np.zeros((3, 3), bool), np.zeros((3, 3)), 0, 0, True, effect="bogus")
+    with pytest.raises(ValueError, match="window"):
+        apply_click(np.zeros((3, 3), bool), np.zeros((3, 3)), 0, 0, True, window=0)

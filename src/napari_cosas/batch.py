@@ -18,6 +18,7 @@ from . import metrics
 from .evaluation import evaluate_image, image_target, instance_targets, spc
 from .image_io import list_images, load_image, load_mask, pair_images_and_masks, save_mask
 from .predictor import PROB_THRESHOLD, ClickPredictor
+from .refine import LOCAL_WINDOW
 
 Progress = Callable[[int, int, str], None]
 
@@ -72,6 +73,7 @@ def evaluate_folder(
     segmenter=None,
     max_clicks: int = 20,
     effect: str = "local",
+    window: float = LOCAL_WINDOW,
     progress: Progress | None = None,
 ) -> dict:
     """The interactive protocol (design.md) over a folder; returns the JSON-ready report.
@@ -98,7 +100,8 @@ def evaluate_folder(
             init_prob = segmenter.predict_proba(image)
             auto_total += time.perf_counter() - start
         results, encode_seconds = evaluate_image(
-            predictor, image, targets, init=init, init_prob=init_prob, max_clicks=max_clicks, effect=effect
+            predictor, image, targets, init=init, init_prob=init_prob, max_clicks=max_clicks, effect=effect,
+            window=window,
         )
         encode_total += encode_seconds
         results_all.extend(results)
@@ -122,6 +125,7 @@ def evaluate_folder(
         "objects": objects,
         "max_clicks": max_clicks,
         "click_effect": effect,
+        "click_window": window,
         "model_id": predictor.model_id,
         "device": str(predictor.device),
         "objects_detail": records,

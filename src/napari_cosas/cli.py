@@ -12,6 +12,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from .heap import keep_freed_heap_memory
+from .refine import LOCAL_WINDOW
 
 DEFAULT_SEGMENTER = "cosas-default-segmenter"
 DEFAULT_CLICK_MODEL = "cosas-default-click"
@@ -28,7 +29,8 @@ JSON fields written by evaluate:
   spc_total_s              seconds per click end to end, image encoding included
   encode_s_per_image       mean seconds to encode (or load from cache) one image
   auto_mask_s_per_image    mean seconds of the automatic segmenter (--init auto only)
-  n_objects, n_images, init, objects, max_clicks, click_effect, model_id, device
+  n_objects, n_images, init, objects, max_clicks, click_effect, click_window, model_id,
+                           device
   objects_detail           per object: image, name, ious, initial_iou, clicks [[row, col,
                            positive], ...], decoder_seconds, n_clicks, noc {"80", "85", "90"}
 Protocol: RITM's next-click rule, prediction = probability > 0.49, stop at IoU >= 0.90.
@@ -104,6 +106,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         segmenter=segmenter,
         max_clicks=args.max_clicks,
         effect=args.click_effect,
+        window=args.click_window,
         progress=update,
     )
     close()
@@ -195,6 +198,12 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("local", "global"),
         help="local (default, as in the widget): after the first click each click changes only the connected "
         "region under it, within a window; global: the mask is the model's whole prediction (RITM)",
+    )
+    p.add_argument(
+        "--click-window",
+        type=float,
+        default=LOCAL_WINDOW,
+        help=f"side of a local click's window as a fraction of the longer image side (default {LOCAL_WINDOW})",
     )
     p.add_argument("--json", required=True, help="output JSON (fields below)")
     p.add_argument("--plot", default=None, help="optional PNG: mean IoU against clicks")

@@ -33,7 +33,7 @@ import numpy as np
 
 from .clicks import Click, Clicker
 from .metrics import iou, noc
-from .refine import PROB_THRESHOLD, ClickEffect, apply_click
+from .refine import LOCAL_WINDOW, PROB_THRESHOLD, ClickEffect, apply_click
 
 __all__ = [
     "ClickModel",
@@ -99,6 +99,7 @@ def evaluate_object(
     thresholds: Sequence[float] = (0.80, 0.85, 0.90),
     ignore: np.ndarray | None = None,
     effect: ClickEffect = "local",
+    window: float = LOCAL_WINDOW,
     clock: Callable[[], float] = time.perf_counter,
 ) -> ObjectResult:
     """Simulate clicks on one object of the image last given to ``model.set_image``.
@@ -116,6 +117,7 @@ def evaluate_object(
         ignore: ``(H, W)`` mask of pixels left out of click errors and IoU.
         effect: ``"local"`` or ``"global"`` (see the module docstring); the time of
             ``refine.apply_click`` and of turning the mask into the next prompt counts as decoder time.
+        window: side of a local click's window as a fraction of the longer image side.
         clock: seconds counter used to time ``predict``.
     """
     gt = np.asarray(gt, dtype=bool)
@@ -149,7 +151,7 @@ def evaluate_object(
             logits, low_res = model.predict_full_logits(clicker.points_rc(), clicker.labels(), mask_input)
             pred = apply_click(
                 pred, logits, click.row, click.col, click.is_positive,
-                effect=effect, start_from_prediction=len(clicker) == 1,
+                effect=effect, start_from_prediction=len(clicker) == 1, window=window,
             )
             mask_input = low_res if effect == "global" else model.set_initial_mask(pred.astype(np.float32))
             decoder_seconds += clock() - start
@@ -179,6 +181,7 @@ def evaluate_image(
     thresholds: Sequence[float] = (0.80, 0.85, 0.90),
     ignore: np.ndarray | None = None,
     effect: ClickEffect = "local",
+    window: float = LOCAL_WINDOW,
     clock: Callable[[], float] = time.perf_counter,
 ) -> tuple[list[ObjectResult], float]:
     """Encode ``image`` once, then simulate every target on it.
@@ -209,6 +212,7 @@ def evaluate_image(
             thresholds=thresholds,
             ignore=ignore,
             effect=effect,
+            window=window,
             clock=clock,
         )
         for name, mask in targets

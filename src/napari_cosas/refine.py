@@ -83,6 +83,8 @@ def apply_click(
         raise ValueError(f"click (row {row}, col {col}) is outside the {previous.shape} mask")
     if effect not in ("global", "local"):
         raise ValueError(f'effect must be "global" or "local", got {effect!r}')
+    if not window > 0:
+        raise ValueError(f"window must be a positive fraction of the image side, got {window}")
     if effect == "global":
         return logits > LOGIT_THRESHOLD
     mask = logits > LOGIT_THRESHOLD if start_from_prediction else previous.copy()
