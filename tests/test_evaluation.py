@@ -23,7 +23,10 @@ def _box(shape, r0, r1, c0, c1):
 
 
 class FakeModel:
-    """Records every call (the RITM-mechanics tests use ``effect="global"``); ``respond(points, labels)`` gives the mask; logits are fresh objects."""
+    """Records every call; ``respond(points, labels)`` gives the mask; logits are fresh objects.
+
+    The tests of RITM's protocol mechanics run with ``effect="global"``.
+    """
 
     def __init__(self, respond):
         self.respond = respond

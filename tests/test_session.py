@@ -191,7 +191,7 @@ def test_export_files_and_versioning(session: AnnotationSession, tmp_path: Path)
     assert sidecar["image"]["path"] == str(patch.path.resolve())
     assert sidecar["models"] == {"segmenter": "tiny-segmenter", "click": "tiny"}
     assert [(c["row"], c["col"], c["positive"]) for c in sidecar["clicks"]] == [(10, 20, True), (30, 5, False)]
-    assert all(c["latency_s"] >= 0 and c["timestamp"] for c in sidecar["clicks"])
+    assert all(c["latency_s"] >= 0 and c["timestamp"] and c["effect"] == "local" for c in sidecar["clicks"])
     assert (first.sidecar.parent / sidecar["mask_file"]).resolve() == first.mask.resolve()
     json.loads(first.geojson.read_text())
     before = first.mask.read_bytes()

@@ -154,13 +154,15 @@ class ModelBundle:
 
 @dataclass(frozen=True)
 class ClickRecord:
-    """A click as recorded in the sidecar: ``(row, col)``, label, wall time, model latency."""
+    """A click as recorded in the sidecar: ``(row, col)``, label, wall time, model latency and
+    click effect (``"local"`` or ``"global"``, see ``refine.apply_click``)."""
 
     row: int
     col: int
     positive: bool
     timestamp: str
     latency_s: float
+    effect: ClickEffect = "local"
 
 
 @dataclass(frozen=True)
@@ -259,6 +261,7 @@ class ClickResult:
     logits: np.ndarray | None
     latency_s: float
     timestamp: str
+    effect: ClickEffect = "local"
 
 
 class ClickOutsideError(ValueError):
@@ -413,7 +416,7 @@ class AnnotationSession:
             start_from_prediction=len(patch.clicker) == 0 and not patch.brush_edited,
         )
         next_prompt = low_res if self.click_effect == "global" else None
-        return ClickResult(patch, click, mask, next_prompt, time.perf_counter() - start, timestamp)
+        return ClickResult(patch, click, mask, next_prompt, time.perf_counter() - start, timestamp, self.click_effect)
 
     def apply_click(self, result: ClickResult) -> None:
         """Record a computed click and its mask (undoable)."""
@@ -422,7 +425,7 @@ class AnnotationSession:
         patch.clicker.add(result.click)
         patch.clicks.append(
             ClickRecord(result.click.row, result.click.col, result.click.is_positive,
-                        result.timestamp, result.latency_s)
+                        result.timestamp, result.latency_s, result.effect)
         )
         patch.mask = result.mask
         patch.logits = result.logits
@@ -521,7 +524,7 @@ class AnnotationSession:
             "coordinates": "clicks are (row, col) image pixels; positive true = tumour",
             "clicks": [
                 {"row": c.row, "col": c.col, "positive": c.positive, "timestamp": c.timestamp,
-                 "latency_s": round(c.latency_s, 6)}
+                 "latency_s": round(c.latency_s, 6), "effect": c.effect}
                 for c in patch.clicks
             ],
         }
