@@ -2,7 +2,7 @@
 
 The global-attention block and the extra two-way layers enter through per-channel gates that start
 at zero. This prints the trained gates' magnitudes and runs the interactive protocol (`--init auto`,
-image targets, 20 clicks) on GlaS testA and EBHI val twice: with the model as shipped and with
+image targets, 20 clicks, global click effect) on GlaS testA and EBHI val twice: with the model as shipped and with
 every gate set to zero (the plain decoder's computation on the same trained weights). Results:
 benchmarks/decoder_gates.md and benchmarks/results/decoder_gates.json.
 
@@ -83,8 +83,8 @@ def to_markdown(r: dict) -> str:
         "|---|---:|---:|",
         *gate_rows,
         "",
-        "Interactive protocol from the automatic mask (image targets, 20 clicks), shipped vs every gate "
-        "set to zero (the plain decoder's computation with the same trained weights):",
+        "Interactive protocol from the automatic mask (image targets, 20 clicks, global click effect), "
+        "shipped vs every gate set to zero (the plain decoder's computation with the same trained weights):",
         "",
         "| data | variant | NoC@80 | NoC@85 | NoC@90 | NoF@90 | IoU@1 | IoU@20 |",
         "|---|---|---:|---:|---:|---:|---:|---:|",
