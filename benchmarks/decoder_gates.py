@@ -2,9 +2,9 @@
 
 The global-attention block and the extra two-way layers enter through per-channel gates that start
 at zero. This prints the trained gates' magnitudes and runs the interactive protocol (`--init auto`,
-image targets, 20 clicks, global click effect) on GlaS testA and EBHI val twice: with the model as shipped and with
-every gate set to zero (the plain decoder's computation on the same trained weights). Results:
-benchmarks/decoder_gates.md and benchmarks/results/decoder_gates.json.
+image targets, 20 clicks, global click effect) on GlaS testA and EBHI val twice: with the model as
+shipped and with every gate set to zero (the plain decoder's computation on the same trained
+weights). Results: benchmarks/decoder_gates.md and benchmarks/results/decoder_gates.json.
 
     python benchmarks/decoder_gates.py [--data ../shared/data]
 """
@@ -27,6 +27,8 @@ from napari_cosas.predictor import ClickPredictor
 from napari_cosas.registry import load_click_model, load_segmenter
 
 HERE = Path(__file__).parent
+
+
 def gate_statistics(decoder: torch.nn.Module) -> dict[str, dict[str, float]]:
     return {
         name: {"mean_abs": float(p.detach().abs().mean()), "max_abs": float(p.detach().abs().max())}

@@ -17,8 +17,8 @@ import numpy as np
 from . import metrics
 from .evaluation import evaluate_image, image_target, instance_targets, spc
 from .image_io import list_images, load_image, load_mask, pair_images_and_masks, save_mask
-from .predictor import PROB_THRESHOLD, ClickPredictor
-from .refine import LOCAL_WINDOW
+from .predictor import ClickPredictor
+from .refine import LOCAL_WINDOW, PROB_THRESHOLD, ClickEffect
 
 Progress = Callable[[int, int, str], None]
 
@@ -72,7 +72,7 @@ def evaluate_folder(
     objects: str = "image",
     segmenter=None,
     max_clicks: int = 20,
-    effect: str = "local",
+    effect: ClickEffect = "local",
     window: float = LOCAL_WINDOW,
     progress: Progress | None = None,
 ) -> dict:

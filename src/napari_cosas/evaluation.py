@@ -55,7 +55,7 @@ class ClickModel(Protocol):
         """Encode an ``(H, W, 3)`` ``uint8`` RGB image for the following calls."""
 
     def set_initial_mask(self, prob: np.ndarray) -> np.ndarray:
-        """Turn an ``(H, W)`` ``float32`` probability map into low-res logits for the first mask prompt."""
+        """Turn an ``(H, W)`` ``float32`` probability map or ``bool`` mask into low-res logits for a mask prompt."""
 
     def predict_full_logits(
         self, points_rc: np.ndarray, labels: np.ndarray, mask_input: np.ndarray | None
@@ -153,7 +153,7 @@ def evaluate_object(
                 pred, logits, click.row, click.col, click.is_positive,
                 effect=effect, start_from_prediction=len(clicker) == 1, window=window,
             )
-            mask_input = low_res if effect == "global" else model.set_initial_mask(pred.astype(np.float32))
+            mask_input = low_res if effect == "global" else model.set_initial_mask(pred)
             decoder_seconds += clock() - start
             ious.append(iou(pred, gt, ignore))
             if ious[-1] >= stop_iou:

@@ -20,7 +20,7 @@ from .devices import resolve_device
 from .embedding_cache import CachedEmbedding, CacheKey, EmbeddingCache
 from .fast_decoder import FastClickDecoder
 from .image_io import as_rgb_uint8, image_sha256
-from .refine import LOGIT_THRESHOLD, PROB_THRESHOLD
+from .refine import LOGIT_THRESHOLD
 
 #: Bumped whenever resizing or normalisation changes, which invalidates cached embeddings.
 PREPROCESS_VERSION = "sam-resize-longest-pil/1"

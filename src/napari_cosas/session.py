@@ -40,7 +40,7 @@ from .image_io import (
     list_images,
     load_image,
 )
-from .refine import ClickEffect, apply_click
+from .refine import PROB_THRESHOLD, ClickEffect, apply_click
 
 if TYPE_CHECKING:  # torch is imported only when a model is used (keeps the napari reader light)
     from .predictor import ClickPredictor
@@ -162,7 +162,7 @@ class ClickRecord:
     positive: bool
     timestamp: str
     latency_s: float
-    effect: ClickEffect = "local"
+    effect: ClickEffect
 
 
 @dataclass(frozen=True)
@@ -230,8 +230,6 @@ class Patch:
     @property
     def auto_mask(self) -> np.ndarray | None:
         """``(H, W)`` bool automatic mask (probability > 0.49), or ``None``."""
-        from .predictor import PROB_THRESHOLD
-
         return None if self.auto_prob is None else self.auto_prob > PROB_THRESHOLD
 
     @property
@@ -261,7 +259,7 @@ class ClickResult:
     logits: np.ndarray | None
     latency_s: float
     timestamp: str
-    effect: ClickEffect = "local"
+    effect: ClickEffect
 
 
 class ClickOutsideError(ValueError):
@@ -388,7 +386,7 @@ class AnnotationSession:
         auto = patch.auto_mask
         if auto is not None and np.array_equal(patch.mask, auto):
             return predictor.set_initial_mask(patch.auto_prob)
-        return predictor.set_initial_mask(patch.mask.astype(np.float32))
+        return predictor.set_initial_mask(patch.mask)
 
     def compute_click(self, patch: Patch, row: float, col: float, positive: bool) -> ClickResult:
         """Run the click model for the patch's clicks plus this one (worker thread; no state change).
@@ -416,7 +414,8 @@ class AnnotationSession:
             start_from_prediction=len(patch.clicker) == 0 and not patch.brush_edited,
         )
         next_prompt = low_res if self.click_effect == "global" else None
-        return ClickResult(patch, click, mask, next_prompt, time.perf_counter() - start, timestamp, self.click_effect)
+        latency = time.perf_counter() - start
+        return ClickResult(patch, click, mask, next_prompt, latency, timestamp, self.click_effect)
 
     def apply_click(self, result: ClickResult) -> None:
         """Record a computed click and its mask (undoable)."""

@@ -23,7 +23,7 @@ from .. import metrics
 from ..devices import resolve_device
 from ..image_io import load_image, load_mask, pair_images_and_masks
 from ..models.segmenter import ReinSegmenter, SegmenterConfig, build_segmenter
-from ..predictor import PROB_THRESHOLD
+from ..refine import PROB_THRESHOLD
 from .augment import random_crop, random_dihedral, stain_jitter
 from .common import load_resume_checkpoint, segmentation_loss, warmup_cosine
 
