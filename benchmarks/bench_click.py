@@ -9,6 +9,10 @@ thresholding, result as numpy) for:
 * ``plain`` / ``enhanced``: the project's `ClickPredictor.predict` with the plain / enhanced
   decoder (the shipped fast path), and ``*_eager``: the same with ``fast=False`` (the decoder
   modules as written), to show what the fast path buys;
+* ``enhanced_local``: a local click as the product makes it after the first (``refine.click_mask``
+  on an edited mask: the decoder, then only the click's window upscaled and flooded), and
+  ``enhanced_local_full``: the same click from the whole-image logits (``predict_full_logits`` +
+  ``refine.apply_click``), the same mask within float tolerance;
 
 with 1 and 2 CPU threads and, with ``--device cuda``, on the GPU. Random weights (the enhanced
 decoder's gates are set non-zero, as after training), one random 256x64x64 embedding, a fresh
@@ -53,6 +57,7 @@ from napari_cosas.image_io import image_sha256
 from napari_cosas.models.enhanced_decoder import EnhancedMaskDecoder
 from napari_cosas.models.sam_models import build_convnext_sam, build_sam_vit
 from napari_cosas.predictor import PREPROCESS_VERSION, ClickPredictor
+from napari_cosas.refine import apply_click, click_mask, local_window
 from machine import cpu_model
 
 SIDE = 1500
@@ -165,6 +170,18 @@ def bench_clicks(
     fns: dict[str, Callable[[int], object]] = {"reference": reference_click}
     for name, pred in preds.items():
         fns[name] = lambda i, p=pred: p.predict(points[i : i + 1], labels, mask)
+    previous = np.zeros((SIDE, SIDE), dtype=bool)
+
+    def local_click(i: int) -> object:
+        return click_mask(preds["enhanced"], previous, points[i : i + 1], labels, mask, effect="local")
+
+    def local_click_full(i: int) -> object:
+        logits, _ = preds["enhanced"].predict_full_logits(points[i : i + 1], labels, mask)
+        row, col = (int(v) for v in points[i])
+        return apply_click(previous, logits, row, col, True, effect="local")
+
+    fns["enhanced_local"] = local_click
+    fns["enhanced_local_full"] = local_click_full
     medians = _round_robin(fns, calls, warmup, device)
 
     gflop = {}
@@ -181,6 +198,10 @@ def bench_clicks(
             "max_abs_low_res_diff": float((fast_low - eager_low).abs().max()),
             "max_abs_full_diff": float((fast_full - eager_full).abs().max()),
         }
+    rows, cols = local_window((SIDE, SIDE), int(points[0, 0]), int(points[0, 1]))
+    window = preds["enhanced"].predict_window_logits(points[:1], labels, mask, rows, cols)
+    whole, _ = preds["enhanced"].predict_full_logits(points[:1], labels, mask)
+    agreement["enhanced_window"] = float(np.abs(window - whole[rows, cols]).max())
     components = bench_components(preds["enhanced"], preds["enhanced_eager"], points, mask,
                                   calls, warmup, device)
     result = {
@@ -190,6 +211,8 @@ def bench_clicks(
         "plain_eager_ms": medians["plain_eager"],
         "enhanced_eager_ms": medians["enhanced_eager"],
         "enhanced_speedup_vs_reference": round(medians["reference"] / medians["enhanced"], 2),
+        "enhanced_local_ms": medians["enhanced_local"],
+        "enhanced_local_full_ms": medians["enhanced_local_full"],
         "threads": torch.get_num_threads() if device.type == "cpu" else None,
         "fast_vs_eager": agreement,
         "gflop_per_click": gflop,
@@ -370,10 +393,18 @@ def to_markdown(r: dict) -> str:
         + " | ".join(f"{r['components'][k][name]:.2f}" for k in sections) + " |"
         for name in comp_names
     ]
+    agreement = dict(r[sections[-1]]["fast_vs_eager"])
+    window_diff = agreement.pop("enhanced_window")
     agree = "; ".join(
         f"{kind}: {d['max_abs_low_res_diff']:.1e} (256x256), {d['max_abs_full_diff']:.1e} (full)"
-        for kind, d in r[sections[-1]]["fast_vs_eager"].items()
+        for kind, d in agreement.items()
     )
+    local_rows = [
+        f"| {k} | {r[k]['enhanced_local_full_ms']:.1f} | {r[k]['enhanced_local_ms']:.1f} | "
+        f"{r[k]['enhanced_local_full_ms'] / r[k]['enhanced_local_ms']:.2f}x | "
+        f"{r[k]['reference_ms'] / r[k]['enhanced_local_ms']:.2f}x |"
+        for k in sections
+    ]
     work = r[sections[0]]["gflop_per_click"]
     rates = {k: {n: 1000 * work[n] / r[k][f"{n}_ms"] for n in ("reference", "enhanced")} for k in sections}
     work_rows = [
@@ -420,6 +451,20 @@ round-robin (click i of every variant before click i + 1 of any). glibc malloc t
 {chr(10).join(rows)}
 
 Fast vs eager, max |logit difference|: {agree}.
+
+## A local click (the product's default after the first click on a patch)
+
+A local click changes only the connected region under it inside its window (270x270 on this
+patch), so it needs the full-resolution logits of that window only: `refine.click_mask` asks
+`ClickPredictor.predict_window_logits`, which runs every attention layer over all image tokens
+but upscales only the tokens under the window and interpolates only the window. The same click
+from the whole-image logits (`predict_full_logits` + `refine.apply_click`) for comparison; both
+include the flood fill and the new mask. Window vs whole-image logits, max |difference|:
+{window_diff:.1e}.
+
+| section | local click, whole logits ms | local click, window ms | whole / window | reference / window |
+| --- | ---: | ---: | ---: | ---: |
+{chr(10).join(local_rows)}
 
 ## Work per click
 

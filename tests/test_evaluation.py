@@ -35,6 +35,7 @@ class FakeModel:
         self.images = []
         self.initial_logits = np.full((1, 8, 8), -1.0, np.float32)
         self.initial_probs = []
+        self.windows = []  # (rows, cols) of each window-only call
 
     def set_image(self, image):
         self.images.append(image)
@@ -50,6 +51,10 @@ class FakeModel:
         logits = np.full((1, 8, 8), float(len(self.calls)), np.float32)
         self.returned_logits.append(logits)
         return np.where(self.respond(points_rc, labels), 10.0, -10.0).astype(np.float32), logits
+
+    def predict_window_logits(self, points_rc, labels, mask_input, rows, cols):
+        self.windows.append((rows, cols))
+        return self.predict_full_logits(points_rc, labels, mask_input)[0][rows, cols]
 
 
 def gt_after(gt, k):
@@ -236,6 +241,10 @@ def test_local_clicks_keep_changes_away_from_the_click_out():
     assert len(local_model.initial_probs) == 2
     np.testing.assert_array_equal(local_model.initial_probs[-1], gt.astype(np.float32))
     assert local_model.calls[1][2] is local_model.initial_logits
+    # the second click asked for its window only (the first took the whole prediction)
+    assert len(local_model.windows) == 1
+    rows, cols = local_model.windows[0]
+    assert (rows.stop - rows.start, cols.stop - cols.start) == (19, 19)
 
 
 def test_local_first_click_takes_the_whole_prediction():

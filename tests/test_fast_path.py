@@ -128,6 +128,41 @@ def test_predictor_matches_sam_reference(sam, embedding, tmp_path, original_size
     assert (mask_out == ref_mask).mean() > 0.9999
 
 
+@pytest.mark.parametrize("original_size", [(1500, 1500), (522, 775)])
+@pytest.mark.parametrize("fast", [True, False])
+def test_window_logits_are_the_full_logits_cropped(sam, embedding, original_size, fast):
+    """A local click reads only its window: the window path equals the full path's crop, at the
+    centre, at every border and for a single pixel (the tokens it upscales are chosen right)."""
+    image = np.random.default_rng(7).integers(0, 256, (*original_size, 3), dtype=np.uint8)
+    predictor = ClickPredictor(sam, "tiny", device="cpu", fast=fast)
+    predictor.set_image(image)
+    predictor.embedding = embedding
+    predictor._prepare_image_terms()
+    points, labels = np.array([[100.0, 200.0], [400.0, 30.0]]), np.array([1, 0])
+    mask = (4 * np.random.default_rng(8).standard_normal((1, 256, 256))).astype(np.float32)
+    full, _ = predictor.predict_full_logits(points, labels, mask)
+    height, width = original_size
+    windows = [
+        (slice(200, 471), slice(300, 571)),
+        (slice(0, 139), slice(0, 139)),
+        (slice(height - 139, height), slice(width - 139, width)),
+        (slice(0, height), slice(width - 5, width)),
+        (slice(77, 78), slice(301, 302)),
+    ]
+    for rows, cols in windows:
+        window = predictor.predict_window_logits(points, labels, mask, rows, cols)
+        assert window.shape == (rows.stop - rows.start, cols.stop - cols.start)
+        assert window.dtype == np.float32
+        np.testing.assert_allclose(window, full[rows, cols], atol=ATOL, rtol=0)
+
+
+def test_window_outside_the_image_is_refused(sam):
+    predictor = ClickPredictor(sam, "tiny", device="cpu")
+    predictor.set_image(np.zeros((100, 80, 3), dtype=np.uint8))
+    with pytest.raises(ValueError, match="not inside the 100x80 image"):
+        predictor.predict_window_logits(np.array([[5.0, 5.0]]), np.array([1]), None, slice(90, 110), slice(0, 10))
+
+
 def test_fast_and_eager_predictors_agree(sam, tmp_path):
     image = np.random.default_rng(5).integers(0, 256, (200, 150, 3), dtype=np.uint8)
     cache = EmbeddingCache(tmp_path)

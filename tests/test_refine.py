@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from napari_cosas.refine import LOGIT_THRESHOLD, apply_click, local_window
+from napari_cosas.refine import LOGIT_THRESHOLD, apply_click, click_mask, local_window
 
 HIGH, LOW = 8.0, -8.0
 
@@ -101,3 +101,39 @@ def test_bad_arguments_are_refused():
         apply_click(np.zeros((3, 3), bool), np.zeros((3, 3)), 0, 0, True, effect="bogus")
     with pytest.raises(ValueError, match="window"):
         apply_click(np.zeros((3, 3), bool), np.zeros((3, 3)), 0, 0, True, window=0)
+
+
+class _WholeLogits:
+    """A click model with fixed logits that records which of them each call asked for."""
+
+    def __init__(self, logits):
+        self.logits = logits
+        self.calls = []
+
+    def predict_full_logits(self, points_rc, labels, mask_input):
+        self.calls.append("full")
+        return self.logits.copy(), np.zeros((1, 8, 8), np.float32)
+
+    def predict_window_logits(self, points_rc, labels, mask_input, rows, cols):
+        self.calls.append((rows.start, rows.stop, cols.start, cols.stop))
+        return self.logits[rows, cols].copy()
+
+
+@pytest.mark.parametrize("effect, start", [("local", False), ("local", True), ("global", False)])
+def test_click_mask_asks_only_for_what_the_click_reads(effect, start):
+    """A local click on an edited mask reads its window only and gets the same mask as with the
+    whole prediction; the first click and global clicks read the whole prediction."""
+    shape = (200, 300)
+    logits = _logits(shape, (40, 60, 40, 60), (150, 190, 250, 290))
+    previous = np.zeros(shape, bool)
+    previous[0:20, 0:20] = True
+    model = _WholeLogits(logits)
+    points, labels = np.array([[10.0, 15.0], [50.0, 45.0]]), np.array([1, 1])
+    mask, low_res = click_mask(model, previous, points, labels, None, effect=effect,
+                               start_from_prediction=start, window=0.2)
+    expected = apply_click(previous, logits, 50, 45, True, effect=effect, start_from_prediction=start, window=0.2)
+    np.testing.assert_array_equal(mask, expected)
+    if effect == "local" and not start:
+        assert model.calls == [(20, 81, 15, 76)] and low_res is None
+    else:
+        assert model.calls == ["full"] and low_res is not None

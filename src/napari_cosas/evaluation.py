@@ -33,7 +33,7 @@ import numpy as np
 
 from .clicks import Click, Clicker
 from .metrics import iou, noc
-from .refine import LOCAL_WINDOW, PROB_THRESHOLD, ClickEffect, apply_click
+from .refine import LOCAL_WINDOW, PROB_THRESHOLD, ClickEffect, ClickLogits, click_mask
 
 __all__ = [
     "ClickModel",
@@ -48,20 +48,15 @@ __all__ = [
 Init = Literal["empty", "auto"]
 
 
-class ClickModel(Protocol):
-    """What the simulator needs from a click predictor (``predictor.ClickPredictor`` implements it)."""
+class ClickModel(ClickLogits, Protocol):
+    """What the simulator needs from a click predictor (``predictor.ClickPredictor`` implements it):
+    the logits of ``refine.ClickLogits``, and these."""
 
     def set_image(self, image: np.ndarray) -> None:
         """Encode an ``(H, W, 3)`` ``uint8`` RGB image for the following calls."""
 
     def set_initial_mask(self, prob: np.ndarray) -> np.ndarray:
         """Turn an ``(H, W)`` ``float32`` probability map or ``bool`` mask into low-res logits for a mask prompt."""
-
-    def predict_full_logits(
-        self, points_rc: np.ndarray, labels: np.ndarray, mask_input: np.ndarray | None
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Points ``(N, 2)`` float ``(row, col)``, labels ``(N,)`` int (1 positive, 0 negative),
-        previous low-res logits or ``None`` -> ``(H, W)`` float32 logits and low-res logits."""
 
 
 @dataclass
@@ -116,7 +111,7 @@ def evaluate_object(
         thresholds: targets for the per-object NoC.
         ignore: ``(H, W)`` mask of pixels left out of click errors and IoU.
         effect: ``"local"`` or ``"global"`` (see the module docstring); the time of
-            ``refine.apply_click`` and of turning the mask into the next prompt counts as decoder time.
+            ``refine.click_mask`` and of turning the mask into the next prompt counts as decoder time.
         window: side of a local click's window as a fraction of the longer image side.
         clock: seconds counter used to time ``predict``.
     """
@@ -148,9 +143,8 @@ def evaluate_object(
         for _ in range(max_clicks):
             click = clicker.make_next_click(gt, pred, ignore)
             start = clock()
-            logits, low_res = model.predict_full_logits(clicker.points_rc(), clicker.labels(), mask_input)
-            pred = apply_click(
-                pred, logits, click.row, click.col, click.is_positive,
+            pred, low_res = click_mask(
+                model, pred, clicker.points_rc(), clicker.labels(), mask_input,
                 effect=effect, start_from_prediction=len(clicker) == 1, window=window,
             )
             mask_input = low_res if effect == "global" else model.set_initial_mask(pred)

@@ -24,7 +24,10 @@ rounding), but cheaper:
 * **residuals fused into products**: the image tokens' residual ``keys + attn(...)`` is the
   ``addmm`` input, with the output bias folded into the value rows; the output upscaling's
   kernels are laid out as matrices once per instance;
-* the extra layers' gated blend ``x + g * (new - x)`` as one ``torch.lerp``.
+* the extra layers' gated blend ``x + g * (new - x)`` as one ``torch.lerp``;
+* **only the tokens a window needs** (`low_res_block`): each image token becomes its own 4x4
+  block of low-resolution logits, so a click that changes only a window of the mask upscales
+  only the tokens under that window (the attention layers still see every token).
 
 Shapes: image tokens ``(HW, C)`` float32 (``C = 256``, ``HW = 64 * 64``), prompt tokens
 ``(T, C)``, low-resolution logits ``(1, 1, 4h, 4w)`` (``(1, 1, 256, 256)`` for SAM).
@@ -189,8 +192,32 @@ class FastClickDecoder:
         sparse, dense = self.prompt_encoder(points=(coords_xy, labels), boxes=None, masks=mask_input)
         return self.decode(sparse, dense)
 
+    def low_res_block(
+        self,
+        coords_xy: Tensor,
+        labels: Tensor,
+        mask_input: Tensor | None,
+        token_rows: slice,
+        token_cols: slice,
+    ) -> Tensor:
+        """The low-resolution logits of the image tokens ``[token_rows, token_cols]`` only:
+        ``(1, 1, 4 * rows, 4 * cols)`` float32, equal (within float tolerance) to
+        ``low_res_logits(...)[..., 4 * token_rows.start : 4 * token_rows.stop, ...]``.
+        Arguments as in `low_res_logits`; the slices have unit step, inside the token grid."""
+        sparse, dense = self.prompt_encoder(points=(coords_xy, labels), boxes=None, masks=mask_input)
+        keys, hyper = self.decode_keys(sparse, dense)
+        h, w = self._grid
+        block = keys.view(h, w, -1)[token_rows, token_cols]
+        return self._upscale(block.reshape(-1, block.shape[-1]), hyper, block.shape[:2])
+
     def decode(self, sparse: Tensor, dense: Tensor) -> Tensor:
         """`low_res_logits` from encoded prompts: sparse ``(1, K, C)``, dense ``(1, C, h, w)``."""
+        keys, hyper = self.decode_keys(sparse, dense)
+        return self._upscale(keys, hyper, self._grid)
+
+    def decode_keys(self, sparse: Tensor, dense: Tensor) -> tuple[Tensor, Tensor]:
+        """The two-way transformer's image tokens ``(h * w, C)`` (row-major over the token
+        grid) and the mask's hypernetwork weights ``(C / 8,)``, from encoded prompts."""
         if self._image_tokens is None or self._key_pe is None:
             raise RuntimeError("FastClickDecoder.set_image must be called before decoding.")
         d = self.decoder
@@ -211,17 +238,17 @@ class FastClickDecoder:
             t.final_attn_token_to_image, mask_query + tokens[1:2], keys + self._key_pe, keys
         )
         mask_query = t.norm_final_attn(mask_query + attn_out)
-        return self._upscale(keys, d.output_hypernetworks_mlps[0](mask_query[0]))
+        return keys, d.output_hypernetworks_mlps[0](mask_query[0])
 
-    def _upscale(self, keys: Tensor, hyper: Tensor) -> Tensor:
-        """``output_upscaling`` + hypernetwork product: ``(hw, C)``, ``(C / 8,)`` ->
-        ``(1, 1, 4h, 4w)``."""
+    def _upscale(self, keys: Tensor, hyper: Tensor, grid: tuple[int, int]) -> Tensor:
+        """``output_upscaling`` + hypernetwork product of a ``grid = (h, w)`` block of image
+        tokens: ``(h * w, C)``, ``(C / 8,)`` -> ``(1, 1, 4h, 4w)``."""
         _, norm, act1, _, act2 = self.decoder.output_upscaling
         (weight1, bias1), (weight2, bias2) = self._upscale_kernels
         x = torch.addmm(bias1, keys, weight1).view(-1, 4, weight1.shape[1] // 4)  # (hw, 4, C/4)
         x = act1(F.layer_norm(x, norm.weight.shape, norm.weight, norm.bias, norm.eps))
         x = act2(torch.addmm(bias2, x.view(-1, x.shape[-1]), weight2))  # (4hw, 4 * C/8)
-        h, w = self._grid
+        h, w = grid
         # pixel (4i + 2a + a2, 4j + 2b + b2) from rows (i, j, a, b) and sub-pixels (a2, b2)
         low = torch.mv(x.view(-1, weight2.shape[1] // 4), hyper).view(h, w, 2, 2, 2, 2)
         return low.permute(0, 2, 4, 1, 3, 5).reshape(1, 1, 4 * h, 4 * w)

@@ -56,6 +56,31 @@ def prob_to_prompt_logits(
     return out
 
 
+def postprocess_matrix(low_res: int, img_size: int, input_len: int, original_len: int) -> torch.Tensor:
+    """SAM's ``postprocess_masks`` along one axis as a matrix.
+
+    ``Sam.postprocess_masks`` upsamples low-resolution logits bilinearly to ``img_size``, crops
+    the resized image (``input_len``) and upsamples bilinearly to the original size; both steps
+    are linear and separable, so along one axis they are a matrix, built here by running them on
+    the identity (float32, torch's own interpolation).
+
+    Returns:
+        ``(original_len, low_res)`` float32: row ``i`` weights the low-resolution rows (or
+        columns) that make output row ``i``; at most a few entries per row are non-zero.
+    """
+    basis = torch.eye(low_res).view(1, low_res, low_res, 1)
+    resized = F.interpolate(basis, (img_size, 1), mode="bilinear", align_corners=False)[:, :, :input_len]
+    original = F.interpolate(resized, (original_len, 1), mode="bilinear", align_corners=False)
+    return original[0, :, :, 0].t().contiguous()
+
+
+def _token_span(weights: torch.Tensor, patch: int) -> slice:
+    """The image tokens (``patch`` low-resolution pixels each) that the non-zero columns of
+    ``weights`` ``(n, low_res)`` read."""
+    used = torch.nonzero(weights.any(dim=0)).flatten()
+    return slice(int(used[0]) // patch, int(used[-1]) // patch + 1)
+
+
 class ClickPredictor:
     """Answers clicks on one image at a time with a SAM-style model.
 
@@ -88,6 +113,8 @@ class ClickPredictor:
         self.embedding: torch.Tensor | None = None
         self._context: torch.Tensor | None = None
         self._image_pe: torch.Tensor | None = None
+        self._resize_rows: torch.Tensor | None = None
+        self._resize_cols: torch.Tensor | None = None
         self.last_encode_from_cache = False
         self.fast = fast
         self._fast: FastClickDecoder | None = None
@@ -150,6 +177,12 @@ class ClickPredictor:
         if self.fast:
             self._fast = FastClickDecoder(self.model.prompt_encoder, decoder)
             self._fast.set_image(self._context if self._context is not None else self.embedding, self._image_pe)
+            low_res = 4 * self.embedding.shape[-1]
+            img_size = self.model.image_encoder.img_size
+            self._resize_rows, self._resize_cols = (
+                postprocess_matrix(low_res, img_size, n_in, n_out).to(self.device)
+                for n_in, n_out in zip(self.input_size, self.original_size)
+            )
 
     def _require_image(self) -> None:
         if self.embedding is None:
@@ -194,6 +227,23 @@ class ClickPredictor:
             )
         return points, labels
 
+    def _prompt_tensors(
+        self, points_rc: np.ndarray, labels: np.ndarray, mask_input: np.ndarray | None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Validated clicks as SAM's ``(1, N, 2)`` ``(x, y)`` coordinates in the resized frame and
+        ``(1, N)`` labels, and the mask prompt as ``(1, 1, 256, 256)`` (or ``None``)."""
+        self._require_image()
+        points, labels = self._validate_points(points_rc, labels)
+        xy = self.transform.apply_coords(points[:, ::-1].copy(), self.original_size)
+        coords = torch.as_tensor(xy, dtype=torch.float32, device=self.device)[None]
+        point_labels = torch.as_tensor(labels, dtype=torch.int64, device=self.device)[None]
+        dense_in = None
+        if mask_input is not None:
+            dense_in = torch.as_tensor(np.asarray(mask_input, dtype=np.float32), device=self.device).reshape(
+                1, 1, *np.shape(mask_input)[-2:]
+            )
+        return coords, point_labels, dense_in
+
     @torch.inference_mode()
     def predict_logits(
         self, points_rc: np.ndarray, labels: np.ndarray, mask_input: np.ndarray | None = None
@@ -208,16 +258,7 @@ class ClickPredictor:
         Returns:
             ``(H, W)`` float32 logits at image size and ``(1, 256, 256)`` low-res logits.
         """
-        self._require_image()
-        points, labels = self._validate_points(points_rc, labels)
-        xy = self.transform.apply_coords(points[:, ::-1].copy(), self.original_size)
-        coords = torch.as_tensor(xy, dtype=torch.float32, device=self.device)[None]
-        point_labels = torch.as_tensor(labels, dtype=torch.int64, device=self.device)[None]
-        dense_in = None
-        if mask_input is not None:
-            dense_in = torch.as_tensor(np.asarray(mask_input, dtype=np.float32), device=self.device).reshape(
-                1, 1, *np.shape(mask_input)[-2:]
-            )
+        coords, point_labels, dense_in = self._prompt_tensors(points_rc, labels, mask_input)
         if self._fast is not None:
             low_res = self._fast.low_res_logits(coords, point_labels, dense_in)
             full = self.model.postprocess_masks(low_res, self.input_size, self.original_size)
@@ -250,3 +291,38 @@ class ClickPredictor:
         ``refine.apply_click``) and ``(1, 256, 256)`` float32 low-res logits."""
         full, low_res = self.predict_logits(points_rc, labels, mask_input)
         return full.float().cpu().numpy(), low_res.float().cpu().numpy()
+
+    @torch.inference_mode()
+    def predict_window_logits(
+        self, points_rc: np.ndarray, labels: np.ndarray, mask_input: np.ndarray | None, rows: slice, cols: slice
+    ) -> np.ndarray:
+        """The full-resolution logits of one window only (what a local click reads).
+
+        The decoder's attention layers run over every image token, but only the tokens under
+        the window are upscaled and only the window is interpolated to full resolution
+        (`FastClickDecoder.low_res_block`, `postprocess_matrix`).
+
+        Args:
+            points_rc, labels, mask_input: as in :meth:`predict_logits`.
+            rows, cols: the window, unit-step slices of image ``(row, col)`` pixels inside the
+                image (``refine.local_window``).
+
+        Returns:
+            ``(rows, cols)``-sized float32 logits, equal within float tolerance to
+            ``predict_full_logits(...)[0][rows, cols]``.
+        """
+        self._require_image()
+        height, width = self.original_size
+        if not (0 <= rows.start < rows.stop <= height and 0 <= cols.start < cols.stop <= width):
+            raise ValueError(f"window rows {rows.start}:{rows.stop}, cols {cols.start}:{cols.stop} is not "
+                             f"inside the {height}x{width} image")
+        if self._fast is None:
+            full, _ = self.predict_logits(points_rc, labels, mask_input)
+            return full[rows, cols].float().cpu().numpy()
+        coords, point_labels, dense_in = self._prompt_tensors(points_rc, labels, mask_input)
+        row_weights, col_weights = self._resize_rows[rows], self._resize_cols[cols]
+        token_rows, token_cols = _token_span(row_weights, 4), _token_span(col_weights, 4)
+        block = self._fast.low_res_block(coords, point_labels, dense_in, token_rows, token_cols)[0, 0]
+        row_weights = row_weights[:, 4 * token_rows.start:4 * token_rows.stop]
+        col_weights = col_weights[:, 4 * token_cols.start:4 * token_cols.stop]
+        return (row_weights @ block @ col_weights.t()).cpu().numpy()

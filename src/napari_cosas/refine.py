@@ -15,18 +15,31 @@ brush edits would be overwritten. :func:`apply_click` implements both behaviours
   click always changes its own pixel (a magic wand on the model's logits), and the window
   keeps that change local.
 
+A local click reads the model's logits inside its window only, so :func:`click_mask` asks the
+model for just that window (``predict_window_logits``), which spares it upscaling the rest.
+
 Coordinates are ``(row, col)``; masks are ``(H, W)`` ``bool``, logits ``(H, W)`` float.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Literal, Protocol
 
 import numpy as np
 from skimage.segmentation import flood
 
-__all__ = ["LOCAL_WINDOW", "LOGIT_THRESHOLD", "PROB_THRESHOLD", "ClickEffect", "apply_click", "local_window"]
+__all__ = [
+    "LOCAL_WINDOW",
+    "LOGIT_THRESHOLD",
+    "PROB_THRESHOLD",
+    "ClickEffect",
+    "ClickLogits",
+    "apply_click",
+    "click_mask",
+    "local_click",
+    "local_window",
+]
 
 #: The protocol's rule "prediction = probability > 0.49" (RITM's ``pred_thr``).
 PROB_THRESHOLD = 0.49
@@ -47,6 +60,91 @@ def local_window(shape: tuple[int, int], row: int, col: int, fraction: float = L
         slice(max(0, row - half), min(shape[0], row + half + 1)),
         slice(max(0, col - half), min(shape[1], col + half + 1)),
     )
+
+
+class ClickLogits(Protocol):
+    """The click model's logits for all clicks so far (``predictor.ClickPredictor`` implements it).
+
+    Points are ``(N, 2)`` float ``(row, col)``, labels ``(N,)`` int (1 positive, 0 negative), the
+    mask prompt is the previous low-res logits or ``None``.
+    """
+
+    def predict_full_logits(
+        self, points_rc: np.ndarray, labels: np.ndarray, mask_input: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``(H, W)`` float32 logits and the low-res logits for the next prompt."""
+
+    def predict_window_logits(
+        self, points_rc: np.ndarray, labels: np.ndarray, mask_input: np.ndarray | None, rows: slice, cols: slice
+    ) -> np.ndarray:
+        """The full-resolution logits of the window ``[rows, cols]`` only, float32."""
+
+
+def click_mask(
+    model: ClickLogits,
+    previous: np.ndarray,
+    points_rc: np.ndarray,
+    labels: np.ndarray,
+    mask_input: np.ndarray | None,
+    *,
+    effect: ClickEffect = "local",
+    start_from_prediction: bool = False,
+    window: float = LOCAL_WINDOW,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Ask ``model`` for what the latest click (the last of ``points_rc``) needs and apply it.
+
+    A local click on an edited mask reads only its window's logits; the global effect and the
+    first click on an unedited mask read the whole prediction. Arguments as in `apply_click`.
+
+    Returns:
+        The ``(H, W)`` bool mask after the click, and the model's low-res logits when the whole
+        prediction was computed (the next prompt of a global click), else ``None``.
+    """
+    previous = np.asarray(previous, dtype=bool)
+    row, col = (int(v) for v in np.asarray(points_rc)[-1])
+    positive = bool(np.asarray(labels)[-1])
+    if effect == "local" and not start_from_prediction:
+        _check_click(previous.shape, row, col, window)
+        rows, cols = local_window(previous.shape, row, col, window)
+        near = model.predict_window_logits(points_rc, labels, mask_input, rows, cols)
+        return local_click(previous, near, rows, cols, row, col, positive), None
+    logits, low_res = model.predict_full_logits(points_rc, labels, mask_input)
+    mask = apply_click(previous, logits, row, col, positive, effect=effect,
+                       start_from_prediction=start_from_prediction, window=window)
+    return mask, low_res
+
+
+def local_click(
+    previous: np.ndarray, near: np.ndarray, rows: slice, cols: slice, row: int, col: int, positive: bool
+) -> np.ndarray:
+    """The ``"local"`` effect given only the window's logits.
+
+    Args:
+        previous: ``(H, W)`` bool mask the click changes.
+        near: logits of the window ``previous[rows, cols]`` (same shape).
+        rows, cols: the window (`local_window`); ``(row, col)`` lies inside it.
+
+    Returns:
+        ``(H, W)`` bool mask, a new array: ``previous`` with the flooded region set to ``positive``.
+    """
+    if near.shape != previous[rows, cols].shape:
+        raise ValueError(f"window logits are {near.shape} but the window is {previous[rows, cols].shape}")
+    value = near[row - rows.start, col - cols.start]
+    if positive:
+        candidates = near >= min(value, LOGIT_THRESHOLD)
+    else:
+        candidates = near <= max(value, LOGIT_THRESHOLD)
+    region = flood(candidates, (row - rows.start, col - cols.start), connectivity=1)
+    mask = previous.copy()
+    mask[rows, cols][region] = positive
+    return mask
+
+
+def _check_click(shape: tuple[int, ...], row: int, col: int, window: float) -> None:
+    if not (0 <= row < shape[0] and 0 <= col < shape[1]):
+        raise ValueError(f"click (row {row}, col {col}) is outside the {shape} mask")
+    if not window > 0:
+        raise ValueError(f"window must be a positive fraction of the image side, got {window}")
 
 
 def apply_click(
@@ -79,22 +177,11 @@ def apply_click(
     logits = np.asarray(logits)
     if previous.shape != logits.shape:
         raise ValueError(f"mask is {previous.shape} but logits are {logits.shape}; they must match")
-    if not (0 <= row < previous.shape[0] and 0 <= col < previous.shape[1]):
-        raise ValueError(f"click (row {row}, col {col}) is outside the {previous.shape} mask")
+    _check_click(previous.shape, row, col, window)
     if effect not in ("global", "local"):
         raise ValueError(f'effect must be "global" or "local", got {effect!r}')
-    if not window > 0:
-        raise ValueError(f"window must be a positive fraction of the image side, got {window}")
     if effect == "global":
         return logits > LOGIT_THRESHOLD
-    mask = logits > LOGIT_THRESHOLD if start_from_prediction else previous.copy()
+    start = logits > LOGIT_THRESHOLD if start_from_prediction else previous
     rows, cols = local_window(previous.shape, row, col, window)
-    near = logits[rows, cols]
-    value = logits[row, col]
-    if positive:
-        candidates = near >= min(value, LOGIT_THRESHOLD)
-    else:
-        candidates = near <= max(value, LOGIT_THRESHOLD)
-    region = flood(candidates, (row - rows.start, col - cols.start), connectivity=1)
-    mask[rows, cols][region] = positive
-    return mask
+    return local_click(start, logits[rows, cols], rows, cols, row, col, positive)

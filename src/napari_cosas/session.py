@@ -40,7 +40,7 @@ from .image_io import (
     list_images,
     load_image,
 )
-from .refine import PROB_THRESHOLD, ClickEffect, apply_click
+from .refine import PROB_THRESHOLD, ClickEffect, click_mask
 
 if TYPE_CHECKING:  # torch is imported only when a model is used (keeps the napari reader light)
     from .predictor import ClickPredictor
@@ -406,10 +406,9 @@ class AnnotationSession:
         prompt = self._mask_prompt(patch, predictor)
         points = np.vstack([patch.clicker.points_rc(), [[click.row, click.col]]])
         labels = np.append(patch.clicker.labels(), int(click.is_positive))
-        logits, low_res = predictor.predict_full_logits(points, labels, prompt)
         previous = patch.mask if patch.mask is not None else np.zeros(patch.shape, dtype=bool)
-        mask = apply_click(
-            previous, logits, click.row, click.col, click.is_positive,
+        mask, low_res = click_mask(
+            predictor, previous, points, labels, prompt,
             effect=self.click_effect,
             start_from_prediction=len(patch.clicker) == 0 and not patch.brush_edited,
         )
