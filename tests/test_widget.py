@@ -165,3 +165,25 @@ def test_busy_ignores_clicks_and_open_errors_do_not_crash(widget, qtbot, tmp_pat
     assert "Busy" in w.message_label.text()
     qtbot.waitUntil(lambda: not w.busy and w.message_label.text() == "Ready for clicks.", timeout=TIMEOUT_MS)
     assert w.segment_button.isEnabled()
+
+
+def test_write_labels_shows_each_new_mask() -> None:
+    """A click's mask replaces what the layer showed, changed pixels only when the shape is the
+    same; a patch of another shape replaces the layer's data."""
+    from napari.layers import Labels
+
+    from napari_cosas._widget import write_labels
+
+    layer = Labels(np.zeros((40, 30), np.uint8))
+    new = np.zeros((40, 30), np.uint8)
+    new[5:15, 10:20] = 1
+    write_labels(layer, new)
+    np.testing.assert_array_equal(layer.data, new)
+    assert layer.data is not new  # the session's mask is never the layer's buffer
+    new[5:15, 10:20] = 0
+    new[30:35, 0:5] = 1
+    write_labels(layer, new)
+    np.testing.assert_array_equal(layer.data, new)
+    other = np.ones((20, 25), np.uint8)
+    write_labels(layer, other)
+    assert layer.data.shape == (20, 25) and layer.data.all()

@@ -49,6 +49,23 @@ starts from them.<br><b>Keys</b>: <i>s</i> segment, <i>u</i> undo last click or 
 <i>n</i> next patch, <i>Shift+N</i> previous patch."""
 
 
+def write_labels(layer: Any, labels: np.ndarray) -> None:
+    """Show ``labels`` (``(H, W)`` uint8) in a napari Labels ``layer``.
+
+    A click changes only a window of the mask: when the shape and dtype are unchanged only the
+    changed pixels are written and the layer refreshed, which shows it about 1.5x as fast as
+    replacing the layer's data (``benchmarks/mask_update.md``).
+    """
+    data = layer.data
+    if not isinstance(data, np.ndarray) or data.shape != labels.shape or data.dtype != labels.dtype:
+        layer.data = labels
+        return
+    changed = data != labels
+    if changed.any():
+        data[changed] = labels[changed]
+        layer.refresh()
+
+
 class _Progress(QObject):
     """Carries ``(done, total)`` from a worker thread to the GUI thread (queued signal)."""
 
@@ -291,7 +308,7 @@ class CosasWidget(QWidget):
             layer.selected_label = 1
             layer.events.paint.connect(lambda _event: self._sync_from_layer())
         else:
-            layer.data = labels
+            write_labels(layer, labels)
         points = patch.clicker.points_rc()
         colors = [POSITIVE_RGBA if c.is_positive else NEGATIVE_RGBA for c in patch.clicker.clicks]
         clicks = self.clicks_layer
