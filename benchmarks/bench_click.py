@@ -204,6 +204,7 @@ def bench_clicks(
     agreement["enhanced_window"] = float(np.abs(window - whole[rows, cols]).max())
     components = bench_components(preds["enhanced"], preds["enhanced_eager"], points, mask,
                                   calls, warmup, device)
+    by_clicks = bench_click_count(reference, preds["enhanced"], mask, max(calls // 3, 3), warmup, device)
     result = {
         "reference_ms": medians["reference"],
         "plain_ms": medians["plain"],
@@ -216,10 +217,41 @@ def bench_clicks(
         "threads": torch.get_num_threads() if device.type == "cpu" else None,
         "fast_vs_eager": agreement,
         "gflop_per_click": gflop,
+        "by_clicks_so_far": by_clicks,
         "load_before": load_before,
         "load_after": _load(),
     }
     return result, components
+
+
+CLICK_COUNTS = (1, 5, 10, 20)
+
+
+def bench_click_count(
+    reference: SamPredictor, enhanced: ClickPredictor, mask: np.ndarray, calls: int, warmup: int,
+    device: torch.device,
+) -> dict:
+    """Median ms of a click made with ``n`` points so far (``CLICK_COUNTS``; alternating labels,
+    the last positive): the reference, the enhanced path and a local click. Every prompt point
+    is a token of the decoder, so the work grows with the clicks (the fast path's token-side
+    attention pays while fewer than 10 clicks are given; then the original projections run)."""
+    points, _ = _clicks(max(CLICK_COUNTS), seed=3)
+    previous = np.zeros((SIDE, SIDE), dtype=bool)
+    fns: dict[str, Callable[[int], object]] = {}
+    for n in CLICK_COUNTS:
+        pts = points[:n]
+        labels = (np.arange(n)[::-1] % 2 == 0).astype(np.int64)
+        fns[f"{n}:reference"] = lambda i, pts=pts, labels=labels: reference.predict(
+            pts[:, ::-1].copy(), labels, mask_input=mask, multimask_output=False)
+        fns[f"{n}:enhanced"] = lambda i, pts=pts, labels=labels: enhanced.predict(pts, labels, mask)
+        fns[f"{n}:enhanced_local"] = lambda i, pts=pts, labels=labels: click_mask(
+            enhanced, previous, pts, labels, mask, effect="local")
+    medians = _round_robin(fns, calls, warmup, device)
+    out: dict = {}
+    for key, value in medians.items():
+        n, name = key.split(":")
+        out.setdefault(n, {"calls": calls})[f"{name}_ms"] = value
+    return out
 
 
 def bench_components(
@@ -399,6 +431,12 @@ def to_markdown(r: dict) -> str:
         f"{kind}: {d['max_abs_low_res_diff']:.1e} (256x256), {d['max_abs_full_diff']:.1e} (full)"
         for kind, d in agreement.items()
     )
+    count_rows = [
+        f"| {k} | {n} | {v['reference_ms']:.1f} | {v['enhanced_ms']:.1f} | {v['enhanced_local_ms']:.1f} | "
+        f"{v['reference_ms'] / v['enhanced_ms']:.2f}x |"
+        for k in sections for n, v in r[k]["by_clicks_so_far"].items()
+    ]
+    count_calls = r[sections[0]]["by_clicks_so_far"][str(CLICK_COUNTS[0])]["calls"]
     local_rows = [
         f"| {k} | {r[k]['enhanced_local_full_ms']:.1f} | {r[k]['enhanced_local_ms']:.1f} | "
         f"{r[k]['enhanced_local_full_ms'] / r[k]['enhanced_local_ms']:.2f}x | "
@@ -465,6 +503,16 @@ include the flood fill and the new mask. Window vs whole-image logits, max |diff
 | section | local click, whole logits ms | local click, window ms | whole / window | reference / window |
 | --- | ---: | ---: | ---: | ---: |
 {chr(10).join(local_rows)}
+
+## Clicks so far
+
+Each click point is a token of the decoder, so a click costs more the more clicks the patch
+already has (the project's NoC@90 is 12-19 clicks). Median of {count_calls} clicks per count
+after {s['warmup']} warm-up, round-robin; same mask prompt; labels alternate, the last positive.
+
+| section | clicks | reference ms | enhanced ms | enhanced, local click ms | reference / enhanced |
+| --- | ---: | ---: | ---: | ---: | ---: |
+{chr(10).join(count_rows)}
 
 ## Work per click
 

@@ -137,3 +137,25 @@ def test_click_mask_asks_only_for_what_the_click_reads(effect, start):
         assert model.calls == [(20, 81, 15, 76)] and low_res is None
     else:
         assert model.calls == ["full"] and low_res is not None
+
+
+def test_click_mask_shows_the_model_the_latest_clicks_only():
+    """Earlier clicks live on in the mask prompt; the model sees the last ``memory`` of them."""
+    shape = (50, 50)
+
+    class Recorder(_WholeLogits):
+        def predict_window_logits(self, points_rc, labels, mask_input, rows, cols):
+            self.calls.append((points_rc.copy(), labels.copy()))
+            return self.logits[rows, cols].copy()
+
+    model = Recorder(_logits(shape, (20, 30, 20, 30)))
+    points = np.array([[1.0, 1.0], [2.0, 2.0], [3.0, 3.0], [25.0, 25.0]])
+    labels = np.array([0, 1, 0, 1])
+    mask, _ = click_mask(model, np.zeros(shape, bool), points, labels, None, memory=2)
+    np.testing.assert_array_equal(model.calls[0][0], points[-2:])
+    np.testing.assert_array_equal(model.calls[0][1], labels[-2:])
+    assert mask[25, 25]
+    click_mask(model, np.zeros(shape, bool), points, labels, None, memory=None)
+    assert len(model.calls[1][0]) == 4
+    with pytest.raises(ValueError, match="memory"):
+        click_mask(model, np.zeros(shape, bool), points, labels, None, memory=0)

@@ -18,7 +18,7 @@ from . import metrics
 from .evaluation import evaluate_image, image_target, instance_targets, spc
 from .image_io import list_images, load_image, load_mask, pair_images_and_masks, save_mask
 from .predictor import ClickPredictor
-from .refine import LOCAL_WINDOW, PROB_THRESHOLD, ClickEffect
+from .refine import CLICK_MEMORY, LOCAL_WINDOW, PROB_THRESHOLD, ClickEffect
 
 Progress = Callable[[int, int, str], None]
 
@@ -74,6 +74,7 @@ def evaluate_folder(
     max_clicks: int = 20,
     effect: ClickEffect = "local",
     window: float = LOCAL_WINDOW,
+    memory: int | None = CLICK_MEMORY,
     progress: Progress | None = None,
 ) -> dict:
     """The interactive protocol (design.md) over a folder; returns the JSON-ready report.
@@ -101,7 +102,7 @@ def evaluate_folder(
             auto_total += time.perf_counter() - start
         results, encode_seconds = evaluate_image(
             predictor, image, targets, init=init, init_prob=init_prob, max_clicks=max_clicks, effect=effect,
-            window=window,
+            window=window, memory=memory,
         )
         encode_total += encode_seconds
         results_all.extend(results)
@@ -126,6 +127,7 @@ def evaluate_folder(
         "max_clicks": max_clicks,
         "click_effect": effect,
         "click_window": window,
+        "click_memory": memory,
         "model_id": predictor.model_id,
         "device": str(predictor.device),
         "objects_detail": records,

@@ -12,7 +12,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from .heap import keep_freed_heap_memory
-from .refine import LOCAL_WINDOW
+from .refine import CLICK_MEMORY, LOCAL_WINDOW
 
 DEFAULT_SEGMENTER = "cosas-default-segmenter"
 DEFAULT_CLICK_MODEL = "cosas-default-click"
@@ -29,7 +29,7 @@ JSON fields written by evaluate:
   spc_total_s              seconds per click end to end, image encoding included
   encode_s_per_image       mean seconds to encode (or load from cache) one image
   auto_mask_s_per_image    mean seconds of the automatic segmenter (--init auto only)
-  n_objects, n_images, init, objects, max_clicks, click_effect, click_window, model_id,
+  n_objects, n_images, init, objects, max_clicks, click_effect, click_window, click_memory, model_id,
                            device
   objects_detail           per object: image, name, ious, initial_iou, clicks [[row, col,
                            positive], ...], decoder_seconds, n_clicks, noc {"80", "85", "90"}
@@ -107,6 +107,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         max_clicks=args.max_clicks,
         effect=args.click_effect,
         window=args.click_window,
+        memory=args.click_memory or None,
         progress=update,
     )
     close()
@@ -204,6 +205,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=LOCAL_WINDOW,
         help=f"side of a local click's window as a fraction of the longer image side (default {LOCAL_WINDOW})",
+    )
+    p.add_argument(
+        "--click-memory",
+        type=int,
+        default=CLICK_MEMORY,
+        help=f"how many of the latest clicks the model is shown; earlier ones live on in the mask prompt "
+        f"(default {CLICK_MEMORY}, as in the widget; 0: all clicks)",
     )
     p.add_argument("--json", required=True, help="output JSON (fields below)")
     p.add_argument("--plot", default=None, help="optional PNG: mean IoU against clicks")

@@ -33,7 +33,7 @@ import numpy as np
 
 from .clicks import Click, Clicker
 from .metrics import iou, noc
-from .refine import LOCAL_WINDOW, PROB_THRESHOLD, ClickEffect, ClickLogits, click_mask
+from .refine import CLICK_MEMORY, LOCAL_WINDOW, PROB_THRESHOLD, ClickEffect, ClickLogits, click_mask
 
 __all__ = [
     "ClickModel",
@@ -95,6 +95,7 @@ def evaluate_object(
     ignore: np.ndarray | None = None,
     effect: ClickEffect = "local",
     window: float = LOCAL_WINDOW,
+    memory: int | None = CLICK_MEMORY,
     clock: Callable[[], float] = time.perf_counter,
 ) -> ObjectResult:
     """Simulate clicks on one object of the image last given to ``model.set_image``.
@@ -113,6 +114,7 @@ def evaluate_object(
         effect: ``"local"`` or ``"global"`` (see the module docstring); the time of
             ``refine.click_mask`` and of turning the mask into the next prompt counts as decoder time.
         window: side of a local click's window as a fraction of the longer image side.
+        memory: how many of the latest clicks the model is shown (``None``: all).
         clock: seconds counter used to time ``predict``.
     """
     gt = np.asarray(gt, dtype=bool)
@@ -145,7 +147,7 @@ def evaluate_object(
             start = clock()
             pred, low_res = click_mask(
                 model, pred, clicker.points_rc(), clicker.labels(), mask_input,
-                effect=effect, start_from_prediction=len(clicker) == 1, window=window,
+                effect=effect, start_from_prediction=len(clicker) == 1, window=window, memory=memory,
             )
             mask_input = low_res if effect == "global" else model.set_initial_mask(pred)
             decoder_seconds += clock() - start
@@ -176,6 +178,7 @@ def evaluate_image(
     ignore: np.ndarray | None = None,
     effect: ClickEffect = "local",
     window: float = LOCAL_WINDOW,
+    memory: int | None = CLICK_MEMORY,
     clock: Callable[[], float] = time.perf_counter,
 ) -> tuple[list[ObjectResult], float]:
     """Encode ``image`` once, then simulate every target on it.
@@ -207,6 +210,7 @@ def evaluate_image(
             ignore=ignore,
             effect=effect,
             window=window,
+            memory=memory,
             clock=clock,
         )
         for name, mask in targets

@@ -17,6 +17,8 @@ brush edits would be overwritten. :func:`apply_click` implements both behaviours
 
 A local click reads the model's logits inside its window only, so :func:`click_mask` asks the
 model for just that window (``predict_window_logits``), which spares it upscaling the rest.
+The model is shown only the latest ``CLICK_MEMORY`` clicks; the earlier ones live on in the mask
+prompt (the mask itself for local clicks).
 
 Coordinates are ``(row, col)``; masks are ``(H, W)`` ``bool``, logits ``(H, W)`` float.
 """
@@ -30,6 +32,7 @@ import numpy as np
 from skimage.segmentation import flood
 
 __all__ = [
+    "CLICK_MEMORY",
     "LOCAL_WINDOW",
     "LOGIT_THRESHOLD",
     "PROB_THRESHOLD",
@@ -48,6 +51,11 @@ LOGIT_THRESHOLD = math.log(PROB_THRESHOLD / (1.0 - PROB_THRESHOLD))
 #: Side of the square a local click may change, as a fraction of the image's longer side
 #: (270 px on a 1500x1500 patch). Chosen on held-out training images (weights/README.md).
 LOCAL_WINDOW = 0.18
+
+#: How many of the latest clicks the click model is shown (each click is a decoder token; the
+#: earlier ones are kept by the mask prompt). The default model was trained on sessions of at most
+#: 5 clicks; 5 was chosen on held-out training images (``benchmarks/click_memory.md``).
+CLICK_MEMORY = 5
 
 ClickEffect = Literal["global", "local"]
 
@@ -90,19 +98,25 @@ def click_mask(
     effect: ClickEffect = "local",
     start_from_prediction: bool = False,
     window: float = LOCAL_WINDOW,
+    memory: int | None = CLICK_MEMORY,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Ask ``model`` for what the latest click (the last of ``points_rc``) needs and apply it.
 
     A local click on an edited mask reads only its window's logits; the global effect and the
-    first click on an unedited mask read the whole prediction. Arguments as in `apply_click`.
+    first click on an unedited mask read the whole prediction. The model is shown the last
+    ``memory`` clicks (``None``: all). Other arguments as in `apply_click`.
 
     Returns:
         The ``(H, W)`` bool mask after the click, and the model's low-res logits when the whole
         prediction was computed (the next prompt of a global click), else ``None``.
     """
     previous = np.asarray(previous, dtype=bool)
-    row, col = (int(v) for v in np.asarray(points_rc)[-1])
-    positive = bool(np.asarray(labels)[-1])
+    if memory is not None and memory < 1:
+        raise ValueError(f"memory must be at least 1 click (or None for all), got {memory}")
+    shown = slice(-memory, None) if memory is not None else slice(None)
+    points_rc, labels = np.asarray(points_rc)[shown], np.asarray(labels)[shown]
+    row, col = (int(v) for v in points_rc[-1])
+    positive = bool(labels[-1])
     if effect == "local" and not start_from_prediction:
         _check_click(previous.shape, row, col, window)
         rows, cols = local_window(previous.shape, row, col, window)
