@@ -23,12 +23,15 @@ done
 models=("enhanced:cosas-default-click")
 [ -n "$plain" ] && models+=("plain:$plain")
 for effect in $effects; do
+  # local: the widget's setting (the model sees the last 5 clicks); global: RITM's protocol (all clicks)
+  if [ "$effect" = local ]; then memory=5; else memory=0; fi
   for init in auto empty; do
     for entry in "${models[@]}"; do
       name=${entry%%:*}; model=${entry#*:}
       for ds in glas ebhi; do
         $cli evaluate --images "$work/$ds/images" --masks "$work/$ds/masks" --model "$model" --init "$init" \
-          --click-effect "$effect" --device cpu --json "benchmarks/results/evaluate_${name}_${effect}_${init}_$ds.json"
+          --click-effect "$effect" --click-memory "$memory" --device cpu \
+          --json "benchmarks/results/evaluate_${name}_${effect}_${init}_$ds.json"
       done
     done
   done

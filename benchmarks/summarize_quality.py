@@ -35,15 +35,16 @@ def main() -> None:
         "",
         "## Interactive refinement (`evaluate`, image targets, 20 clicks, stop at IoU 0.90)",
         "",
-        "| decoder | click effect | init | data | NoC@80 | NoC@85 | NoC@90 | NoF@85 | NoF@90 | IoU@1 | IoU@5 | IoU@20 | SPC decoder ms | SPC total ms |",
-        "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| decoder | click effect | clicks shown | init | data | NoC@80 | NoC@85 | NoC@90 | NoF@85 | NoF@90 | IoU@1 | IoU@5 | IoU@20 | SPC decoder ms | SPC total ms |",
+        "|---|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for path in sorted(RESULTS.glob("evaluate_*.json"), key=lambda p: (p.stem.split("_")[2] != "local", p.stem)):
         _, decoder, effect, init, ds = path.stem.split("_")
         r = json.loads(path.read_text())
         curve = r["mean_iou_per_click"]
+        shown = r.get("click_memory") or "all"
         lines.append(
-            f"| {decoder} | {effect} | {init} | {DATASETS[ds]} | {r['noc80']:.2f} | {r['noc85']:.2f} | {r['noc90']:.2f} | "
+            f"| {decoder} | {effect} | {shown} | {init} | {DATASETS[ds]} | {r['noc80']:.2f} | {r['noc85']:.2f} | {r['noc90']:.2f} | "
             f"{r['nof85']} | {r['nof90']} | {curve[0]:.3f} | {curve[4]:.3f} | {curve[-1]:.3f} | "
             f"{r['spc_decoder_s'] * 1000:.1f} | {r['spc_total_s'] * 1000:.1f} |"
         )
@@ -52,7 +53,10 @@ def main() -> None:
         "Click effect (`--click-effect`, `napari_cosas.refine.apply_click`): `local`, the widget's default, "
         "changes only the connected region under each click after the first (inside a square of side 0.18 of "
         "the longer image side, with the threshold moved to the clicked pixel's logit when the model did not "
-        "flip it); `global` makes the mask the model's whole prediction (RITM's protocol). "
+        "flip it); `global` makes the mask the model's whole prediction (RITM's protocol). Clicks shown "
+        "(`--click-memory`, `napari_cosas.refine.CLICK_MEMORY`): how many of the latest clicks the model "
+        "sees, 5 in the widget and for the local rows, all (RITM) for the global rows, which come from a run "
+        "before the setting existed. "
         "NoC counts 0 for an object whose automatic mask already reaches the threshold (`--init auto`). "
         "SPC here comes from whole-dataset runs on a shared 2-core machine; `benchmarks/click.md` has "
         "controlled per-click timings.",
