@@ -57,7 +57,7 @@ from napari_cosas.image_io import image_sha256
 from napari_cosas.models.enhanced_decoder import EnhancedMaskDecoder
 from napari_cosas.models.sam_models import build_convnext_sam, build_sam_vit
 from napari_cosas.predictor import PREPROCESS_VERSION, ClickPredictor
-from napari_cosas.refine import apply_click, click_mask, local_window
+from napari_cosas.refine import CLICK_MEMORY, apply_click, click_mask, local_window
 from machine import cpu_model
 
 SIDE = 1500
@@ -232,9 +232,11 @@ def bench_click_count(
     device: torch.device,
 ) -> dict:
     """Median ms of a click made with ``n`` points so far (``CLICK_COUNTS``; alternating labels,
-    the last positive): the reference, the enhanced path and a local click. Every prompt point
-    is a token of the decoder, so the work grows with the clicks (the fast path's token-side
-    attention pays while fewer than 10 clicks are given; then the original projections run)."""
+    the last positive): the reference and the enhanced path shown all ``n`` points, and a local
+    click as the product makes it (``refine.click_mask``: the last ``CLICK_MEMORY`` points shown,
+    only the window upscaled). Every prompt point is a token of the decoder, so the work grows
+    with the clicks shown (the fast path's token-side attention pays while fewer than 10 are
+    shown; then the original projections run)."""
     points, _ = _clicks(max(CLICK_COUNTS), seed=3)
     previous = np.zeros((SIDE, SIDE), dtype=bool)
     fns: dict[str, Callable[[int], object]] = {}
@@ -506,11 +508,14 @@ include the flood fill and the new mask. Window vs whole-image logits, max |diff
 
 ## Clicks so far
 
-Each click point is a token of the decoder, so a click costs more the more clicks the patch
-already has (the project's NoC@90 is 12-19 clicks). Median of {count_calls} clicks per count
-after {s['warmup']} warm-up, round-robin; same mask prompt; labels alternate, the last positive.
+Each click point is a token of the decoder, so a click costs more the more clicks the model is
+shown (the project's NoC@90 is 12-19 clicks). The reference and the enhanced path are shown every
+click so far; the local click as the product makes it (`refine.click_mask`) shows the model the
+last {CLICK_MEMORY} (`refine.CLICK_MEMORY`; earlier clicks live on in the mask prompt). Median of
+{count_calls} clicks per count after {s['warmup']} warm-up, round-robin; same mask prompt;
+labels alternate, the last positive.
 
-| section | clicks | reference ms | enhanced ms | enhanced, local click ms | reference / enhanced |
+| section | clicks so far | reference ms | enhanced ms | local click, last {CLICK_MEMORY} shown ms | reference / enhanced |
 | --- | ---: | ---: | ---: | ---: | ---: |
 {chr(10).join(count_rows)}
 
