@@ -71,10 +71,11 @@ def local_window(shape: tuple[int, int], row: int, col: int, fraction: float = L
 
 
 class ClickLogits(Protocol):
-    """The click model's logits for all clicks so far (``predictor.ClickPredictor`` implements it).
+    """The click model's logits for the clicks it is shown (``predictor.ClickPredictor``
+    implements it).
 
     Points are ``(N, 2)`` float ``(row, col)``, labels ``(N,)`` int (1 positive, 0 negative), the
-    mask prompt is the previous low-res logits or ``None``.
+    mask prompt is the previous low-res logits (or the mask's) or ``None``.
     """
 
     def predict_full_logits(
