@@ -512,8 +512,10 @@ Each click point is a token of the decoder, so a click costs more the more click
 shown (the project's NoC@90 is 12-19 clicks). The reference and the enhanced path are shown every
 click so far; the local click as the product makes it (`refine.click_mask`) shows the model the
 last {CLICK_MEMORY} (`refine.CLICK_MEMORY`; earlier clicks live on in the mask prompt). Median of
-{count_calls} clicks per count after {s['warmup']} warm-up, round-robin; same mask prompt;
-labels alternate, the last positive.
+{count_calls} clicks per count after {s['warmup']} warm-up, round-robin over all twelve variants (which
+evicts more of each variant's data from the caches between its clicks than the first table's
+round-robin, so the 1-click medians here run higher than there); same mask prompt; labels
+alternate, the last positive.
 
 | section | clicks so far | reference ms | enhanced ms | local click, last {CLICK_MEMORY} shown ms | reference / enhanced |
 | --- | ---: | ---: | ---: | ---: | ---: |
