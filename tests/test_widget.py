@@ -31,6 +31,7 @@ def widget(make_napari_viewer, qtbot):
     viewer = make_napari_viewer()
     w = CosasWidget(viewer, models=ModelBundle(segmenter=segmenter, predictor=predictor, segmenter_id="tiny-seg"))
     viewer.window.add_dock_widget(w)
+    w.auto_segment_box.setChecked(False)  # the tests below drive segmentation themselves
     return w
 
 
@@ -187,3 +188,23 @@ def test_write_labels_shows_each_new_mask() -> None:
     other = np.ones((20, 25), np.uint8)
     write_labels(layer, other)
     assert layer.data.shape == (20, 25) and layer.data.all()
+
+
+def test_new_patches_are_segmented_when_they_open(widget, qtbot) -> None:
+    """With the box ticked (the default) a new patch gets its automatic mask and click embedding
+    without pressing Segment; a patch already worked on is not segmented again."""
+    w = widget
+    w.auto_segment_box.setChecked(True)
+    w.add_paths([sample_path(0), sample_path(1)])
+    first = w.session.current
+    qtbot.waitUntil(lambda: not w.busy and w.message_label.text() == "Ready for clicks.", timeout=TIMEOUT_MS)
+    assert first.state == "segmented" and np.array_equal(w.mask_layer.data > 0, first.auto_mask)
+    _mouse_click(w, 20, 20)
+    _wait(qtbot, w)
+    corrected = first.mask.copy()
+    w.next_patch()
+    qtbot.waitUntil(lambda: not w.busy and w.message_label.text() == "Ready for clicks.", timeout=TIMEOUT_MS)
+    assert w.session.current.state == "segmented"
+    w.previous_patch()
+    assert not w.busy and first.state == "corrected"  # nothing recomputed, the click kept
+    assert np.array_equal(w.mask_layer.data > 0, corrected)

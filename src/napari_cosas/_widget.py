@@ -16,6 +16,7 @@ from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtCore import QObject, Signal
 from qtpy.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QFileDialog,
     QFormLayout,
@@ -44,7 +45,8 @@ NEGATIVE_RGBA = (0.95, 0.1, 0.1, 1.0)
 HELP = """<b>Mouse</b> (labels layer in pan/zoom mode, key <i>z</i>): left click = positive
 (tumour), right click or Ctrl/Alt + click = negative (background). A drag pans. To paint, pick
 the labels layer's brush (<i>p</i>) or eraser (<i>e</i>); edits are kept and the next click
-starts from them.<br><b>Keys</b>: <i>s</i> segment, <i>u</i> undo last click or edit,
+starts from them. New patches are segmented as they open (see the box above).<br><b>Keys</b>:
+<i>s</i> segment, <i>u</i> undo last click or edit,
 <i>r</i> reset to the automatic mask, <i>Shift+S</i> export, <i>a</i> accept (export) and next,
 <i>n</i> next patch, <i>Shift+N</i> previous patch."""
 
@@ -142,6 +144,13 @@ class CosasWidget(QWidget):
         )
         self.effect_combo.currentTextChanged.connect(self._on_effect_changed)
         form.addRow("Click effect", self.effect_combo)
+        self.auto_segment_box = QCheckBox("Segment each new patch when it opens")
+        self.auto_segment_box.setChecked(True)
+        self.auto_segment_box.setToolTip(
+            "Compute the automatic mask and the click embedding as soon as a patch nobody has worked "
+            "on is shown (clicks refine that mask; clicks on an empty mask find much less)"
+        )
+        form.addRow(self.auto_segment_box)
         layout.addLayout(form)
 
         actions = QGridLayout()
@@ -250,6 +259,8 @@ class CosasWidget(QWidget):
             return
         self._show_patch(patch)
         self._message(f"{patch.name}: {patch.state}")
+        if patch.state == "new" and self.auto_segment_box.isChecked():
+            self.segment()
 
     def next_patch(self) -> None:
         self.select_patch(min(self.session.index + 1, len(self.session.patches) - 1))
