@@ -25,7 +25,9 @@ JSON fields written by evaluate:
   mean_iou_per_click       list: mean IoU after click 1..max_clicks (finished objects keep
                            their last IoU)
   spc_decoder_s            seconds per click of the decoder path (prompt encoding, decoding,
-                           upsampling to full resolution, thresholding)
+                           upsampling to full resolution, thresholding; a local click after the
+                           first upsamples only its window, and its time includes the local
+                           update and turning the mask into the next prompt)
   spc_total_s              seconds per click end to end, image encoding included
   encode_s_per_image       mean seconds to encode (or load from cache) one image
   auto_mask_s_per_image    mean seconds of the automatic segmenter (--init auto only)
