@@ -93,6 +93,22 @@ def test_missing_and_mismatched_masks_are_named(dataset, models, tmp_path, capsy
 
 def test_evaluate_help_documents_every_option_and_field():
     help_text = build_parser()._subparsers._group_actions[0].choices["evaluate"].format_help()
-    for text in ("--init", "--objects", "--max-clicks", "--json", "--plot", "noc90", "nof90",
-                 "spc_decoder_s", "spc_total_s", "mean_iou_per_click"):
+    for text in ("--init", "--objects", "--max-clicks", "--json", "--plot", "--click-effect", "--click-window",
+                 "--click-memory", "noc90", "nof90", "spc_decoder_s", "spc_total_s", "mean_iou_per_click",
+                 "click_memory"):
         assert text in help_text
+
+
+def test_click_memory_zero_means_every_click_and_negative_is_refused(dataset, models, tmp_path, capsys):
+    images, masks = dataset
+    click, _ = models
+    out = tmp_path / "eval.json"
+    base = ["evaluate", "--images", str(images), "--masks", str(masks), "--model", str(click), "--max-clicks", "2",
+            "--json", str(out), "--device", "cpu", "--no-cache"]
+    assert main([*base, "--click-memory", "0"]) == 0
+    assert json.loads(out.read_text())["click_memory"] is None
+    assert main([*base, "--click-memory", "3"]) == 0
+    assert json.loads(out.read_text())["click_memory"] == 3
+    with pytest.raises(SystemExit):
+        main([*base, "--click-memory", "-1"])
+    assert "positive number of clicks" in capsys.readouterr().err

@@ -145,6 +145,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0 if report["n_patches"] else 1
 
 
+def _click_memory(text: str) -> int:
+    """``--click-memory``: 0 (every click) or a positive number of clicks."""
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} clicks: give 0 (every click) or a positive number of clicks")
+    return value
+
+
 def _add_model_args(p: argparse.ArgumentParser, default: str, what: str) -> None:
     p.add_argument("--model", default=default, help=f"{what}: a registry name or a checkpoint path (default: {default})")
     p.add_argument("--weights", default=None, help="explicit local weights file; skips any download")
@@ -210,7 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--click-memory",
-        type=int,
+        type=_click_memory,
         default=CLICK_MEMORY,
         help=f"how many of the latest clicks the model is shown; earlier ones live on in the mask prompt "
         f"(default {CLICK_MEMORY}, as in the widget; 0: all clicks)",
