@@ -47,6 +47,10 @@ from .models.enhanced_decoder import EnhancedMaskDecoder
 
 Layer = tuple[TwoWayAttentionBlock, Tensor | None, Tensor | None]
 
+#: Each image token becomes its own ``TOKEN_PIXELS x TOKEN_PIXELS`` block of low-resolution
+#: logits (the output upscaling's two stride-2 transposed convolutions).
+TOKEN_PIXELS = 4
+
 def _heads_weight(linear: nn.Linear, heads: int) -> Tensor:
     """``(D, C)`` projection weight as ``(heads, D / heads, C)`` (a view)."""
     return linear.weight.view(heads, -1, linear.weight.shape[1])
@@ -201,8 +205,8 @@ class FastClickDecoder:
         token_cols: slice,
     ) -> Tensor:
         """The low-resolution logits of the image tokens ``[token_rows, token_cols]`` only:
-        ``(1, 1, 4 * rows, 4 * cols)`` float32, equal (within float tolerance) to
-        ``low_res_logits(...)[..., 4 * token_rows.start : 4 * token_rows.stop, ...]``.
+        ``(1, 1, TOKEN_PIXELS * rows, TOKEN_PIXELS * cols)`` float32, equal (within float
+        tolerance) to the same rows and columns of ``low_res_logits(...)``.
         Arguments as in `low_res_logits`; the slices have unit step, inside the token grid."""
         sparse, dense = self.prompt_encoder(points=(coords_xy, labels), boxes=None, masks=mask_input)
         keys, hyper = self.decode_keys(sparse, dense)

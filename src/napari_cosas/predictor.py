@@ -18,7 +18,7 @@ from segment_anything.utils.transforms import ResizeLongestSide
 
 from .devices import resolve_device
 from .embedding_cache import CachedEmbedding, CacheKey, EmbeddingCache
-from .fast_decoder import FastClickDecoder
+from .fast_decoder import TOKEN_PIXELS, FastClickDecoder
 from .image_io import as_rgb_uint8, image_sha256
 from .refine import LOGIT_THRESHOLD
 
@@ -74,11 +74,11 @@ def postprocess_matrix(low_res: int, img_size: int, input_len: int, original_len
     return original[0, :, :, 0].t().contiguous()
 
 
-def _token_span(weights: torch.Tensor, patch: int) -> slice:
-    """The image tokens (``patch`` low-resolution pixels each) that the non-zero columns of
-    ``weights`` ``(n, low_res)`` read."""
+def _token_span(weights: torch.Tensor) -> slice:
+    """The image tokens (``TOKEN_PIXELS`` low-resolution pixels each) that the non-zero columns
+    of ``weights`` ``(n, low_res)`` read."""
     used = torch.nonzero(weights.any(dim=0)).flatten()
-    return slice(int(used[0]) // patch, int(used[-1]) // patch + 1)
+    return slice(int(used[0]) // TOKEN_PIXELS, int(used[-1]) // TOKEN_PIXELS + 1)
 
 
 class ClickPredictor:
@@ -177,7 +177,7 @@ class ClickPredictor:
         if self.fast:
             self._fast = FastClickDecoder(self.model.prompt_encoder, decoder)
             self._fast.set_image(self._context if self._context is not None else self.embedding, self._image_pe)
-            low_res = 4 * self.embedding.shape[-1]
+            low_res = TOKEN_PIXELS * self.embedding.shape[-1]
             img_size = self.model.image_encoder.img_size
             self._resize_rows, self._resize_cols = (
                 postprocess_matrix(low_res, img_size, n_in, n_out).to(self.device)
@@ -321,8 +321,8 @@ class ClickPredictor:
             return full[rows, cols].float().cpu().numpy()
         coords, point_labels, dense_in = self._prompt_tensors(points_rc, labels, mask_input)
         row_weights, col_weights = self._resize_rows[rows], self._resize_cols[cols]
-        token_rows, token_cols = _token_span(row_weights, 4), _token_span(col_weights, 4)
+        token_rows, token_cols = _token_span(row_weights), _token_span(col_weights)
         block = self._fast.low_res_block(coords, point_labels, dense_in, token_rows, token_cols)[0, 0]
-        row_weights = row_weights[:, 4 * token_rows.start:4 * token_rows.stop]
-        col_weights = col_weights[:, 4 * token_cols.start:4 * token_cols.stop]
+        row_weights = row_weights[:, TOKEN_PIXELS * token_rows.start:TOKEN_PIXELS * token_rows.stop]
+        col_weights = col_weights[:, TOKEN_PIXELS * token_cols.start:TOKEN_PIXELS * token_cols.stop]
         return (row_weights @ block @ col_weights.t()).cpu().numpy()
