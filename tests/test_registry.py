@@ -1,9 +1,6 @@
 """Model registry: cached, hash-checked downloads (from a local server only) and loading."""
 
-import functools
 import hashlib
-import http.server
-import threading
 from pathlib import Path
 
 import pytest
@@ -12,28 +9,6 @@ import torch
 from napari_cosas import registry
 from napari_cosas.models.sam_models import build_tiny_sam, save_click_model
 from napari_cosas.registry import ChecksumMismatchError, ModelSpec, WeightsError
-
-
-@pytest.fixture()
-def server(tmp_path):
-    """Serve ``tmp_path / "www"`` on 127.0.0.1; yields ``(base_url, folder, stop)``."""
-    www = tmp_path / "www"
-    www.mkdir()
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(www))
-    handler.log_message = lambda *a, **k: None
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    stopped = []
-
-    def stop():
-        if not stopped:
-            httpd.shutdown()
-            httpd.server_close()
-            stopped.append(True)
-
-    yield f"http://127.0.0.1:{httpd.server_address[1]}", www, stop
-    stop()
 
 
 @pytest.fixture()

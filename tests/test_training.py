@@ -88,6 +88,15 @@ def test_click_training_resumes_from_its_checkpoint(tmp_path):
         train_click_model(build_tiny_sam(), _pairs(), other, tmp_path, device="cpu")
 
 
+def test_a_resumed_run_may_save_at_another_interval(tmp_path):
+    config = ClickTrainConfig(model={"arch": "tiny", "decoder": "enhanced"}, steps=2, batch_size=2,
+                              views_per_image=1, max_rounds=1, checkpoint_every=1)
+    train_click_model(build_tiny_sam(decoder="enhanced"), _pairs(), config, tmp_path, device="cpu")
+    rarer_saves = ClickTrainConfig(**{**config.__dict__, "checkpoint_every": 50})
+    summary = train_click_model(build_tiny_sam(decoder="enhanced"), _pairs(), rarer_saves, tmp_path, device="cpu")
+    assert summary["median_step_s"] != summary["median_step_s"]  # NaN: resumed at its last step
+
+
 def test_segmenter_training_keeps_the_frozen_backbone_and_saves(tmp_path):
     model_config = SegmenterConfig(backbone="test_convnext", crop=64, stride=43, head_dim=32, neck_dim=32)
     config = SegmenterTrainConfig(model=model_config.__dict__, steps=2, batch_size=2, crop=64, checkpoint_every=1)

@@ -403,18 +403,14 @@ def load_segmenter(
     device: str | torch.device = "cpu",
 ) -> ReinSegmenter:
     """Load a trained `ReinSegmenter` by registry name or path (saved with
-    `ReinSegmenter.save`). If the spec's config names a registered backbone
-    (``config["backbone_weights"]``), its pretrained weights are fetched and passed on."""
+    `ReinSegmenter.save`; a backbone frozen at official weights is fetched by its name)."""
     from .models.segmenter import ReinSegmenter
 
-    backbone_state = None
     if isinstance(name_or_path, str) and name_or_path in _REGISTRY:
         spec = get_spec(name_or_path)
         if spec.kind != "segmenter":
             raise ValueError(f"{spec.name!r} is a {spec.kind} model, not a segmenter")
         path = fetch_weights(spec.name, weights)
-        if spec.config.get("backbone_weights"):
-            backbone_state = load_backbone_state(spec.config["backbone_weights"])
     else:
         path = Path(name_or_path).expanduser()
         if not path.is_file():
@@ -422,5 +418,5 @@ def load_segmenter(
             raise WeightsError(
                 f"{str(name_or_path)!r} is neither a registered segmenter ({names}) nor a file"
             )
-    model = ReinSegmenter.load(path, map_location="cpu", backbone_state=backbone_state)
+    model = ReinSegmenter.load(path, map_location="cpu")
     return model.to(resolve_device(device)).eval()

@@ -1,8 +1,9 @@
 """``ReinSegmenter``: a Rein backbone plus :class:`~napari_cosas.models.head.ReinHead`.
 
 Inference on whole patches is by sliding window (:meth:`ReinSegmenter.predict_proba`);
-:meth:`ReinSegmenter.save` / :meth:`ReinSegmenter.load` store only the trained parameters
-(Rein, ViT neck, head; plus the backbone when it is not frozen) and the config.
+:meth:`ReinSegmenter.save` / :meth:`ReinSegmenter.load` store the config and the parameters
+that no official file holds: Rein, ViT neck and head, plus the backbone unless it is frozen at
+the official weights named by ``SegmenterConfig.backbone_weights`` (fetched on load).
 """
 
 from __future__ import annotations
@@ -17,11 +18,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..registry import load_backbone_state
 from .backbones import ReinBackbone, build_backbone
 from .compact_state import expand_state_dict
 from .head import ReinHead
 
-__all__ = ["FORMAT", "ReinSegmenter", "SegmenterConfig", "build_segmenter"]
+__all__ = ["FORMAT", "ReinSegmenter", "SegmenterConfig", "build_segmenter", "read_segmenter_config"]
 
 FORMAT = "napari-cosas-segmenter/1"
 
@@ -32,6 +34,9 @@ class SegmenterConfig:
 
     ``mean`` / ``std`` are per-channel RGB statistics on the ``[0, 1]`` scale; ``crop`` and
     ``stride`` are the sliding-window defaults of :meth:`ReinSegmenter.predict_proba`.
+    ``backbone_weights`` names the registered backbone (``napari_cosas.registry``, e.g.
+    ``"dinov2_vitl14"``) whose official weights the backbone was loaded from; ``None`` when the
+    backbone's weights are the segmenter's own (trained, or from a random initialisation).
     """
 
     backbone: str = "convnext_atto"
@@ -46,6 +51,7 @@ class SegmenterConfig:
     std: tuple[float, float, float] = (0.229, 0.224, 0.225)
     crop: int = 512
     stride: int = 341
+    backbone_weights: str | None = None
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "SegmenterConfig":
@@ -175,10 +181,23 @@ class ReinSegmenter(nn.Module):
         """Parameters with ``requires_grad`` (Rein, neck, head; backbone too if not frozen)."""
         return {k: p.detach().clone() for k, p in self.named_parameters() if p.requires_grad}
 
+    @property
+    def backbone_from_official_file(self) -> bool:
+        """Whether the backbone is frozen at the official weights ``config.backbone_weights``
+        (which :meth:`save` then leaves out and :meth:`load` fetches)."""
+        return self.config.freeze_backbone and self.config.backbone_weights is not None
+
+    def stored_state_dict(self) -> dict[str, Tensor]:
+        """What :meth:`save` writes: the trainable parameters, plus the frozen backbone's
+        unless it comes from an official file (a trained or random backbone has no other copy)."""
+        if self.backbone_from_official_file:
+            return self.trainable_state_dict()
+        return {k: p.detach().clone() for k, p in self.named_parameters()}
+
     def save(self, path: str | PathLike) -> None:
-        """Write config + trainable parameters (format :data:`FORMAT`) with ``torch.save``."""
+        """Write config + :meth:`stored_state_dict` (format :data:`FORMAT`) with ``torch.save``."""
         torch.save({"format": FORMAT, "config": asdict(self.config),
-                    "state_dict": self.trainable_state_dict()}, path)
+                    "state_dict": self.stored_state_dict()}, path)
 
     @classmethod
     def load(
@@ -189,29 +208,43 @@ class ReinSegmenter(nn.Module):
     ) -> "ReinSegmenter":
         """Rebuild a segmenter saved by :meth:`save` (``weights_only=True``, strict keys).
 
-        ``backbone_state``: official backbone weights to load first (frozen backbones only
-        store Rein + head in the file).
+        ``backbone_state``: the official backbone weights, for a file whose backbone is frozen
+        at ``config.backbone_weights``; by default they are fetched from the registry
+        (downloaded once, checked against their hash).
         """
-        payload = torch.load(path, map_location=map_location, weights_only=True)
-        found = payload.get("format") if isinstance(payload, dict) else None
-        if found != FORMAT:
-            raise ValueError(f"{path} is not a {FORMAT} file (written by ReinSegmenter.save): "
-                             f"format={found!r}")
-        model = build_segmenter(SegmenterConfig.from_dict(payload["config"]), backbone_state)
+        payload = _read_file(path, map_location)
+        config = SegmenterConfig.from_dict(payload["config"])
+        if backbone_state is None and config.freeze_backbone and config.backbone_weights:
+            backbone_state = load_backbone_state(config.backbone_weights)
+        model = build_segmenter(config, backbone_state)
         state = expand_state_dict(payload["state_dict"])
-        expected = set(model.trainable_state_dict())
+        expected = set(model.stored_state_dict())
         missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
         if missing or unexpected:
             raise ValueError(
-                f"{path} does not hold the trainable parameters of a "
+                f"{path} does not hold the parameters of a "
                 f"{model.config.backbone!r} segmenter (freeze_backbone="
-                f"{model.config.freeze_backbone}); it should be a file written by "
+                f"{model.config.freeze_backbone}, backbone_weights="
+                f"{model.config.backbone_weights!r}); it should be a file written by "
                 f"ReinSegmenter.save for that config. Missing keys: {missing[:10]}"
                 f"{' ...' if len(missing) > 10 else ''}; unexpected keys: {unexpected[:10]}"
                 f"{' ...' if len(unexpected) > 10 else ''}"
             )
         model.load_state_dict(state, strict=False)
         return model.to(map_location)
+
+
+def read_segmenter_config(path: str | PathLike) -> SegmenterConfig:
+    """The config of a segmenter file written by :meth:`ReinSegmenter.save`."""
+    return SegmenterConfig.from_dict(_read_file(path, "cpu")["config"])
+
+
+def _read_file(path: str | PathLike, map_location: str | torch.device) -> dict[str, Any]:
+    payload = torch.load(path, map_location=map_location, weights_only=True)
+    found = payload.get("format") if isinstance(payload, dict) else None
+    if found != FORMAT:
+        raise ValueError(f"{path} is not a {FORMAT} file (written by ReinSegmenter.save): format={found!r}")
+    return payload
 
 
 def build_segmenter(

@@ -13,6 +13,9 @@ from tqdm import tqdm
 
 log = logging.getLogger(__name__)
 
+#: The segmenter's backbone when neither ``--backbone`` nor ``--backbone-weights`` names one.
+DEFAULT_BACKBONE = "convnext_atto"
+
 
 def _datasets(pairs: list[list[str]] | None):
     from .segmenter_training import load_pairs
@@ -41,25 +44,58 @@ def _write_summary(out: Path, summary: dict) -> None:
     atomic_write_bytes(out / "summary.json", json.dumps(summary, indent=2).encode())
 
 
+def _backbone_name(backbone: str | None, weights: str | None) -> str:
+    """The segmenter's backbone: ``--backbone``, else the architecture of the registered
+    backbone ``--backbone-weights`` names, else :data:`DEFAULT_BACKBONE`."""
+    from ..registry import get_spec, list_models
+
+    if weights is None:
+        return backbone or DEFAULT_BACKBONE
+    spec = get_spec(weights)
+    if spec.kind != "backbone":
+        raise ValueError(f"--backbone-weights {weights}: a {spec.kind} model, not a backbone; registered "
+                         f"backbones: {', '.join(s.name for s in list_models('backbone'))}")
+    name = spec.config["timm_name"]
+    if backbone not in (None, name):
+        raise ValueError(f"--backbone-weights {weights} holds a {name!r} backbone, not {backbone!r}; "
+                         f"leave out --backbone or pass --backbone {name}")
+    return name
+
+
+def _segmenter_file(name_or_path: str) -> str:
+    """A registered segmenter's weights file (e.g. ``cosas-default-segmenter``), or the path given."""
+    from ..registry import fetch_weights, list_models
+
+    if name_or_path in {s.name for s in list_models("segmenter")}:
+        return str(fetch_weights(name_or_path))
+    return name_or_path
+
+
 def cmd_train_segmenter(args: argparse.Namespace) -> int:
-    from ..models.segmenter import SegmenterConfig
+    from ..models.segmenter import SegmenterConfig, read_segmenter_config
     from .segmenter_training import SegmenterTrainConfig, train_segmenter
 
+    init_from = _segmenter_file(args.init_from) if args.init_from else None
+    backbone = args.backbone
+    if init_from and backbone is None and args.backbone_weights is None:
+        backbone = read_segmenter_config(init_from).backbone
     model = SegmenterConfig(
-        backbone=args.backbone,
+        backbone=_backbone_name(backbone, args.backbone_weights),
+        backbone_weights=args.backbone_weights,
         freeze_backbone=not args.unfreeze_backbone,
         crop=args.crop,
         stride=max(1, round(args.crop * 2 / 3)),
     )
     config = SegmenterTrainConfig(
         model=asdict(model),
-        init_from=args.init_from,
+        init_from=init_from,
         steps=args.steps,
         batch_size=args.batch_size,
         crop=args.crop,
         lr=args.lr,
         backbone_lr=args.backbone_lr,
         val_every=args.val_every,
+        checkpoint_every=args.checkpoint_every,
         seed=args.seed,
     )
     val = [s for d in _datasets(args.val) for s in d]
@@ -106,6 +142,7 @@ def cmd_train_decoder(args: argparse.Namespace) -> int:
         lr=args.lr,
         max_rounds=args.max_rounds,
         views_per_image=args.views,
+        checkpoint_every=args.checkpoint_every,
         seed=args.seed,
     )
     pairs = [s for d in _datasets(args.data) for s in d]
@@ -132,9 +169,22 @@ def add_training_commands(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--val", nargs=2, action="append", metavar=("IMAGES", "MASKS"), help="validation folders")
     p.add_argument("--out", required=True, help="run folder: last.pt (resume), segmenter.pt, summary.json")
-    p.add_argument("--backbone", default="convnext_atto", help="backbone name (timm / SAM), default convnext_atto")
+    p.add_argument(
+        "--backbone", default=None,
+        help="backbone architecture (timm / SAM name); default: that of --backbone-weights or of the "
+             f"--init-from segmenter, else {DEFAULT_BACKBONE}",
+    )
+    p.add_argument(
+        "--backbone-weights", default=None, metavar="NAME",
+        help="registered backbone whose official weights the backbone starts from (e.g. dinov2_vitl14); "
+             "downloaded once and checked against its hash; default: random weights",
+    )
     p.add_argument("--unfreeze-backbone", action="store_true", help="train the backbone too (at --backbone-lr)")
-    p.add_argument("--init-from", default=None, help="segmenter checkpoint to start from (cross-task pretraining)")
+    p.add_argument(
+        "--init-from", default=None,
+        help="segmenter to start from, a file or a registered name such as cosas-default-segmenter (fine-tuning "
+             "on corrections, cross-task pretraining); its backbone comes with it, frozen unless --unfreeze-backbone",
+    )
     p.add_argument("--steps", type=int, default=2000)
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--crop", type=int, default=512)
@@ -142,6 +192,10 @@ def add_training_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--backbone-lr", type=float, default=1e-5)
     p.add_argument("--val-every", type=int, default=500)
     p.add_argument("--workers", type=int, default=2, help="processes preparing augmented crops")
+    p.add_argument(
+        "--checkpoint-every", type=int, default=250,
+        help="steps between saves of last.pt, from which an interrupted run resumes",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.set_defaults(func=cmd_train_segmenter)
@@ -165,6 +219,10 @@ def add_training_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lr", type=float, default=1e-4)
     p.add_argument("--max-rounds", type=int, default=5, help="most no-gradient click rounds before the trained one")
     p.add_argument("--views", type=int, default=2, help="augmented views encoded per image")
+    p.add_argument(
+        "--checkpoint-every", type=int, default=250,
+        help="steps between saves of last.pt, from which an interrupted run resumes",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.set_defaults(func=cmd_train_decoder)

@@ -46,14 +46,20 @@ def load_resume_checkpoint(
     """Restore optimiser, schedule and torch RNG from a run's ``last.pt``; ``None`` if absent.
 
     Returns the checkpoint (step, trained parameters and the trainer's own entries). A
-    checkpoint written with other settings is refused rather than silently mixed in.
+    checkpoint written with other settings is refused rather than silently mixed in; only how
+    often it is saved (``checkpoint_every``) may change between the run and its resumption.
     """
     if not path.exists():
         return None
     ckpt = torch.load(path, map_location=device, weights_only=True)
-    if ckpt["config"] != config:
+    if _settings(ckpt["config"]) != _settings(config):
         raise ValueError(f"{path} was written by a run with other settings; use another --out folder.")
     optimizer.load_state_dict(ckpt["optimizer"])
     schedule.load_state_dict(ckpt["schedule"])
     torch.set_rng_state(ckpt["torch_rng"])
     return ckpt
+
+
+def _settings(config: dict) -> dict:
+    """A run's settings that must match for it to resume."""
+    return {k: v for k, v in config.items() if k != "checkpoint_every"}

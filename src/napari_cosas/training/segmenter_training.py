@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +23,7 @@ from .. import metrics
 from ..devices import resolve_device
 from ..image_io import load_image, load_mask, pair_images_and_masks
 from ..models.segmenter import ReinSegmenter, SegmenterConfig, build_segmenter
+from ..registry import load_backbone_state
 from ..refine import PROB_THRESHOLD
 from .augment import random_crop, random_dihedral, stain_jitter
 from .common import load_resume_checkpoint, segmentation_loss, warmup_cosine
@@ -115,6 +116,38 @@ def _load_trained_state(model: ReinSegmenter, state: dict[str, Tensor], source: 
     model.load_state_dict(state, strict=False)
 
 
+def initial_model(config: SegmenterTrainConfig) -> ReinSegmenter:
+    """The model a run starts from, on the CPU.
+
+    Without ``init_from``: a new segmenter (``config.model``) whose backbone holds the official
+    weights ``backbone_weights`` (fetched from the registry), or random weights when that is
+    ``None``. With ``init_from``: every parameter of that segmenter, its backbone included,
+    whether this run freezes the backbone or not; the architecture is the checkpoint's, and
+    this run sets only ``freeze_backbone`` and the sliding window.
+    """
+    model_config = SegmenterConfig.from_dict(config.model)
+    if not config.init_from:
+        weights = model_config.backbone_weights
+        return build_segmenter(model_config, load_backbone_state(weights) if weights else None)
+    init = ReinSegmenter.load(config.init_from)
+    if init.config.backbone != model_config.backbone:
+        raise ValueError(f"{config.init_from} holds a {init.config.backbone!r} segmenter, not "
+                         f"{model_config.backbone!r}: pass --backbone {init.config.backbone}")
+    official = init.config.backbone_weights if init.backbone_from_official_file else None
+    if model_config.backbone_weights not in (None, official):
+        raise ValueError(
+            f"{config.init_from} brings its own backbone weights ("
+            f"{official or 'trained with the segmenter'}), so --backbone-weights "
+            f"{model_config.backbone_weights} cannot apply; leave it out"
+        )
+    model = build_segmenter(replace(
+        init.config, freeze_backbone=model_config.freeze_backbone, crop=model_config.crop,
+        stride=model_config.stride, backbone_weights=official,
+    ))
+    model.load_state_dict(init.state_dict())
+    return model
+
+
 def train_segmenter(
     datasets: Sequence[Sequence[Sample]],
     config: SegmenterTrainConfig,
@@ -136,11 +169,7 @@ def train_segmenter(
     out_dir.mkdir(parents=True, exist_ok=True)
     dev = resolve_device(device)
     torch.manual_seed(config.seed)
-    model_config = SegmenterConfig.from_dict(config.model)
-    model = build_segmenter(model_config).to(dev)
-    if config.init_from:
-        init = ReinSegmenter.load(config.init_from, map_location=dev)
-        _load_trained_state(model, init.trainable_state_dict(), config.init_from)
+    model = initial_model(config).to(dev)
     trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     backbone_params = [p for n, p in trainable if n.startswith("backbone.backbone.")]
     other = [p for n, p in trainable if not n.startswith("backbone.backbone.")]
@@ -166,7 +195,7 @@ def train_segmenter(
         t0 = time.perf_counter()
         model.train()
         images, target, valid = next(loader)
-        x = normalise_batch(images, model_config, dev)
+        x = normalise_batch(images, model.config, dev)
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
             logits = model(x)
         loss = segmentation_loss(logits, target.to(dev), valid.to(dev))
