@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from napari_cosas import registry
+from napari_cosas import metrics, registry
 from napari_cosas.cli import main
 from napari_cosas.image_io import save_mask
 from napari_cosas.models.segmenter import ReinSegmenter, SegmenterConfig, build_segmenter
+from napari_cosas.refine import PROB_THRESHOLD
 from napari_cosas.registry import ModelSpec, load_segmenter
 from napari_cosas.training.segmenter_training import SegmenterTrainConfig, initial_model, train_segmenter
 
@@ -125,3 +126,18 @@ def test_fine_tuning_the_default_segmenter_on_exported_corrections(tmp_path):
     assert tuned.config.freeze_backbone and tuned.config.backbone == default.config.backbone
     before, after = _backbone_params(default), _backbone_params(tuned)
     assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_a_fine_tune_keeps_its_start_when_no_step_validates_better(tmp_path):
+    torch.manual_seed(0)
+    start = build_segmenter(SegmenterConfig(**SMALL))
+    start.save(tmp_path / "start.pt")
+    config = SegmenterTrainConfig(model=asdict(SegmenterConfig(**SMALL)), init_from=str(tmp_path / "start.pt"),
+                                  steps=2, batch_size=2, crop=64, lr=10.0, val_every=1, checkpoint_every=1)
+    summary = train_segmenter([_pairs()], config, tmp_path / "run", val=_pairs(1), device="cpu")
+    history = summary["history"]
+    assert [h["step"] for h in history] == [0, 1, 2]
+    best = max(history, key=lambda h: h["cosas_score"])
+    kept = ReinSegmenter.load(tmp_path / "run" / "segmenter.pt").eval()
+    image, mask = _pairs(1)[0]
+    assert metrics.cosas_score(kept.predict_proba(image) > PROB_THRESHOLD, mask) == pytest.approx(best["cosas_score"])

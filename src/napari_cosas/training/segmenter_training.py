@@ -160,7 +160,8 @@ def train_segmenter(
 ) -> dict:
     """Train a segmenter; checkpoints in ``out_dir`` (``last.pt`` to resume, ``segmenter.pt`` to use).
 
-    ``segmenter.pt`` is the best validation checkpoint when ``val`` is given, else the last one.
+    ``segmenter.pt`` is the best validation checkpoint when ``val`` is given (the ``init_from``
+    model itself, validated as step 0, included), else the last one.
     ``workers`` DataLoader processes prepare augmented crops. Resuming restores weights,
     optimiser and schedule; the crop stream restarts with a seed derived from the step.
     Returns a summary with trainable parameters, median step time and validation history.
@@ -188,6 +189,11 @@ def train_segmenter(
         _load_trained_state(model, ckpt["state_dict"], str(last))
         start, history, best = ckpt["step"], ckpt["history"], ckpt["best"]
         log.info("resumed from %s at step %d", last, start)
+    elif val and config.init_from:
+        # the starting model is a candidate too: fine-tuning never hands back a worse one
+        history.append({"step": 0, **validate(model, val)})
+        best = history[0]["cosas_score"]
+        model.save(out_dir / "segmenter.pt")
     stream = CropStream(datasets, config.crop, seed=config.seed * 100_003 + start)
     loader = iter(DataLoader(stream, batch_size=config.batch_size, num_workers=workers, persistent_workers=workers > 0))
     step_times, loss_value = [], float("nan")
