@@ -100,7 +100,7 @@ def test_init_from_refuses_other_backbone_weights(official_backbone, tmp_path):
 
 def test_train_segmenter_cli_names_backbone_mistakes(tmp_path, capsys, official_backbone):
     args = ["train-segmenter", "--data", str(tmp_path), str(tmp_path), "--out", str(tmp_path / "run")]
-    for extra, message in ((["--backbone-weights", "cosas-default-click"], "a click model, not a backbone"),
+    for extra, message in ((["--backbone-weights", "cosas-default-click"], "no backbone for the segmenter"),
                            (["--backbone-weights", "tiny_official", "--backbone", "convnext_atto"],
                             "holds a 'test_convnext' backbone, not 'convnext_atto'")):
         with pytest.raises(SystemExit) as exit_info:
@@ -141,3 +141,33 @@ def test_a_fine_tune_keeps_its_start_when_no_step_validates_better(tmp_path):
     kept = ReinSegmenter.load(tmp_path / "run" / "segmenter.pt").eval()
     image, mask = _pairs(1)[0]
     assert metrics.cosas_score(kept.predict_proba(image) > PROB_THRESHOLD, mask) == pytest.approx(best["cosas_score"])
+
+
+def test_rein_on_a_frozen_official_sam_encoder_from_the_cli(server, tmp_path, monkeypatch):
+    """``--backbone-weights`` also takes an official SAM checkpoint (a click spec): its image
+    encoder becomes the frozen backbone, and ``--backbone`` follows from it."""
+    url, www, _ = server
+    torch.manual_seed(5)
+    encoder = build_segmenter(SegmenterConfig(**(SMALL | {"backbone": "test_sam_vit"}))).backbone.backbone
+    checkpoint = {f"image_encoder.{k}": v for k, v in encoder.state_dict().items()}
+    checkpoint["mask_decoder.iou_token.weight"] = torch.zeros(1, 8)
+    torch.save(checkpoint, www / "tiny_sam.pth")
+    digest = hashlib.sha256((www / "tiny_sam.pth").read_bytes()).hexdigest()
+    spec = ModelSpec(name="tiny_sam", kind="click", description="test", licence="none", filename="tiny_sam.pth",
+                     url=f"{url}/tiny_sam.pth", known_hash=f"sha256:{digest}",
+                     config={"format": "sam_official", "backbone": "test_sam_vit"})
+    monkeypatch.setitem(registry._REGISTRY, spec.name, spec)
+    monkeypatch.setenv("NAPARI_COSAS_CACHE", str(tmp_path / "cache"))
+    images, masks = tmp_path / "images", tmp_path / "masks"
+    images.mkdir()
+    for i, (image, mask) in enumerate(_pairs()):
+        iio.imwrite(images / f"patch{i}.png", image)
+        save_mask(masks / f"patch{i}.png", mask)
+    out = tmp_path / "run"
+    assert main(["train-segmenter", "--data", str(images), str(masks), "--out", str(out), "--backbone-weights",
+                 "tiny_sam", "--steps", "1", "--batch-size", "1", "--crop", "64", "--workers", "0",
+                 "--device", "cpu"]) == 0
+    trained = ReinSegmenter.load(out / "segmenter.pt")
+    assert trained.config.backbone == "test_sam_vit" and trained.config.backbone_weights == "tiny_sam"
+    for key, value in encoder.state_dict().items():
+        torch.testing.assert_close(trained.backbone.backbone.state_dict()[key], value, rtol=0, atol=0)

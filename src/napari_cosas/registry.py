@@ -79,7 +79,7 @@ _BUILTIN: tuple[ModelSpec, ...] = (
         filename="sam_vit_b_01ec64.pth",
         url=_SAM_URL + "sam_vit_b_01ec64.pth",
         known_hash="sha256:ec2df62732614e57411cdcf32a23ffdf28910380d03139ee0f4fcbe91eb8c912",
-        config={"format": "sam_official", "arch": "sam_vit", "variant": "vit_b"},
+        config={"format": "sam_official", "arch": "sam_vit", "variant": "vit_b", "backbone": "sam_vit_b"},
     ),
     ModelSpec(
         name="sam_vit_l",
@@ -89,7 +89,7 @@ _BUILTIN: tuple[ModelSpec, ...] = (
         filename="sam_vit_l_0b3195.pth",
         url=_SAM_URL + "sam_vit_l_0b3195.pth",
         known_hash="sha256:3adcc4315b642a4d2101128f611684e8734c41232a17c648ed1693702a49a622",
-        config={"format": "sam_official", "arch": "sam_vit", "variant": "vit_l"},
+        config={"format": "sam_official", "arch": "sam_vit", "variant": "vit_l", "backbone": "sam_vit_l"},
     ),
     ModelSpec(
         name="sam_vit_h",
@@ -99,7 +99,7 @@ _BUILTIN: tuple[ModelSpec, ...] = (
         filename="sam_vit_h_4b8939.pth",
         url=_SAM_URL + "sam_vit_h_4b8939.pth",
         known_hash="sha256:a7bf3b02f3ebf1267aba913ff637d9a2d5c33d3173bb679e46d9f338c26f262e",
-        config={"format": "sam_official", "arch": "sam_vit", "variant": "vit_h"},
+        config={"format": "sam_official", "arch": "sam_vit", "variant": "vit_h", "backbone": "sam_vit_h"},
     ),
     ModelSpec(
         name="dinov2_vits14",
@@ -381,14 +381,25 @@ def load_click_model(
     return model.to(resolve_device(device)).eval(), _file_id(spec.name if spec else None, path, spec)
 
 
+def backbone_architecture(name: str) -> str:
+    """The Rein backbone (``models.backbones.build_backbone`` name) that registered weights
+    ``name`` fit: a ``"backbone"`` spec's ``timm_name``, or the image encoder of an official SAM
+    checkpoint (``config["backbone"]``). ``ValueError`` naming the usable weights otherwise."""
+    spec = get_spec(name)
+    architecture = spec.config.get("timm_name") or spec.config.get("backbone")
+    if architecture is None:
+        usable = ", ".join(s.name for s in list_models() if s.config.get("timm_name") or s.config.get("backbone"))
+        raise ValueError(f"{name!r} is a {spec.kind} model with no backbone for the segmenter; use one of: {usable}")
+    return architecture
+
+
 def load_backbone_state(
     name: str, path: str | os.PathLike | None = None, *, download: bool = True
 ) -> dict[str, torch.Tensor]:
-    """Pretrained state dict of backbone ``name`` as stored in its file (key names per the
-    spec's ``config["state_format"]``), for ``build_segmenter(config, backbone_state=...)``."""
-    spec = get_spec(name)
-    if spec.kind != "backbone":
-        raise ValueError(f"{name!r} is a {spec.kind} model, not a backbone")
+    """Pretrained state dict of the backbone weights ``name`` as stored in their file (key names
+    per the spec's ``config["state_format"]``; an official SAM checkpoint whole), for
+    ``build_segmenter(config, backbone_state=...)``; see `backbone_architecture`."""
+    backbone_architecture(name)
     state = torch.load(fetch_weights(name, path, download=download), map_location="cpu",
                        weights_only=True)
     if not isinstance(state, Mapping):

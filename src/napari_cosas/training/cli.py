@@ -45,17 +45,13 @@ def _write_summary(out: Path, summary: dict) -> None:
 
 
 def _backbone_name(backbone: str | None, weights: str | None) -> str:
-    """The segmenter's backbone: ``--backbone``, else the architecture of the registered
-    backbone ``--backbone-weights`` names, else :data:`DEFAULT_BACKBONE`."""
-    from ..registry import get_spec, list_models
+    """The segmenter's backbone: ``--backbone``, else the architecture that the registered
+    weights ``--backbone-weights`` fit, else :data:`DEFAULT_BACKBONE`."""
+    from ..registry import backbone_architecture
 
     if weights is None:
         return backbone or DEFAULT_BACKBONE
-    spec = get_spec(weights)
-    if spec.kind != "backbone":
-        raise ValueError(f"--backbone-weights {weights}: a {spec.kind} model, not a backbone; registered "
-                         f"backbones: {', '.join(s.name for s in list_models('backbone'))}")
-    name = spec.config["timm_name"]
+    name = backbone_architecture(weights)
     if backbone not in (None, name):
         raise ValueError(f"--backbone-weights {weights} holds a {name!r} backbone, not {backbone!r}; "
                          f"leave out --backbone or pass --backbone {name}")
@@ -176,7 +172,7 @@ def add_training_commands(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--backbone-weights", default=None, metavar="NAME",
-        help="registered backbone whose official weights the backbone starts from (e.g. dinov2_vitl14); "
+        help="registered weights the backbone starts from (e.g. dinov2_vitl14, sam_vit_b); "
              "downloaded once and checked against its hash; default: random weights",
     )
     p.add_argument("--unfreeze-backbone", action="store_true", help="train the backbone too (at --backbone-lr)")
