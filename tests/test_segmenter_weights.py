@@ -3,6 +3,7 @@ the segmenter itself (trained or fine-tuned), through training, saving and loadi
 
 import hashlib
 from dataclasses import asdict
+from pathlib import Path
 
 import imageio.v3 as iio
 import numpy as np
@@ -30,6 +31,16 @@ def _pairs(n: int = 2) -> list[tuple[np.ndarray, np.ndarray]]:
         mask[10:50, 20:70] = True
         out.append((image, mask))
     return out
+
+
+def _exported(folder: Path) -> tuple[Path, Path]:
+    """`_pairs` as the widget's export writes them: ``folder/images`` and ``folder/masks``."""
+    images, masks = folder / "images", folder / "masks"
+    images.mkdir()
+    for i, (image, mask) in enumerate(_pairs()):
+        iio.imwrite(images / f"patch{i}.png", image)
+        save_mask(masks / f"patch{i}.png", mask)
+    return images, masks
 
 
 def _backbone_params(model: ReinSegmenter) -> dict[str, torch.Tensor]:
@@ -112,11 +123,7 @@ def test_train_segmenter_cli_names_backbone_mistakes(tmp_path, capsys, official_
 def test_fine_tuning_the_default_segmenter_on_exported_corrections(tmp_path):
     """The corrections loop: masks written as the export writes them, the shipped segmenter as
     the start, its backbone frozen; the result loads as a segmenter with that backbone."""
-    images, masks = tmp_path / "images", tmp_path / "masks"
-    images.mkdir()
-    for i, (image, mask) in enumerate(_pairs()):
-        iio.imwrite(images / f"patch{i}.png", image)
-        save_mask(masks / f"patch{i}.png", mask)
+    images, masks = _exported(tmp_path)
     out = tmp_path / "run"
     assert main(["train-segmenter", "--data", str(images), str(masks), "--out", str(out),
                  "--init-from", "cosas-default-segmenter", "--steps", "1", "--batch-size", "1",
@@ -158,11 +165,7 @@ def test_rein_on_a_frozen_official_sam_encoder_from_the_cli(server, tmp_path, mo
                      config={"format": "sam_official", "backbone": "test_sam_vit"})
     monkeypatch.setitem(registry._REGISTRY, spec.name, spec)
     monkeypatch.setenv("NAPARI_COSAS_CACHE", str(tmp_path / "cache"))
-    images, masks = tmp_path / "images", tmp_path / "masks"
-    images.mkdir()
-    for i, (image, mask) in enumerate(_pairs()):
-        iio.imwrite(images / f"patch{i}.png", image)
-        save_mask(masks / f"patch{i}.png", mask)
+    images, masks = _exported(tmp_path)
     out = tmp_path / "run"
     assert main(["train-segmenter", "--data", str(images), str(masks), "--out", str(out), "--backbone-weights",
                  "tiny_sam", "--steps", "1", "--batch-size", "1", "--crop", "64", "--workers", "0",
