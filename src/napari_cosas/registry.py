@@ -386,11 +386,15 @@ def backbone_architecture(name: str) -> str:
     ``name`` fit: a ``"backbone"`` spec's ``timm_name``, or the image encoder of an official SAM
     checkpoint (``config["backbone"]``). ``ValueError`` naming the usable weights otherwise."""
     spec = get_spec(name)
-    architecture = spec.config.get("timm_name") or spec.config.get("backbone")
+    architecture = _backbone_of(spec)
     if architecture is None:
-        usable = ", ".join(s.name for s in list_models() if s.config.get("timm_name") or s.config.get("backbone"))
+        usable = ", ".join(s.name for s in list_models() if _backbone_of(s))
         raise ValueError(f"{name!r} is a {spec.kind} model with no backbone for the segmenter; use one of: {usable}")
     return architecture
+
+
+def _backbone_of(spec: ModelSpec) -> str | None:
+    return spec.config.get("timm_name") or spec.config.get("backbone")
 
 
 def load_backbone_state(
@@ -407,6 +411,21 @@ def load_backbone_state(
     return dict(state)
 
 
+def segmenter_file(name_or_path: str | os.PathLike, weights: str | os.PathLike | None = None) -> Path:
+    """The weights file of a registered segmenter (``weights``, if given, instead), or the
+    existing file ``name_or_path``; `WeightsError` listing the registered segmenters otherwise."""
+    if isinstance(name_or_path, str) and name_or_path in _REGISTRY:
+        spec = get_spec(name_or_path)
+        if spec.kind != "segmenter":
+            raise ValueError(f"{spec.name!r} is a {spec.kind} model, not a segmenter")
+        return fetch_weights(spec.name, weights)
+    path = Path(name_or_path).expanduser()
+    if not path.is_file():
+        names = ", ".join(s.name for s in list_models("segmenter"))
+        raise WeightsError(f"{str(name_or_path)!r} is neither a registered segmenter ({names}) nor a file")
+    return path
+
+
 def load_segmenter(
     name_or_path: str | os.PathLike,
     *,
@@ -417,17 +436,5 @@ def load_segmenter(
     `ReinSegmenter.save`; a backbone frozen at official weights is fetched by its name)."""
     from .models.segmenter import ReinSegmenter
 
-    if isinstance(name_or_path, str) and name_or_path in _REGISTRY:
-        spec = get_spec(name_or_path)
-        if spec.kind != "segmenter":
-            raise ValueError(f"{spec.name!r} is a {spec.kind} model, not a segmenter")
-        path = fetch_weights(spec.name, weights)
-    else:
-        path = Path(name_or_path).expanduser()
-        if not path.is_file():
-            names = ", ".join(s.name for s in list_models("segmenter"))
-            raise WeightsError(
-                f"{str(name_or_path)!r} is neither a registered segmenter ({names}) nor a file"
-            )
-    model = ReinSegmenter.load(path, map_location="cpu")
+    model = ReinSegmenter.load(segmenter_file(name_or_path, weights), map_location="cpu")
     return model.to(resolve_device(device)).eval()

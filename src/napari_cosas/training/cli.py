@@ -58,20 +58,12 @@ def _backbone_name(backbone: str | None, weights: str | None) -> str:
     return name
 
 
-def _segmenter_file(name_or_path: str) -> str:
-    """A registered segmenter's weights file (e.g. ``cosas-default-segmenter``), or the path given."""
-    from ..registry import fetch_weights, list_models
-
-    if name_or_path in {s.name for s in list_models("segmenter")}:
-        return str(fetch_weights(name_or_path))
-    return name_or_path
-
-
 def cmd_train_segmenter(args: argparse.Namespace) -> int:
     from ..models.segmenter import SegmenterConfig, read_segmenter_config
+    from ..registry import segmenter_file
     from .segmenter_training import SegmenterTrainConfig, train_segmenter
 
-    init_from = _segmenter_file(args.init_from) if args.init_from else None
+    init_from = str(segmenter_file(args.init_from)) if args.init_from else None
     backbone = args.backbone
     if init_from and backbone is None and args.backbone_weights is None:
         backbone = read_segmenter_config(init_from).backbone

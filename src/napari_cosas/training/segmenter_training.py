@@ -181,19 +181,24 @@ def train_segmenter(
     warmup = min(200, max(1, config.steps // 10))
     schedule = warmup_cosine(optimizer, config.steps, warmup)
     history: list[dict] = []
-    best = -1.0
     start = 0
+
+    def validate_and_keep(step: int) -> dict[str, float]:
+        """Validate, record, and save ``segmenter.pt`` when the score beats every earlier one."""
+        scores = validate(model, val)
+        if scores["cosas_score"] > max((h["cosas_score"] for h in history), default=-1.0):
+            model.save(out_dir / "segmenter.pt")
+        history.append({"step": step, **scores})
+        return scores
+
     last = out_dir / "last.pt"
     ckpt = load_resume_checkpoint(last, asdict(config), optimizer, schedule, dev)
     if ckpt is not None:
         _load_trained_state(model, ckpt["state_dict"], str(last))
-        start, history, best = ckpt["step"], ckpt["history"], ckpt["best"]
+        start, history = ckpt["step"], ckpt["history"]
         log.info("resumed from %s at step %d", last, start)
     elif val and config.init_from:
-        # the starting model is a candidate too: fine-tuning never hands back a worse one
-        history.append({"step": 0, **validate(model, val)})
-        best = history[0]["cosas_score"]
-        model.save(out_dir / "segmenter.pt")
+        validate_and_keep(0)  # the starting model is a candidate too: fine-tuning never hands back a worse one
     stream = CropStream(datasets, config.crop, seed=config.seed * 100_003 + start)
     loader = iter(DataLoader(stream, batch_size=config.batch_size, num_workers=workers, persistent_workers=workers > 0))
     step_times, loss_value = [], float("nan")
@@ -215,12 +220,7 @@ def train_segmenter(
         done = step + 1
         info = {"loss": loss_value}
         if val and (done % config.val_every == 0 or done == config.steps):
-            scores = validate(model, val)
-            history.append({"step": done, **scores})
-            info.update(scores)
-            if scores["cosas_score"] > best:
-                best = scores["cosas_score"]
-                model.save(out_dir / "segmenter.pt")
+            info.update(validate_and_keep(done))
         if progress is not None:
             progress(done, config.steps, info)
         if done % config.checkpoint_every == 0 or done == config.steps:
@@ -234,7 +234,6 @@ def train_segmenter(
                     "schedule": schedule.state_dict(),
                     "torch_rng": torch.get_rng_state(),
                     "history": history,
-                    "best": best,
                 },
                 tmp,
             )
@@ -246,6 +245,6 @@ def train_segmenter(
         "total_parameters": sum(p.numel() for p in model.parameters()),
         "median_step_s": float(np.median(step_times)) if step_times else float("nan"),
         "final_loss": loss_value,
-        "best_val_cosas_score": best if val else None,
+        "best_val_cosas_score": max(h["cosas_score"] for h in history) if history else None,
         "history": history,
     }
