@@ -11,16 +11,19 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
 from . import metrics
 from .evaluation import evaluate_image, image_target, instance_targets, spc
+from .interaction import FIRST_CLICK, Corrector, FirstClick
 from .image_io import list_images, load_image, load_mask, pair_images_and_masks, save_mask
 from .predictor import ClickPredictor
 from .refine import CLICK_MEMORY, LOCAL_WINDOW, PROB_THRESHOLD, ClickEffect
 
 Progress = Callable[[int, int, str], None]
+Reference = Literal["oracle", "wand"]
 
 
 def segment_folder(
@@ -63,6 +66,20 @@ def score_folders(pred_dir: str | Path, masks_dir: str | Path, *, progress: Prog
     return {"n_images": len(per_image), **means, "per_image": per_image}
 
 
+def reference_corrector(
+    reference: Reference, window: float, wand_tolerance: float | None = None
+) -> Callable[[np.ndarray, np.ndarray], Corrector]:
+    """``(image, gt) -> corrector`` for a reference row (``"oracle"`` or ``"wand"``)."""
+    from .references import WAND_TOLERANCE, OracleCorrector, WandCorrector
+
+    if reference == "oracle":
+        return lambda _image, gt: OracleCorrector(gt)
+    if reference == "wand":
+        tolerance = WAND_TOLERANCE if wand_tolerance is None else wand_tolerance
+        return lambda image, _gt: WandCorrector(image, tolerance=tolerance, window=window)
+    raise ValueError(f'reference must be "oracle" or "wand", got {reference!r}')
+
+
 def evaluate_folder(
     predictor: ClickPredictor,
     images_dir: str | Path,
@@ -75,12 +92,17 @@ def evaluate_folder(
     effect: ClickEffect = "local",
     window: float = LOCAL_WINDOW,
     memory: int | None = CLICK_MEMORY,
+    first_click: FirstClick = FIRST_CLICK,
+    reference: Reference | None = None,
+    wand_tolerance: float | None = None,
     progress: Progress | None = None,
 ) -> dict:
     """The interactive protocol (design.md) over a folder; returns the JSON-ready report.
 
     ``objects="image"`` treats ``mask > 0`` as one target, ``"instances"`` each label on its own.
     ``init="auto"`` starts every image target from ``segmenter``'s probabilities.
+    ``reference`` (``"oracle"`` or ``"wand"``, :mod:`napari_cosas.references`) takes the clicks
+    instead of ``predictor`` (which may then be ``None``), with ``window`` as the wand's window.
     """
     if init == "auto" and segmenter is None:
         raise ValueError("--init auto needs an automatic segmenter (--segmenter NAME).")
@@ -102,7 +124,8 @@ def evaluate_folder(
             auto_total += time.perf_counter() - start
         results, encode_seconds = evaluate_image(
             predictor, image, targets, init=init, init_prob=init_prob, max_clicks=max_clicks, effect=effect,
-            window=window, memory=memory,
+            window=window, memory=memory, first_click=first_click,
+            reference=None if reference is None else reference_corrector(reference, window, wand_tolerance),
         )
         encode_total += encode_seconds
         results_all.extend(results)
@@ -128,7 +151,10 @@ def evaluate_folder(
         "click_effect": effect,
         "click_window": window,
         "click_memory": memory,
-        "model_id": predictor.model_id,
-        "device": str(predictor.device),
+        "first_click": first_click,
+        "reference": reference,
+        "wand_tolerance": wand_tolerance if reference == "wand" else None,
+        "model_id": predictor.model_id if reference is None else reference,
+        "device": str(predictor.device) if reference is None else "cpu",
         "objects_detail": records,
     }
