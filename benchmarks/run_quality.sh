@@ -3,7 +3,9 @@
 # never copied into the project): automatic masks (segment + score) and the interactive protocol
 # (evaluate, --init auto and empty, local and global click effect) for the enhanced default and,
 # when given, a plain decoder trained identically. Results: benchmarks/results/*.json, summarised
-# by summarize_quality.py. EFFECTS="local" runs only the product's default click effect.
+# by summarize_quality.py. EFFECTS="local" runs only the product's default click effect. The
+# reference rows (design.md) run on the same automatic masks and RITM-placed clicks: oracle (each
+# click flips the whole connected error region under it) and wand (colour flood fill, no model).
 #   bash benchmarks/run_quality.sh [PLAIN_CLICK_CHECKPOINT]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -34,6 +36,12 @@ for effect in $effects; do
           --json "benchmarks/results/evaluate_${name}_${effect}_${init}_$ds.json"
       done
     done
+  done
+done
+for ref in oracle wand; do
+  for ds in glas ebhi; do
+    $cli evaluate --images "$work/$ds/images" --masks "$work/$ds/masks" --reference "$ref" --init auto \
+      --json "benchmarks/results/evaluate_${ref}_local_auto_$ds.json"
   done
 done
 .venv/bin/python benchmarks/summarize_quality.py

@@ -35,14 +35,14 @@ def main() -> None:
         "",
         "## Interactive refinement (`evaluate`, image targets, 20 clicks, stop at IoU 0.90)",
         "",
-        "| decoder | click effect | clicks shown | init | data | NoC@80 | NoC@85 | NoC@90 | NoF@85 | NoF@90 | IoU@1 | IoU@5 | IoU@20 | SPC decoder ms | SPC total ms |",
+        "| decoder / reference | click effect | clicks shown | init | data | NoC@80 | NoC@85 | NoC@90 | NoF@85 | NoF@90 | IoU@1 | IoU@5 | IoU@20 | SPC decoder ms | SPC total ms |",
         "|---|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for path in sorted(RESULTS.glob("evaluate_*.json"), key=lambda p: (p.stem.split("_")[2] != "local", p.stem)):
         _, decoder, effect, init, ds = path.stem.split("_")
         r = json.loads(path.read_text())
         curve = r["mean_iou_per_click"]
-        shown = r.get("click_memory") or "all"
+        shown = "" if r.get("reference") else r.get("click_memory") or "all"
         lines.append(
             f"| {decoder} | {effect} | {shown} | {init} | {DATASETS[ds]} | {r['noc80']:.2f} | {r['noc85']:.2f} | {r['noc90']:.2f} | "
             f"{r['nof85']} | {r['nof90']} | {curve[0]:.3f} | {curve[4]:.3f} | {curve[-1]:.3f} | "
@@ -57,6 +57,11 @@ def main() -> None:
         "(`--click-memory`, `napari_cosas.refine.CLICK_MEMORY`): how many of the latest clicks the model "
         "sees, 5 in the widget and for the local rows, all (RITM) for the global rows, which come from a run "
         "before the setting existed. "
+        "Reference rows (`--reference`, `napari_cosas.references`, same automatic masks and RITM-placed "
+        "clicks): `oracle`, the perfect local corrector, flips the whole 8-connected error region under each "
+        "click; `wand`, a colour flood fill from the clicked pixel in CIE-Lab (Gaussian blur 1.5 px, tolerance "
+        "`references.WAND_TOLERANCE` chosen on held-out training images, `benchmarks/click_effects.md`) inside "
+        "the click window, positive adds and negative removes, no model. "
         "NoC counts 0 for an object whose automatic mask already reaches the threshold (`--init auto`). "
         "SPC here comes from whole-dataset runs on a shared 2-core machine; `benchmarks/click.md` has "
         "controlled per-click timings.",

@@ -124,3 +124,89 @@ def test_degraded_masks_are_soft_and_differ_from_the_truth():
     probs = [degrade_mask(gt, rng) for _ in range(5)]
     assert all(p.dtype == np.float32 and 0 <= p.min() and p.max() <= 1 for p in probs)
     assert any(((p > 0.5) != gt).any() for p in probs)
+
+
+def test_encoded_views_are_stored_and_read_back_by_the_next_run(tmp_path, monkeypatch):
+    from napari_cosas.training import click_training
+
+    calls = []
+    build = click_training.build_views
+    monkeypatch.setattr(click_training, "build_views", lambda *a, **k: calls.append(1) or build(*a, **k))
+    config = ClickTrainConfig(steps=1, batch_size=2, max_rounds=1, checkpoint_every=1)
+    torch.manual_seed(0)
+    model = build_tiny_sam(decoder="enhanced")
+    split = click_training.EncoderSplit(model.image_encoder, "decoder")
+    path = tmp_path / "views.pt"
+    first = click_training.cached_views(path, _pairs(), model, split, config, device=torch.device("cpu"))
+    again = click_training.cached_views(path, _pairs(), model, split, config, device=torch.device("cpu"))
+    assert len(calls) == 1 and path.exists()
+    for a, b in zip(first, again):
+        assert torch.equal(a.source, b.source) and torch.equal(a.gt, b.gt) and torch.equal(a.valid, b.valid)
+    other = _pairs()
+    other[0][1][0, 0] = ~other[0][1][0, 0]  # one mask pixel changed: encoded again
+    click_training.cached_views(path, other, model, split, config, device=torch.device("cpu"))
+    assert len(calls) == 2
+
+
+def test_the_shared_image_context_decodes_as_the_full_decoder():
+    from napari_cosas.training.click_training import ClickSimulator, EncoderSplit
+
+    torch.manual_seed(0)
+    model = build_tiny_sam(decoder="enhanced").eval()
+    with torch.no_grad():
+        model.mask_decoder.global_attn.gate.fill_(0.5)  # the global attention acts
+    sim = ClickSimulator(model, EncoderSplit(model.image_encoder, "decoder"), ClickTrainConfig(), np.random.default_rng(0))
+    size = model.image_encoder.img_size // 16
+    embedding = torch.randn(2, 256, size, size)
+    points = [[(10, 12, True), (40, 41, False)], [(100, 3, True), (7, 7, True)]]
+    with torch.no_grad():
+        shared = sim.decode(sim.context(embedding), points, None)
+        coords = torch.tensor([[[(c + 0.5) * sim.scale - 0.5, (r + 0.5) * sim.scale - 0.5] for r, c, _ in p]
+                               for p in points])
+        labels = torch.tensor([[int(q) for _, _, q in p] for p in points])
+        sparse, dense = model.prompt_encoder(points=(coords, labels), boxes=None, masks=None)
+        full, _ = model.mask_decoder(embedding, model.prompt_encoder.get_dense_pe(), sparse, dense, False)
+    torch.testing.assert_close(shared, full, rtol=0, atol=0)
+
+
+def test_mask_prompts_and_click_focus_follow_the_product_s_local_clicks():
+    from napari_cosas.predictor import clipped_logits
+    from napari_cosas.training.click_training import ClickSimulator, EncoderSplit, TrainView, prepare_view
+
+    torch.manual_seed(0)
+    model = build_tiny_sam(decoder="enhanced").eval()
+    views = []
+    for image, mask in _pairs(2):
+        _img, gt, valid = prepare_view(image, mask, model.image_encoder.img_size)
+        views.append(TrainView(torch.zeros(1), gt, valid))
+    size = model.image_encoder.img_size // 16
+    context = torch.randn(2, 256, size, size)
+    config = ClickTrainConfig(max_rounds=3, p_auto_start=0.0, p_mask_prompt=1.0, click_focus=2.0)
+    sim = ClickSimulator(model, EncoderSplit(model.image_encoder, "decoder"), config, np.random.default_rng(3))
+    points, prompt = sim.session(views, context)
+    while len(points[0]) == 1:  # a session with at least one no-gradient round
+        points, prompt = sim.session(views, context)
+    # the prompt is a binarised mask's, as the widget gives a local click
+    binary = torch.isin(prompt, clipped_logits(torch.tensor([0.0, 1.0])))
+    assert bool(binary.all())
+    weights = sim.loss_weights(views, points)
+    r, c, _ = points[0][-1]
+    assert weights[0, r, c] == 3.0 and weights[0][views[0].valid].min() == 1.0
+    assert float(weights[0].sum()) > float(views[0].valid.sum())
+
+
+def test_datasets_are_drawn_equally_often(tmp_path, monkeypatch):
+    from napari_cosas.training import click_training
+
+    groups = click_training._view_groups([0, 0, 0, 1], 4, 2)
+    assert [g.tolist() for g in groups] == [[0, 1, 2, 3, 4, 5], [6, 7]]
+    drawn = []
+    step = click_training.train_step
+    monkeypatch.setattr(click_training, "train_step", lambda sim, batch, *a, **k: drawn.extend(batch) or step(sim, batch, *a, **k))
+    config = ClickTrainConfig(steps=6, batch_size=4, max_rounds=0, views_per_image=1, checkpoint_every=6)
+    model = build_tiny_sam(decoder="enhanced")
+    pairs = _pairs(4)  # three images in the first dataset, one in the second
+    train_click_model(model, pairs, config, tmp_path, dataset_of=[0, 0, 0, 1], device="cpu")
+    small_gt = click_training.prepare_view(*pairs[3], model.image_encoder.img_size)[1]
+    share = np.mean([torch.equal(v.gt, small_gt) for v in drawn])
+    assert len(drawn) == 24 and 0.25 < share < 0.75, share  # a quarter of the images, half of the draws

@@ -129,18 +129,23 @@ def cmd_train_decoder(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         lr=args.lr,
         max_rounds=args.max_rounds,
+        p_mask_prompt=args.mask_prompts,
+        click_focus=args.click_focus,
         views_per_image=args.views,
         checkpoint_every=args.checkpoint_every,
         seed=args.seed,
     )
-    pairs = [s for d in _datasets(args.data) for s in d]
+    datasets = _datasets(args.data)
+    pairs = [s for d in datasets for s in d]
+    dataset_of = [i for i, d in enumerate(datasets) for _ in d]
     progress_train = _bar(f"train-decoder ({args.train})")
     progress_encode = _bar("encode views")
 
     def progress(stage: str, done: int, total: int, info: dict) -> None:
         (progress_encode if stage == "encode" else progress_train)(done, total, info)
 
-    summary = train_click_model(model, pairs, config, args.out, device=args.device, progress=progress)
+    summary = train_click_model(model, pairs, config, args.out, dataset_of=dataset_of, device=args.device,
+                                progress=progress)
     out = Path(args.out)
     save_click_model(model.cpu(), out / "click.pt", arch)
     _write_summary(out, {"config": asdict(config), **summary})
@@ -207,6 +212,15 @@ def add_training_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lr", type=float, default=1e-4)
     p.add_argument("--max-rounds", type=int, default=5, help="most no-gradient click rounds before the trained one")
     p.add_argument("--views", type=int, default=2, help="augmented views encoded per image")
+    p.add_argument(
+        "--mask-prompts", type=float, default=0.0, metavar="P",
+        help="share of sessions whose later mask prompts are the binarised prediction, as a local click "
+             "in the widget prompts with the mask (default 0: the previous logits, RITM)",
+    )
+    p.add_argument(
+        "--click-focus", type=float, default=0.0,
+        help="extra loss weight inside the local click window around the last click (default 0)",
+    )
     p.add_argument(
         "--checkpoint-every", type=int, default=250,
         help="steps between saves of last.pt, from which an interrupted run resumes",

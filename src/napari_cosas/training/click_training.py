@@ -1,10 +1,13 @@
 """Click training: the mask decoder learns from simulated iterative clicks.
 
-The image encoder's frozen part is run once per (image, augmented view) and its output cached;
-each step then samples cached views, simulates a click session without gradients (first click
-from the target or from a degraded "automatic" mask's errors, then rounds where the model's own
-prediction gives the next click and its logits the next mask prompt), and back-propagates the
-loss of the last prediction through the trained parameters only.
+The image encoder's frozen part is run once per (image, augmented view) and its output cached
+(in memory, and on disk in the run folder as ``views.pt`` so that a resumed run does not encode
+again); each step then samples cached views, simulates a click session without gradients (first
+click from the target or from a degraded "automatic" mask's errors, then rounds where the model's
+own prediction gives the next click and its logits the next mask prompt), and back-propagates the
+loss of the last prediction through the trained parameters only. The decoder's prompt-independent
+image context (the enhanced decoder's global attention) is computed once per step and shared by
+the no-gradient rounds and the trained one.
 
 Everything happens in SAM's padded input frame: an image is resized so that its longest side is
 ``img_size`` (1024) and padded bottom-right; ground truth is kept at the decoder's output
@@ -13,6 +16,7 @@ resolution (256 x 256), where clicks are simulated with the RITM rule.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import time
@@ -31,6 +35,7 @@ from ..clicks import next_click
 from ..devices import resolve_device
 from ..models.enhanced_decoder import EnhancedMaskDecoder
 from ..predictor import LOGIT_THRESHOLD, clipped_logits
+from ..refine import LOCAL_WINDOW
 from .augment import random_dihedral, stain_jitter
 from .common import load_resume_checkpoint, segmentation_loss, warmup_cosine
 from .mask_degrade import degrade_mask
@@ -55,6 +60,11 @@ class ClickTrainConfig:
     weight_decay: float = 1e-4
     max_rounds: int = 5
     p_auto_start: float = 0.5
+    #: Share of sessions whose later mask prompts are the binarised prediction (as a local click in
+    #: the product prompts with the mask), instead of the previous logits.
+    p_mask_prompt: float = 0.0
+    #: Extra loss weight inside the local click window around the last click (0: none).
+    click_focus: float = 0.0
     views_per_image: int = 2
     checkpoint_every: int = 250
     seed: int = 0
@@ -190,6 +200,44 @@ def build_views(
     return views
 
 
+def cached_views(
+    path: Path,
+    pairs: Sequence[tuple[np.ndarray, np.ndarray]],
+    model: Sam,
+    split: EncoderSplit,
+    config: ClickTrainConfig,
+    *,
+    device: torch.device,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[TrainView]:
+    """`build_views` of ``pairs``, stored at ``path`` and read back by a resumed run.
+
+    Only views of the frozen encoder part (``split.caches``) are stored. A stored file is used
+    when it was made from the same images and masks (SHA-256 of their bytes), encoder weights,
+    views per image and seed; otherwise the views are encoded again and the file replaced.
+    """
+    digest = hashlib.sha256()
+    for image, mask in pairs:
+        digest.update(np.ascontiguousarray(image).tobytes())
+        digest.update(np.ascontiguousarray(mask).tobytes())
+    for name, tensor in split.encoder.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().numpy().tobytes())
+    key = f"{digest.hexdigest()}:{config.views_per_image}:{config.seed}:{config.train}"
+    if split.caches and path.exists():
+        stored = torch.load(path, map_location=device, weights_only=True)
+        if stored.get("key") == key:
+            return [TrainView(*v) for v in zip(stored["source"], stored["gt"], stored["valid"])]
+    views = build_views(pairs, model, split, views_per_image=config.views_per_image,
+                        rng=np.random.default_rng(config.seed + 1), device=device, progress=progress)
+    if split.caches:
+        tmp = path.with_suffix(".tmp")
+        torch.save({"key": key, "source": [v.source for v in views], "gt": [v.gt for v in views],
+                    "valid": [v.valid for v in views]}, tmp)
+        tmp.replace(path)
+    return views
+
+
 def _first_click(gt: np.ndarray, pred: np.ndarray, rng: np.random.Generator, from_errors: bool) -> tuple:
     """First click: RITM's rule on the errors of ``pred``, or a random pixel of the target."""
     if from_errors or not gt.any() or rng.random() < 0.5:
@@ -217,24 +265,31 @@ class ClickSimulator:
             return self.split.rest(source.float())
         return self.model.image_encoder(self.model.preprocess(source.float()))
 
+    def context(self, embedding: Tensor) -> Tensor:
+        """The decoder's prompt-independent image context ``(B, 256, 64, 64)`` (its global
+        attention over the image tokens; the embedding itself for a plain decoder)."""
+        return self.model.mask_decoder.image_context(embedding, self.model.prompt_encoder.get_dense_pe())
+
     def decode(
-        self, embedding: Tensor, points: list[list[tuple]], mask_input: Tensor | None
+        self, context: Tensor, points: list[list[tuple]], mask_input: Tensor | None
     ) -> Tensor:
-        """Low-res logits ``(B, 1, 256, 256)`` for per-view click lists ``(row, col, positive)``."""
+        """Low-res logits ``(B, 1, 256, 256)`` for per-view click lists ``(row, col, positive)``,
+        from the image `context`."""
         coords = torch.tensor(
             [[[(c + 0.5) * self.scale - 0.5, (r + 0.5) * self.scale - 0.5] for r, c, _ in pts] for pts in points],
             dtype=torch.float32,
-            device=embedding.device,
+            device=context.device,
         )
-        labels = torch.tensor([[int(p) for _, _, p in pts] for pts in points], device=embedding.device)
+        labels = torch.tensor([[int(p) for _, _, p in pts] for pts in points], device=context.device)
         sparse, dense = self.model.prompt_encoder(points=(coords, labels), boxes=None, masks=mask_input)
-        logits, _ = self.model.mask_decoder(
-            embedding, self.model.prompt_encoder.get_dense_pe(), sparse, dense, multimask_output=False
+        logits, _ = self.model.mask_decoder.forward_with_context(
+            context, self.model.prompt_encoder.get_dense_pe(), sparse, dense, multimask_output=False
         )
         return logits
 
-    def session(self, views: Sequence[TrainView], embedding: Tensor) -> tuple[list[list[tuple]], Tensor | None]:
-        """Run the no-gradient part of a session; return the clicks and the last mask prompt."""
+    def session(self, views: Sequence[TrainView], context: Tensor) -> tuple[list[list[tuple]], Tensor | None]:
+        """Run the no-gradient part of a session on the image `context` (detached); return the
+        clicks and the last mask prompt."""
         gts = [(v.gt > 0.5).cpu().numpy() for v in views]
         valid = [v.valid.cpu().numpy() for v in views]
         auto = self.rng.random() < self.config.p_auto_start
@@ -242,15 +297,16 @@ class ClickSimulator:
         if auto:
             probs = [degrade_mask(g, self.rng) * m for g, m in zip(gts, valid)]
             preds = [p > 0.49 for p in probs]
-            prompt = torch.from_numpy(np.stack(probs)).to(embedding.device)[:, None]
+            prompt = torch.from_numpy(np.stack(probs)).to(context.device)[:, None]
             mask_input = clipped_logits(prompt)
         else:
             preds = [np.zeros_like(g) for g in gts]
         points = [[_first_click(g, p, self.rng, auto)] for g, p in zip(gts, preds)]
         rounds = int(self.rng.integers(0, self.config.max_rounds + 1))
+        mask_prompts = self.config.p_mask_prompt > 0 and self.rng.random() < self.config.p_mask_prompt
         with torch.no_grad():
             for _ in range(rounds):
-                logits = self.decode(embedding, points, mask_input)
+                logits = self.decode(context, points, mask_input)
                 pred = (logits[:, 0] > LOGIT_THRESHOLD).cpu().numpy()
                 for k, pts in enumerate(points):
                     not_clicked = np.ones_like(gts[k])
@@ -258,8 +314,44 @@ class ClickSimulator:
                         not_clicked[r, c] = False
                     click = next_click(gts[k], pred[k] & valid[k], not_clicked, ignore=~valid[k])
                     pts.append((click.row, click.col, click.is_positive))
-                mask_input = logits.float()
+                mask_input = clipped_logits((logits > LOGIT_THRESHOLD).float()) if mask_prompts else logits.float()
         return points, mask_input
+
+    def loss_weights(self, views: Sequence[TrainView], points: list[list[tuple]]) -> Tensor:
+        """``(B, 256, 256)`` float loss weights: 1 on the valid pixels, ``1 + click_focus`` inside
+        the local click window (``refine.LOCAL_WINDOW``) around each view's last click."""
+        weights = torch.stack([v.valid for v in views]).float()
+        if self.config.click_focus > 0:
+            half = int(LOCAL_WINDOW * LOW_RES) // 2
+            for k, pts in enumerate(points):
+                r, c, _ = pts[-1]
+                window = weights[k, max(0, r - half): r + half + 1, max(0, c - half): c + half + 1]
+                window *= 1 + self.config.click_focus
+        return weights
+
+
+def train_step(
+    sim: ClickSimulator,
+    batch: Sequence[TrainView],
+    optimizer: torch.optim.Optimizer,
+    params: Sequence[nn.Parameter],
+    *,
+    bf16: bool = False,
+) -> float:
+    """One optimiser step on ``batch``: a simulated session, the loss of its last prediction,
+    clipped gradients. ``bf16``: bfloat16 autocast (used on the GPU; on the CPU it fails with the
+    float16 cached views, ``benchmarks/bench_click_train_step.py``). Returns the loss."""
+    device = batch[0].gt.device
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+        context = sim.context(sim.embed(batch))
+        points, mask_input = sim.session(batch, context.detach())
+        logits = sim.decode(context, points, mask_input)
+    loss = segmentation_loss(logits, torch.stack([v.gt for v in batch]), sim.loss_weights(batch, points))
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(params, 1.0)
+    optimizer.step()
+    return float(loss.detach())
 
 
 def init_trunk_from_segmenter(model: Sam, segmenter_path: str | Path) -> None:
@@ -283,6 +375,16 @@ def init_trunk_from_segmenter(model: Sam, segmenter_path: str | Path) -> None:
     trunk.load_state_dict(state, strict=True)
 
 
+def _view_groups(dataset_of: Sequence[int] | None, n_pairs: int, views_per_image: int) -> list[np.ndarray] | None:
+    """View indices per dataset (``build_views`` keeps pair order, ``views_per_image`` each)."""
+    if dataset_of is None:
+        return None
+    if len(dataset_of) != n_pairs:
+        raise ValueError(f"dataset_of names {len(dataset_of)} datasets for {n_pairs} pairs")
+    owner = np.repeat(np.asarray(dataset_of), views_per_image)
+    return [np.flatnonzero(owner == d) for d in np.unique(owner)]
+
+
 def _checkpoint_state(model: Sam, names: Sequence[str]) -> dict[str, Tensor]:
     state = model.state_dict()
     return {n: state[n] for n in names}
@@ -294,10 +396,15 @@ def train_click_model(
     config: ClickTrainConfig,
     out_dir: str | Path,
     *,
+    dataset_of: Sequence[int] | None = None,
     device: str = "auto",
     progress: Callable[[str, int, int, dict], None] | None = None,
 ) -> dict:
     """Train ``model`` (in place) on ``pairs`` by simulated clicks; resume from ``out_dir/last.pt``.
+
+    ``dataset_of[i]`` names the dataset of ``pairs[i]``: each batch element then draws a dataset
+    uniformly and a view within it, so datasets are drawn equally often whatever their sizes
+    (``None``: views drawn uniformly).
 
     A plain SAM decoder is trained as an ``EnhancedMaskDecoder`` with no added parts (the same
     function and parameter names, but batched over images), so its state loads back into a plain
@@ -328,34 +435,29 @@ def train_click_model(
         log.info("resumed from %s at step %d", last, start)
 
     model.eval()
-    views = build_views(
+    views = cached_views(
+        out_dir / "views.pt",
         pairs,
         model,
         split,
-        views_per_image=config.views_per_image,
-        rng=np.random.default_rng(config.seed + 1),
+        config,
         device=dev,
         progress=None if progress is None else lambda i, n: progress("encode", i, n, {}),
     )
     sim = ClickSimulator(model, split, config, rng)
+    groups = _view_groups(dataset_of, len(pairs), config.views_per_image)
     step_times, loss_value = [], float("nan")
     for step in range(start, config.steps):
         t0 = time.perf_counter()
-        batch = [views[i] for i in rng.integers(len(views), size=config.batch_size)]
-        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
-            embedding = sim.embed(batch)
-            points, mask_input = sim.session(batch, embedding.detach())
-            logits = sim.decode(embedding, points, mask_input)
-        loss = segmentation_loss(logits, torch.stack([v.gt for v in batch]), torch.stack([v.valid for v in batch]))
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        optimizer.step()
+        if groups is None:
+            batch = [views[i] for i in rng.integers(len(views), size=config.batch_size)]
+        else:
+            batch = [views[rng.choice(groups[d])] for d in rng.integers(len(groups), size=config.batch_size)]
+        loss_value = train_step(sim, batch, optimizer, params, bf16=dev.type == "cuda")
         schedule.step()
         if dev.type == "cuda":
             torch.cuda.synchronize()
         step_times.append(time.perf_counter() - t0)
-        loss_value = float(loss.detach())
         if progress is not None:
             progress("train", step + 1, config.steps, {"loss": loss_value})
         if (step + 1) % config.checkpoint_every == 0 or step + 1 == config.steps:
