@@ -56,9 +56,9 @@ def _progress_bar(desc: str) -> tuple[Callable[[int, int, str], None], Callable[
 
 
 def _write_json(path: str | Path, data: dict) -> None:
-    from .image_io import atomic_write_bytes
+    from .files import atomic_write
 
-    atomic_write_bytes(path, json.dumps(data, indent=2).encode())
+    atomic_write(path, json.dumps(data, indent=2).encode())
 
 
 def cmd_segment(args: argparse.Namespace) -> int:

@@ -18,7 +18,8 @@ from skimage.segmentation import find_boundaries
 
 from . import metrics
 from .clicks import next_click
-from .image_io import atomic_write_bytes, encode_image, load_mask
+from .files import atomic_write
+from .image_io import encode_image, load_mask
 from .session import AnnotationSession, ModelBundle
 
 #: Overlay colours (RGB): automatic mask, refined mask, ground truth.
@@ -69,7 +70,7 @@ def run_demo(
                     break
         exported = session.export(patch, out_dir)
         overlay_path = out_dir / "overlays" / f"{patch.name}.png"
-        atomic_write_bytes(
+        atomic_write(
             overlay_path,
             encode_image(overlay(patch.load(), {"truth": gt, "auto": auto, "refined": patch.mask}), ".png"),
         )
@@ -115,8 +116,8 @@ def run_demo(
         "spc_total_s": (click_s + embed_s) / n_clicks if n_clicks else None,
         "patches": records,
     }
-    atomic_write_bytes(out_dir / "report.json", json.dumps(report, indent=2).encode())
-    atomic_write_bytes(out_dir / "report.md", report_markdown(report).encode())
+    atomic_write(out_dir / "report.json", json.dumps(report, indent=2).encode())
+    atomic_write(out_dir / "report.md", report_markdown(report).encode())
     return report
 
 

@@ -39,9 +39,9 @@ def _bar(total_desc: str):
 
 
 def _write_summary(out: Path, summary: dict) -> None:
-    from ..image_io import atomic_write_bytes
+    from ..files import atomic_write
 
-    atomic_write_bytes(out / "summary.json", json.dumps(summary, indent=2).encode())
+    atomic_write(out / "summary.json", json.dumps(summary, indent=2).encode())
 
 
 def _backbone_name(backbone: str | None, weights: str | None) -> str:

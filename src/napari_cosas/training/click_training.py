@@ -29,6 +29,7 @@ from torch import Tensor, nn
 
 from ..clicks import next_click
 from ..devices import resolve_device
+from ..files import atomic_write
 from ..models.enhanced_decoder import EnhancedMaskDecoder
 from ..predictor import LOGIT_THRESHOLD, clipped_logits
 from .augment import random_dihedral, stain_jitter
@@ -359,20 +360,16 @@ def train_click_model(
         if progress is not None:
             progress("train", step + 1, config.steps, {"loss": loss_value})
         if (step + 1) % config.checkpoint_every == 0 or step + 1 == config.steps:
-            tmp = last.with_suffix(".tmp")
-            torch.save(
-                {
-                    "config": asdict(config),
-                    "step": step + 1,
-                    "params": _checkpoint_state(model, names),
-                    "optimizer": optimizer.state_dict(),
-                    "schedule": schedule.state_dict(),
-                    "rng": rng.bit_generator.state,
-                    "torch_rng": torch.get_rng_state(),
-                },
-                tmp,
-            )
-            tmp.replace(last)
+            checkpoint = {
+                "config": asdict(config),
+                "step": step + 1,
+                "params": _checkpoint_state(model, names),
+                "optimizer": optimizer.state_dict(),
+                "schedule": schedule.state_dict(),
+                "rng": rng.bit_generator.state,
+                "torch_rng": torch.get_rng_state(),
+            }
+            atomic_write(last, lambda fh: torch.save(checkpoint, fh))
     model.eval()
     return {
         "trainable_parameters": sum(p.numel() for p in params),

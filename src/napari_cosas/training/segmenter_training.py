@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from .. import metrics
 from ..devices import resolve_device
+from ..files import atomic_write
 from ..image_io import load_image, load_mask, pair_images_and_masks
 from ..models.segmenter import ReinSegmenter, SegmenterConfig, build_segmenter
 from ..registry import load_backbone_state
@@ -224,20 +225,16 @@ def train_segmenter(
         if progress is not None:
             progress(done, config.steps, info)
         if done % config.checkpoint_every == 0 or done == config.steps:
-            tmp = last.with_suffix(".tmp")
-            torch.save(
-                {
-                    "config": asdict(config),
-                    "step": done,
-                    "state_dict": model.trainable_state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "schedule": schedule.state_dict(),
-                    "torch_rng": torch.get_rng_state(),
-                    "history": history,
-                },
-                tmp,
-            )
-            tmp.replace(last)
+            checkpoint = {
+                "config": asdict(config),
+                "step": done,
+                "state_dict": model.trainable_state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "schedule": schedule.state_dict(),
+                "torch_rng": torch.get_rng_state(),
+                "history": history,
+            }
+            atomic_write(last, lambda fh: torch.save(checkpoint, fh))
     if not val:
         model.save(out_dir / "segmenter.pt")
     return {
