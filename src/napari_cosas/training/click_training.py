@@ -32,6 +32,7 @@ from ..devices import resolve_device
 from ..files import atomic_write
 from ..models.enhanced_decoder import EnhancedMaskDecoder
 from ..predictor import LOGIT_THRESHOLD, clipped_logits
+from ..registry import read_weights_file
 from .augment import random_dihedral, stain_jitter
 from .common import load_resume_checkpoint, segmentation_loss, warmup_cosine
 from .mask_degrade import degrade_mask
@@ -269,7 +270,7 @@ def init_trunk_from_segmenter(model: Sam, segmenter_path: str | Path) -> None:
     The segmenter's backbone (``backbone.backbone.stem.*``, ``backbone.backbone.stages.{0,1,2}.*``)
     must have been trained (``freeze_backbone=False``), so its weights are in the checkpoint.
     """
-    payload = torch.load(segmenter_path, map_location="cpu", weights_only=True)
+    payload = read_weights_file(segmenter_path)
     prefix = "backbone.backbone."
     trunk = model.image_encoder.trunk
     wanted = trunk.state_dict()
