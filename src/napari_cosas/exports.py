@@ -28,7 +28,6 @@ import logging
 import os
 import re
 import unicodedata
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -118,12 +117,12 @@ def write_export(
     mask: bytes,
     suffix: str,
     geojson: bytes,
-    sidecar: Callable[[ExportResult], dict[str, Any]],
+    sidecar: dict[str, Any],
     content_sha256: str = "",
 ) -> ExportResult:
     """Write one export of patch ``name``: mask file bytes (``suffix`` ``.png`` / ``.tif``),
-    GeoJSON bytes, then the sidecar that ``sidecar(result)`` returns, completed with the stem,
-    the version and the files' SHA-256. If a write fails, what this export wrote is removed."""
+    GeoJSON bytes, then ``sidecar`` completed with the stem, the version, and each file's path
+    (relative to the sidecar) and SHA-256. If a write fails, what this export wrote is removed."""
     if suffix not in MASK_SUFFIXES:
         raise ValueError(f"mask suffix {suffix!r}; expected one of {MASK_SUFFIXES}")
     out_dir = Path(out_dir)
@@ -136,10 +135,12 @@ def write_export(
             atomic_write(path, data, overwrite=False)
             written.append(path)
         manifest = {
-            **sidecar(result),
+            **sidecar,
             "stem": stem,
             "version": _version_of(stem, safe_stem(name)),
+            "mask_file": os.path.relpath(result.mask, result.sidecar.parent),
             "mask_sha256": _sha256(mask),
+            "geojson_file": os.path.relpath(result.geojson, result.sidecar.parent),
             "geojson_sha256": _sha256(geojson),
         }
         atomic_write(result.sidecar, json.dumps(manifest, indent=2).encode())

@@ -36,12 +36,13 @@ class DataWarning(UserWarning):
 def as_rgb_uint8(image: np.ndarray, *, name: str = "image") -> np.ndarray:
     """Convert an array to an RGB ``uint8`` image of shape ``(H, W, 3)``.
 
-    Accepted: ``(H, W)`` or ``(H, W, 1)`` grayscale (replicated to 3 channels), ``(H, W, 3)`` RGB,
+    Accepted: ``(H, W)`` or ``(H, W, 1)`` grayscale (replicated to 3 channels), ``(H, W, 2)``
+    grayscale + alpha (alpha dropped), ``(H, W, 3)`` RGB,
     ``(H, W, 4)`` RGBA (alpha dropped; H&E scans have no meaningful transparency), in ``uint8``,
     ``uint16`` (scaled by 1/257), ``bool``, or float in ``[0, 1]``.
     """
     arr = np.asarray(image)
-    if arr.ndim == 3 and arr.shape[-1] == 1:
+    if arr.ndim == 3 and arr.shape[-1] in (1, 2):  # grayscale, or grayscale + alpha
         arr = arr[..., 0]
     if arr.ndim == 2:
         arr = np.repeat(arr[..., None], 3, axis=-1)
@@ -101,15 +102,25 @@ def _read_pixels(path: Path, what: str) -> np.ndarray:
         raise ImageFormatError(f"{path.name} is an empty file (0 bytes); copy it again from its source.")
     try:
         if path.suffix.lower() in TIFF_SUFFIXES:
-            return tifffile.imread(path)
+            return _read_tiff(path)
         return iio.imread(path)
     except PermissionError as exc:
         raise ImageFormatError(f"{path} cannot be read: permission denied.") from exc
     except Exception as exc:  # imageio / tifffile raise many types for unreadable files
         raise ImageFormatError(
             f"{path.name} could not be read as {what}: it is damaged, truncated or not a "
-            f"{path.suffix.lstrip('.').upper()} file ({type(exc).__name__}: {exc})."
+            f"{path.suffix.lstrip('.').upper()} file. Copy it again from its source, or convert it."
         ) from exc
+
+
+def _read_tiff(path: Path) -> np.ndarray:
+    """A TIFF's first series; planar RGB ``(3, H, W)`` is returned as ``(H, W, 3)``."""
+    with tifffile.TiffFile(path) as tif:
+        data = tif.asarray()
+        planar = tif.pages[0].planarconfig == tifffile.PLANARCONFIG.SEPARATE
+    if planar and data.ndim == 3 and data.shape[0] in (3, 4):
+        data = np.moveaxis(data, 0, -1)
+    return data
 
 
 def load_mask(path: str | os.PathLike, *, shape: tuple[int, int] | None = None) -> np.ndarray:
@@ -241,8 +252,8 @@ def pair_images_and_masks(
     files sharing a stem, and for JPEG masks unless ``allow_lossy_masks`` (JPEG noise around
     edges and in the background would count as tumour; allowed, they are thresholded at 128).
     """
-    masks = masks_by_name(masks_dir)
     images = masks_by_name(images_dir) if is_export_folder(images_dir) else files_by_stem(images_dir)
+    masks = masks_by_name(masks_dir)
     pairs = [Pair(name, image, masks[name]) for name, image in images.items() if name in masks]
     missing = [image.name for name, image in images.items() if name not in masks]
     if missing:

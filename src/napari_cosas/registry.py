@@ -380,13 +380,14 @@ def read_weights_file(path: str | os.PathLike, map_location: str | torch.device 
                 "state dict (official checkpoints and napari-cosas's own files are)."
             ) from None
         raise WeightsError(f"{path} is not a PyTorch weights file, or it is damaged ({text})") from None
-    except (EOFError, RuntimeError) as exc:
-        raise WeightsError(
-            f"weights file {path} is truncated or damaged ({type(exc).__name__}: {str(exc).splitlines()[0]}); "
-            "download or copy it again"
-        ) from None
     except OSError as exc:
         raise WeightsError(f"weights file {path} cannot be read ({exc.strerror or exc})") from exc
+    except Exception as exc:  # torch raises EOFError, RuntimeError, IndexError, ... for damaged files
+        first_line = (str(exc).splitlines() or [""])[0]
+        raise WeightsError(
+            f"weights file {path} is truncated, damaged or not a PyTorch file ({type(exc).__name__}: {first_line}); "
+            "download or copy it again"
+        ) from None
 
 
 def check_finite(module: torch.nn.Module, path: str | os.PathLike) -> None:

@@ -483,7 +483,7 @@ class AnnotationSession:
         result = write_export(
             out, patch.name, mask=mask_bytes, suffix=suffix,
             geojson=json.dumps(mask_to_geojson(patch.mask)).encode(),
-            sidecar=lambda paths: self._sidecar(patch, paths), content_sha256=content,
+            sidecar=self._sidecar(patch), content_sha256=content,
         )
         patch.exports.append(result)
         patch.state = "exported"
@@ -491,19 +491,14 @@ class AnnotationSession:
 
     def _content_sha256(self, patch: Patch, mask_bytes: bytes) -> str:
         """Digest of what an export of ``patch`` records: mask, clicks, start, brush edits, models."""
-        record = self._sidecar(patch, None)
+        record = self._sidecar(patch)
         del record["created"]
         digest = hashlib.sha256(mask_bytes)
         digest.update(json.dumps(record, sort_keys=True).encode())
         return digest.hexdigest()
 
-    def _sidecar(self, patch: Patch, result: ExportResult | None) -> dict[str, Any]:
-        files = {}
-        if result is not None:
-            files = {
-                "mask_file": os.path.relpath(result.mask, result.sidecar.parent),
-                "geojson_file": os.path.relpath(result.geojson, result.sidecar.parent),
-            }
+    def _sidecar(self, patch: Patch) -> dict[str, Any]:
+        """The sidecar's record of the patch (``exports.write_export`` adds the files)."""
         return {
             "format": SIDECAR_FORMAT,
             "created": _now_iso(),
@@ -513,7 +508,6 @@ class AnnotationSession:
                 "sha256": patch.sha256,
                 "shape_rc": list(patch.shape),
             },
-            **files,
             "models": {"segmenter": self.models.segmenter_id, "click": self.models.click_id},
             "started_from": "automatic" if patch.auto_prob is not None else "empty",
             "brush_edited": patch.brush_edited,
