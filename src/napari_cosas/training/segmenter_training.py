@@ -51,10 +51,11 @@ class SegmenterTrainConfig:
     seed: int = 0
 
 
-def load_pairs(images_dir: str | Path, masks_dir: str | Path) -> list[Sample]:
-    """All ``(image (H, W, 3) uint8, mask (H, W) bool)`` pairs of two folders, by file stem."""
+def load_pairs(images_dir: str | Path, masks_dir: str | Path, *, allow_lossy_masks: bool = False) -> list[Sample]:
+    """All ``(image (H, W, 3) uint8, mask (H, W) bool)`` pairs of two folders, by file stem
+    (``image_io.pair_images_and_masks``: an export folder gives each patch's latest complete export)."""
     out = []
-    for pair in pair_images_and_masks(images_dir, masks_dir):
+    for pair in pair_images_and_masks(images_dir, masks_dir, allow_lossy_masks=allow_lossy_masks):
         image = load_image(pair.image)
         out.append((image, load_mask(pair.mask, shape=image.shape[:2]) > 0))
     return out
