@@ -28,6 +28,7 @@ import logging
 import os
 import platform
 import random
+import shlex
 import signal
 import subprocess
 import sys
@@ -212,7 +213,7 @@ def main() -> None:
     args = parser.parse_args()
     logging.getLogger("napari_cosas").setLevel(logging.ERROR)  # the interrupted exports' warnings, expected
     result = {
-        "command": "python benchmarks/reliability.py " + " ".join(sys.argv[1:]),
+        "command": shlex.join(["python", "benchmarks/reliability.py", *sys.argv[1:]]),
         "machine": f"{cpu_model()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
         "load": args.load,
         "bad_inputs": bad_input_suite(),
