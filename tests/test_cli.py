@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import imageio.v3 as iio
 import numpy as np
@@ -85,10 +86,12 @@ def test_missing_and_mismatched_masks_are_named(dataset, models, tmp_path, capsy
               "--json", str(tmp_path / "x.json"), "--device", "cpu", "--no-cache"])
     assert "patch1.png" in capsys.readouterr().err
     iio.imwrite(masks / "patch1.png", np.zeros((10, 10), np.uint8))
-    with pytest.raises(SystemExit):
-        main(["evaluate", "--images", str(images), "--masks", str(masks), "--model", str(models[0]),
-              "--json", str(tmp_path / "x.json"), "--device", "cpu", "--no-cache"])
+    # a mask of the wrong size is skipped with its reason; the other image is still evaluated
+    assert main(["evaluate", "--images", str(images), "--masks", str(masks), "--model", str(models[0]),
+                 "--json", str(tmp_path / "x.json"), "--device", "cpu", "--no-cache", "--max-clicks", "2"]) == 1
     assert "10x10" in capsys.readouterr().err
+    report = json.loads((tmp_path / "x.json").read_text())
+    assert report["n_images"] == 1 and [Path(s["file"]).name for s in report["skipped"]] == ["patch1.png"]
 
 
 def test_evaluate_help_documents_every_option_and_field():

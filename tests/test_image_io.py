@@ -43,16 +43,16 @@ def test_mask_size_mismatch_names_both_sizes(tmp_path):
         load_mask(tmp_path / "m.png", shape=(7, 6))
 
 
-def test_pairing_prefers_the_latest_export_version(tmp_path):
+def test_pairing_is_by_exact_stem_outside_export_folders(tmp_path):
     images, masks = tmp_path / "images", tmp_path / "masks"
     images.mkdir()
     masks.mkdir()
     for name in ("a", "b", "c_v2"):
         iio.imwrite(images / f"{name}.png", np.zeros((4, 4, 3), np.uint8))
-    for name in ("a", "a_v2", "a_v3", "b", "c_v2"):
+    for name in ("a", "a_v2", "b", "c_v2"):
         save_mask(masks / f"{name}.png", np.zeros((4, 4), bool))
     pairs = {p.name: p.mask.stem for p in pair_images_and_masks(images, masks)}
-    assert pairs == {"a": "a_v3", "b": "b", "c_v2": "c_v2"}
+    assert pairs == {"a": "a", "b": "b", "c_v2": "c_v2"}
     (masks / "b.png").unlink()
     with pytest.raises(FileNotFoundError, match="b.png"):
         pair_images_and_masks(images, masks)

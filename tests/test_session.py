@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from napari_cosas import exports as exports_mod
 from napari_cosas import session as session_mod
 from napari_cosas.image_io import image_sha256, load_mask
 from napari_cosas.models.sam_models import build_tiny_sam
@@ -195,10 +196,16 @@ def test_export_files_and_versioning(session: AnnotationSession, tmp_path: Path)
     assert (first.sidecar.parent / sidecar["mask_file"]).resolve() == first.mask.resolve()
     json.loads(first.geojson.read_text())
     before = first.mask.read_bytes()
+    assert session.export(patch, out) == first  # unchanged since its export: not written again
+    assert sorted(p.name for p in (out / "masks").iterdir()) == ["patch0.png"]
+    session.click(patch, 40, 60, True)
     second = session.export(patch, out)
     assert second.mask.name == "patch0_v2.png" and second.sidecar.name == "patch0_v2.json"
     assert second.geojson.name == "patch0_v2.geojson"
     assert first.mask.read_bytes() == before
+    session.undo(patch)  # back to what the first export holds
+    assert session.export(patch, out) == first
+    session.click(patch, 5, 5, True)
     assert session.export(patch, out).mask.name == "patch0_v3.png"
 
 
@@ -221,16 +228,16 @@ def test_export_needs_a_mask(session: AnnotationSession, tmp_path: Path) -> None
 def test_export_is_all_or_nothing(session: AnnotationSession, tmp_path: Path, monkeypatch) -> None:
     _segment(session)
     patch = session.current
-    real = session_mod.atomic_write_bytes
+    real = exports_mod.atomic_write
     calls = []
 
-    def failing(path, data):
+    def failing(path, data, **kwargs):
         calls.append(path)
         if len(calls) == 3:
             raise OSError("disk full")
-        real(path, data)
+        real(path, data, **kwargs)
 
-    monkeypatch.setattr(session_mod, "atomic_write_bytes", failing)
+    monkeypatch.setattr(exports_mod, "atomic_write", failing)
     with pytest.raises(OSError, match="disk full"):
         session.export(patch, tmp_path / "out")
     assert len(calls) == 3

@@ -109,12 +109,15 @@ def test_segment_click_undo_export(widget, qtbot, tmp_path: Path) -> None:
     assert xy[:, 1].min() == rows.min() and xy[:, 1].max() == rows.max() + 1  # y = row
     assert "[exported]" in w.patch_list.item(0).text()
 
+    assert w.export()  # unchanged since its export: no duplicate
+    assert not (out / "masks" / f"{patch.name}_v2.png").exists()
+    w.mask_layer.data[8:12, :8] = 1  # another brush edit: a new version
     assert w.export()
     assert (out / "masks" / f"{patch.name}_v2.png").is_file()
     assert (out / "sidecars" / f"{patch.name}_v2.json").is_file()
 
     w.accept_and_next()
-    assert w.session.index == 1 and (out / "masks" / f"{patch.name}_v3.png").is_file()
+    assert w.session.index == 1 and not (out / "masks" / f"{patch.name}_v3.png").exists()
 
 
 def test_switching_keeps_corrections_and_reset(widget, qtbot) -> None:

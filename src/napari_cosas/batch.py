@@ -3,13 +3,18 @@
 Masks pair with images by file stem (see ``image_io.pair_images_and_masks``). Progress is
 reported through a ``progress(done, total, name)`` callback so the CLI can show a bar and the
 widget a progress signal.
+
+A file that cannot be used (unreadable, damaged, wrong size) does not stop a job: it is listed
+in the result's ``skipped`` entries (``{"file", "reason"}``) and the job carries on; the CLI
+reports them and exits non-zero. Problems with the models or the output folder do stop it.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -17,53 +22,139 @@ import numpy as np
 
 from . import metrics
 from .evaluation import evaluate_image, image_target, instance_targets, spc
+from .image_io import (
+    ImageFormatError,
+    files_by_stem,
+    load_image,
+    load_mask,
+    masks_by_name,
+    pair_images_and_masks,
+    save_mask,
+)
 from .interaction import FIRST_CLICK, Corrector, FirstClick
-from .image_io import list_images, load_image, load_mask, pair_images_and_masks, save_mask
 from .predictor import ClickPredictor
 from .refine import CLICK_MEMORY, LOCAL_WINDOW, PROB_THRESHOLD, ClickEffect
+
+log = logging.getLogger(__name__)
 
 Progress = Callable[[int, int, str], None]
 Reference = Literal["oracle", "wand"]
 
+#: What makes a single input file unusable (and skipped), as opposed to a failure of the job.
+BAD_FILE_ERRORS = (ImageFormatError, OSError)
+
+
+def skipped_entry(path: Path, exc: BaseException) -> dict[str, str]:
+    """A ``skipped`` record: the file and why it was not used."""
+    return {"file": str(path), "reason": str(exc)}
+
+
+def _shown(names: list[str]) -> str:
+    return ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
+
+
+@dataclass
+class SegmentResult:
+    """Masks written by :func:`segment_folder` and the images skipped (``{"file", "reason"}``)."""
+
+    written: list[Path] = field(default_factory=list)
+    skipped: list[dict[str, str]] = field(default_factory=list)
+
 
 def segment_folder(
-    segmenter, images_dir: str | Path, out_dir: str | Path, *, progress: Progress | None = None
-) -> list[Path]:
+    segmenter,
+    images_dir: str | Path,
+    out_dir: str | Path,
+    *,
+    overwrite: bool = False,
+    progress: Progress | None = None,
+) -> SegmentResult:
     """Write ``<out_dir>/<stem>.png`` (0 / 255) with the automatic mask of every image.
 
-    ``segmenter`` is a ``ReinSegmenter``; the mask is probability > 0.49.
+    ``segmenter`` is a ``ReinSegmenter``; the mask is probability > 0.49. Before any work this
+    refuses (``FileExistsError`` / ``ValueError`` naming the files): ``out_dir`` being the
+    images folder, two images sharing a stem, and, unless ``overwrite``, masks that already
+    exist in ``out_dir`` (a ground-truth folder given as ``--out`` stays intact). An input
+    image is never replaced, even with ``overwrite``.
     """
-    out_dir = Path(out_dir)
-    written = []
-    files = list_images(images_dir)
+    images_dir, out_dir = Path(images_dir), Path(out_dir)
+    files = list(files_by_stem(images_dir).values())
+    if out_dir.resolve() == images_dir.resolve():
+        raise ValueError(
+            f"--out {out_dir} is the images folder: masks would be written among (and over) the input images. "
+            "Choose another output folder."
+        )
+    inputs = {p.resolve() for p in files}
+    targets = {path: out_dir / f"{path.stem}.png" for path in files}
+    clobbered = [t.name for t in targets.values() if t.resolve() in inputs]
+    if clobbered:
+        raise ValueError(f"writing masks to {out_dir} would replace input images: {_shown(clobbered)}")
+    existing = [t.name for t in targets.values() if t.exists()]
+    if existing and not overwrite:
+        raise FileExistsError(
+            f"{len(existing)} of the masks to write already exist in {out_dir}: {_shown(existing)}. "
+            "Nothing was written. Choose another --out, or pass --overwrite to replace them."
+        )
+    result = SegmentResult()
     for i, path in enumerate(files):
-        prob = segmenter.predict_proba(load_image(path))
-        written.append(save_mask(out_dir / f"{path.stem}.png", prob > PROB_THRESHOLD))
+        try:
+            image = load_image(path)
+        except BAD_FILE_ERRORS as exc:
+            log.warning("skipping %s: %s", path.name, exc)
+            result.skipped.append(skipped_entry(path, exc))
+        else:
+            prob = segmenter.predict_proba(image)
+            result.written.append(save_mask(targets[path], prob > PROB_THRESHOLD, overwrite=overwrite))
         if progress is not None:
             progress(i + 1, len(files), path.name)
-    return written
+    return result
 
 
-def score_folders(pred_dir: str | Path, masks_dir: str | Path, *, progress: Progress | None = None) -> dict:
+def score_folders(
+    pred_dir: str | Path,
+    masks_dir: str | Path,
+    *,
+    allow_lossy_masks: bool = False,
+    progress: Progress | None = None,
+) -> dict:
     """Dice, Jaccard and COSAS score (0.5 Dice + 0.5 Jaccard) per image and their means.
 
-    Predictions and ground-truth masks are both read as ``mask > 0`` and paired by stem.
+    Predictions and ground-truth masks are both read as ``mask > 0`` and paired by stem. The
+    report lists the ground-truth masks with no prediction (``masks_without_prediction``, also
+    logged as a warning) and the pairs skipped for an unusable file (``skipped``).
     """
-    pairs = pair_images_and_masks(pred_dir, masks_dir)
-    per_image = {}
+    pairs = pair_images_and_masks(pred_dir, masks_dir, allow_lossy_masks=allow_lossy_masks)
+    uncovered = sorted(set(masks_by_name(masks_dir)) - {p.name for p in pairs})
+    if uncovered:
+        log.warning(
+            "%d of the %d ground-truth masks in %s have no prediction in %s and are not scored: %s",
+            len(uncovered), len(uncovered) + len(pairs), masks_dir, pred_dir, _shown(uncovered),
+        )
+    per_image, skipped = {}, []
     for i, pair in enumerate(pairs):
-        gt = load_mask(pair.mask) > 0
-        pred = load_mask(pair.image, shape=gt.shape) > 0
-        per_image[pair.name] = {
-            "dice": metrics.dice(pred, gt),
-            "jaccard": metrics.jaccard(pred, gt),
-            "cosas_score": metrics.cosas_score(pred, gt),
-        }
+        try:
+            gt = load_mask(pair.mask) > 0
+            pred = load_mask(pair.image, shape=gt.shape) > 0
+        except BAD_FILE_ERRORS as exc:
+            log.warning("skipping %s: %s", pair.name, exc)
+            skipped.append(skipped_entry(pair.image, exc))
+        else:
+            per_image[pair.name] = {
+                "dice": metrics.dice(pred, gt),
+                "jaccard": metrics.jaccard(pred, gt),
+                "cosas_score": metrics.cosas_score(pred, gt),
+            }
         if progress is not None:
             progress(i + 1, len(pairs), pair.name)
     keys = ("dice", "jaccard", "cosas_score")
-    means = {k: float(np.mean([v[k] for v in per_image.values()])) for k in keys}
-    return {"n_images": len(per_image), **means, "per_image": per_image}
+    means = {k: float(np.mean([v[k] for v in per_image.values()])) if per_image else None for k in keys}
+    return {
+        "n_images": len(per_image),
+        **means,
+        "masks_without_prediction": uncovered,
+        "skipped": skipped,
+        "per_image": per_image,
+    }
 
 
 def reference_corrector(
@@ -95,12 +186,14 @@ def evaluate_folder(
     first_click: FirstClick = FIRST_CLICK,
     reference: Reference | None = None,
     wand_tolerance: float | None = None,
+    allow_lossy_masks: bool = False,
     progress: Progress | None = None,
 ) -> dict:
     """The interactive protocol (design.md) over a folder; returns the JSON-ready report.
 
     ``objects="image"`` treats ``mask > 0`` as one target, ``"instances"`` each label on its own.
-    ``init="auto"`` starts every image target from ``segmenter``'s probabilities.
+    ``init="auto"`` starts every image target from ``segmenter``'s probabilities. Images whose
+    image or mask file cannot be used are listed in ``skipped``.
     ``reference`` (``"oracle"`` or ``"wand"``, :mod:`napari_cosas.references`) takes the clicks
     instead of ``predictor`` (which may then be ``None``), with ``window`` as the wand's window.
     """
@@ -111,11 +204,18 @@ def evaluate_folder(
             "--init auto starts from one whole-image mask, which is not a mask of any single instance; "
             "use --objects image with --init auto."
         )
-    pairs = pair_images_and_masks(images_dir, masks_dir)
-    records, results_all, encode_total, auto_total = [], [], 0.0, 0.0
+    pairs = pair_images_and_masks(images_dir, masks_dir, allow_lossy_masks=allow_lossy_masks)
+    records, results_all, skipped, encode_total, auto_total = [], [], [], 0.0, 0.0
     for i, pair in enumerate(pairs):
-        image = load_image(pair.image)
-        labels = load_mask(pair.mask, shape=image.shape[:2])
+        try:
+            image = load_image(pair.image)
+            labels = load_mask(pair.mask, shape=image.shape[:2])
+        except BAD_FILE_ERRORS as exc:
+            log.warning("skipping %s: %s", pair.name, exc)
+            skipped.append(skipped_entry(pair.image, exc))
+            if progress is not None:
+                progress(i + 1, len(pairs), pair.name)
+            continue
         targets = instance_targets(labels) if objects == "instances" else image_target(labels)
         init_prob = None
         if init == "auto":
@@ -136,15 +236,19 @@ def evaluate_folder(
             records.append(record)
         if progress is not None:
             progress(i + 1, len(pairs), pair.name)
+    if not results_all and skipped:
+        raise ImageFormatError(f"none of the {len(pairs)} images could be evaluated; the first: "
+                               f"{Path(skipped[0]['file']).name}: {skipped[0]['reason']}")
+    n_images = len(pairs) - len(skipped)
     summary = metrics.summarize(results_all, max_clicks=max_clicks)
     spc_decoder, spc_total = spc(results_all, encode_total)
     return {
         **summary,
         "spc_decoder_s": spc_decoder,
         "spc_total_s": spc_total,
-        "encode_s_per_image": encode_total / max(1, len(pairs)),
-        "auto_mask_s_per_image": auto_total / max(1, len(pairs)) if init == "auto" else None,
-        "n_images": len(pairs),
+        "encode_s_per_image": encode_total / max(1, n_images),
+        "auto_mask_s_per_image": auto_total / max(1, n_images) if init == "auto" else None,
+        "n_images": n_images,
         "init": init,
         "objects": objects,
         "max_clicks": max_clicks,
@@ -156,5 +260,6 @@ def evaluate_folder(
         "wand_tolerance": wand_tolerance if reference == "wand" else None,
         "model_id": predictor.model_id if reference is None else reference,
         "device": str(predictor.device) if reference is None else "cpu",
+        "skipped": skipped,
         "objects_detail": records,
     }

@@ -1,11 +1,19 @@
-"""The ``napari-cosas`` command line: the same core functions as the napari widget."""
+"""The ``napari-cosas`` command line: the same core functions as the napari widget.
+
+Exit status: 0 when everything was done; 1 when the job finished but skipped files it could not
+use (each is reported with its reason, and the results of the others are written); 2 for an
+error that stopped it (a message naming the problem and the fix, no traceback).
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import logging
+import os
+import pickle
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -56,36 +64,76 @@ def _progress_bar(desc: str) -> tuple[Callable[[int, int, str], None], Callable[
     return update, close
 
 
-def _write_json(path: str | Path, data: dict) -> None:
-    from .image_io import atomic_write_bytes
+log = logging.getLogger(__name__)
 
-    atomic_write_bytes(path, json.dumps(data, indent=2).encode())
+
+def _write_json(path: str | Path, data: dict) -> None:
+    from .files import atomic_write
+
+    atomic_write(path, json.dumps(data, indent=2).encode())
+
+
+def _check_writable(path: str | Path, option: str, *, folder: bool = False) -> None:
+    """Refuse, before any work, an output that cannot be written: a file option naming a folder
+    (or a folder option naming a file), or a location without write permission."""
+    path = Path(path)
+    if path.exists() and path.is_dir() != folder:
+        kind = "a file" if path.is_file() else "a folder"
+        want = "a folder" if folder else "a file name"
+        raise ValueError(f"{option} {path} is {kind}; give {want}")
+    existing = path if folder and path.is_dir() else path.parent
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ValueError(f"{option} {path}: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise PermissionError(13, "no permission to write there", str(existing))
+
+
+def _report_skipped(skipped: list[dict[str, str]]) -> int:
+    """Print the files a job skipped; the exit status (1 if any)."""
+    if not skipped:
+        return 0
+    print(f"skipped {len(skipped)} file(s) that could not be used:", file=sys.stderr)
+    for entry in skipped:
+        print(f"  {entry['file']}: {entry['reason']}", file=sys.stderr)
+    return 1
 
 
 def cmd_segment(args: argparse.Namespace) -> int:
     from .batch import segment_folder
     from .registry import load_segmenter
 
+    _check_writable(args.out, "--out", folder=True)
     segmenter = load_segmenter(args.model, weights=args.weights, device=args.device)
     update, close = _progress_bar("segment")
-    written = segment_folder(segmenter, args.images, args.out, progress=update)
-    close()
-    logging.getLogger(__name__).info("wrote %d masks to %s", len(written), args.out)
-    return 0
+    try:
+        result = segment_folder(segmenter, args.images, args.out, overwrite=args.overwrite, progress=update)
+    finally:
+        close()
+    log.info("wrote %d masks to %s", len(result.written), args.out)
+    return _report_skipped(result.skipped)
 
 
 def cmd_score(args: argparse.Namespace) -> int:
     from .batch import score_folders
 
+    _check_writable(args.json, "--json")
     update, close = _progress_bar("score")
-    report = score_folders(args.pred, args.masks, progress=update)
-    close()
+    try:
+        report = score_folders(args.pred, args.masks, allow_lossy_masks=args.allow_jpeg_masks, progress=update)
+    finally:
+        close()
     _write_json(args.json, report)
-    print(
-        f"{report['n_images']} images: Dice {report['dice']:.4f}  Jaccard {report['jaccard']:.4f}  "
-        f"COSAS score {report['cosas_score']:.4f}"
-    )
-    return 0
+    if report["n_images"]:
+        print(
+            f"{report['n_images']} images: Dice {report['dice']:.4f}  Jaccard {report['jaccard']:.4f}  "
+            f"COSAS score {report['cosas_score']:.4f}"
+        )
+    if report["masks_without_prediction"]:
+        n = len(report["masks_without_prediction"])
+        print(f"{n} ground-truth masks have no prediction and were not scored (listed in {args.json})")
+    return _report_skipped(report["skipped"])
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -94,6 +142,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from .predictor import ClickPredictor
     from .registry import load_segmenter
 
+    _check_writable(args.json, "--json")
+    if args.plot:
+        _check_writable(args.plot, "--plot")
     predictor = None
     if args.reference is None:
         cache = None if args.no_cache else EmbeddingCache(args.cache_dir)
@@ -102,23 +153,26 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.init == "auto":
         segmenter = load_segmenter(args.segmenter, weights=args.segmenter_weights, device=args.device)
     update, close = _progress_bar(f"evaluate ({args.init})")
-    report = evaluate_folder(
-        predictor,
-        args.images,
-        args.masks,
-        init=args.init,
-        objects=args.objects,
-        segmenter=segmenter,
-        max_clicks=args.max_clicks,
-        effect=args.click_effect,
-        window=args.click_window,
-        memory=args.click_memory or None,
-        first_click=args.first_click,
-        reference=args.reference,
-        wand_tolerance=args.wand_tolerance,
-        progress=update,
-    )
-    close()
+    try:
+        report = evaluate_folder(
+            predictor,
+            args.images,
+            args.masks,
+            init=args.init,
+            objects=args.objects,
+            segmenter=segmenter,
+            max_clicks=args.max_clicks,
+            effect=args.click_effect,
+            window=args.click_window,
+            memory=args.click_memory or None,
+            first_click=args.first_click,
+            reference=args.reference,
+            wand_tolerance=args.wand_tolerance,
+            allow_lossy_masks=args.allow_jpeg_masks,
+            progress=update,
+        )
+    finally:
+        close()
     _write_json(args.json, report)
     if args.plot:
         from .plots import plot_iou_curves
@@ -129,7 +183,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         f"NoC@90 {report['noc90']:.2f}  NoF@90 {report['nof90']}  "
         f"SPC decoder {report['spc_decoder_s'] * 1000:.1f} ms  total {report['spc_total_s'] * 1000:.1f} ms"
     )
-    return 0
+    return _report_skipped(report["skipped"])
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -138,17 +192,26 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from .image_io import pair_images_and_masks
     from .session import ModelBundle
 
+    _check_writable(args.out, "--out", folder=True)
     if args.images or args.masks:
         if not (args.images and args.masks):
             raise ValueError("give both --images and --masks, or neither (to use the bundled sample patches)")
-        pairs = [(p.image, p.mask) for p in pair_images_and_masks(args.images, args.masks)]
+        pairs = [(p.image, p.mask) for p in pair_images_and_masks(
+            args.images, args.masks, allow_lossy_masks=args.allow_jpeg_masks)]
     else:
         pairs = [(SAMPLE_DIR / f"{name}.png", SAMPLE_DIR / f"{name}_mask.png") for name in SAMPLES]
     models = ModelBundle(args.segmenter, args.model, device=args.device)
-    log = logging.getLogger(__name__)
     report = run_demo(pairs, args.out, models=models, max_clicks=args.max_clicks, log=log.info)
     print(Path(args.out, "report.md").read_text())
-    return 0 if report["n_patches"] else 1
+    return 1 if report["skipped"] or not report["n_patches"] else 0
+
+
+def _non_negative_int(text: str) -> int:
+    """A count that may be 0 (``--max-clicks`` of ``demo``)."""
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value}: give 0 or a positive number")
+    return value
 
 
 def _click_memory(text: str) -> int:
@@ -165,6 +228,12 @@ def _add_model_args(p: argparse.ArgumentParser, default: str, what: str) -> None
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="default: cuda when available")
 
 
+def _add_jpeg_masks_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--allow-jpeg-masks", action="store_true",
+                   help="accept ground-truth masks saved as JPEG, thresholded at 128 (refused by default: "
+                        "compression noise would count as tumour)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="napari-cosas",
@@ -175,14 +244,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("segment", help="automatic tumour masks for a folder of patches (PNG, 0/255)")
     p.add_argument("--images", required=True, help="folder of RGB patches")
-    p.add_argument("--out", required=True, help="folder for <stem>.png masks")
+    p.add_argument("--out", required=True, help="folder for <stem>.png masks (not the images folder)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace masks already in --out (default: refuse, writing nothing); input images are never replaced")
     _add_model_args(p, DEFAULT_SEGMENTER, "segmenter")
     p.set_defaults(func=cmd_segment)
 
     p = sub.add_parser("score", help="Dice, Jaccard and COSAS score of predicted masks against ground truth")
     p.add_argument("--pred", required=True, help="folder of predicted masks (mask > 0 is tumour)")
     p.add_argument("--masks", required=True, help="folder of ground-truth masks, same file stems")
-    p.add_argument("--json", required=True, help="output JSON: per image and mean dice, jaccard, cosas_score")
+    p.add_argument("--json", required=True, help="output JSON: per image and mean dice, jaccard, cosas_score, "
+                   "masks_without_prediction, skipped")
+    _add_jpeg_masks_arg(p)
     p.set_defaults(func=cmd_score)
 
     p = sub.add_parser(
@@ -249,6 +322,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="the wand's CIE-Lab tolerance (default: references.WAND_TOLERANCE, chosen on held-out training images)",
     )
+    _add_jpeg_masks_arg(p)
     p.add_argument("--json", required=True, help="output JSON (fields below)")
     p.add_argument("--plot", default=None, help="optional PNG: mean IoU against clicks")
     p.add_argument("--cache-dir", default=None, help="embedding cache folder (default: $NAPARI_COSAS_CACHE/embeddings)")
@@ -265,7 +339,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--segmenter", default=DEFAULT_SEGMENTER, help="segmenter name or checkpoint path")
     p.add_argument("--model", default=DEFAULT_CLICK_MODEL, help="click model name or checkpoint path")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    p.add_argument("--max-clicks", type=int, default=20)
+    p.add_argument("--max-clicks", type=_non_negative_int, default=20, help="click budget per patch (default 20)")
+    _add_jpeg_masks_arg(p)
     p.set_defaults(func=cmd_demo)
 
     from .training.cli import add_training_commands
@@ -279,10 +354,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
     keep_freed_heap_memory()  # a short-lived process: reuse freed tensors instead of new pages per click
+    warnings.showwarning = _show_warning  # this process is the CLI: "warning: ..." without source lines
     try:
         return args.func(args)
-    except (FileNotFoundError, NotADirectoryError, ValueError, KeyError, RuntimeError) as exc:
-        parser.exit(2, f"napari-cosas {args.command}: error: {exc}\n")
+    except (OSError, EOFError, pickle.UnpicklingError, ValueError, KeyError, RuntimeError) as exc:
+        parser.exit(2, f"napari-cosas {args.command}: error: {_describe(exc)}\n")
+
+
+def _describe(exc: BaseException) -> str:
+    """An exception as one message naming the file and what is wrong, with no traceback."""
+    if isinstance(exc, KeyError) and exc.args:
+        return str(exc.args[0])
+    if isinstance(exc, OSError) and exc.strerror and exc.filename:
+        text = f"{exc.filename}: {exc.strerror}"
+        return text + (" (check the folder's permissions or choose another one)" if isinstance(exc, PermissionError) else "")
+    if isinstance(exc, (EOFError, pickle.UnpicklingError)):
+        return f"a file ended early or is not what it should be ({type(exc).__name__}: {exc})"
+    return str(exc) or type(exc).__name__
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"warning: {message}", file=sys.stderr)
 
 
 if __name__ == "__main__":

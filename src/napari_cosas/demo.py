@@ -4,6 +4,8 @@ It drives the same :class:`~napari_cosas.session.AnnotationSession` as the napar
 automatic mask, then clicks placed by the RITM rule against the ground truth (standing in for a
 pathologist), then the widget's export (mask, JSON sidecar, GeoJSON). It adds an overlay per
 patch and a report (``report.json``, ``report.md``) with Dice, IoU, NoC and seconds per click.
+A patch whose image or mask file cannot be used is listed in the report's ``skipped`` entries
+and the others are still done.
 """
 
 from __future__ import annotations
@@ -18,7 +20,9 @@ from skimage.segmentation import find_boundaries
 
 from . import metrics
 from .clicks import next_click
-from .image_io import atomic_write_bytes, encode_image, load_mask
+from .batch import BAD_FILE_ERRORS, skipped_entry
+from .files import atomic_write
+from .image_io import encode_image, load_mask
 from .session import AnnotationSession, ModelBundle
 
 #: Overlay colours (RGB): automatic mask, refined mask, ground truth.
@@ -42,13 +46,25 @@ def run_demo(
     stop_iou: float = 0.90,
     log: Callable[[str], None] = lambda _msg: None,
 ) -> dict:
-    """Run the main job on ``(image, ground-truth mask)`` file pairs; return the report."""
+    """Run the main job on ``(image, ground-truth mask)`` file pairs; return the report.
+
+    ``ValueError`` before any work for a negative ``max_clicks`` or ``stop_iou`` outside ``[0, 1]``.
+    """
+    if max_clicks < 0:
+        raise ValueError(f"--max-clicks {max_clicks}: give 0 (no clicks, the automatic mask only) or more")
+    if not 0.0 <= stop_iou <= 1.0:
+        raise ValueError(f"stop_iou {stop_iou} is not in [0, 1]")
     out_dir = Path(out_dir)
     session = AnnotationSession(models)
     patches = session.add_files([image for image, _ in pairs])
-    records = []
-    for patch, (_, mask_path) in zip(patches, pairs):
-        gt = load_mask(mask_path, shape=patch.shape) > 0
+    records, skipped = [], []
+    for patch, (image_path, mask_path) in zip(patches, pairs):
+        try:
+            gt = load_mask(mask_path, shape=patch.shape) > 0  # patch.shape reads the image
+        except BAD_FILE_ERRORS as exc:
+            log(f"skipping {patch.name}: {exc}")
+            skipped.append(skipped_entry(mask_path if patch.image is not None else image_path, exc))
+            continue
         start = time.perf_counter()
         session.apply_segmentation(patch, session.compute_segmentation(patch))
         auto_s = time.perf_counter() - start
@@ -69,7 +85,7 @@ def run_demo(
                     break
         exported = session.export(patch, out_dir)
         overlay_path = out_dir / "overlays" / f"{patch.name}.png"
-        atomic_write_bytes(
+        atomic_write(
             overlay_path,
             encode_image(overlay(patch.load(), {"truth": gt, "auto": auto, "refined": patch.mask}), ".png"),
         )
@@ -99,24 +115,29 @@ def run_demo(
     n_clicks = sum(r["clicks"] for r in records)
     click_s = sum(sum(r["click_latency_s"]) for r in records)
     embed_s = sum(r["embedding_s"] for r in records)
+
+    def mean(key: str) -> float | None:
+        return float(np.mean([r[key] for r in records])) if records else None
+
     report = {
         "segmenter": models.segmenter_id,
         "click_model": models.click_id,
         "click_effect": session.click_effect,
-        "device": str(models.predictor().device),
+        "device": str(models.predictor().device) if records else models.device,
         "n_patches": len(records),
-        "mean_dice_auto": float(np.mean([r["dice_auto"] for r in records])),
-        "mean_dice_refined": float(np.mean([r["dice_refined"] for r in records])),
-        "noc80": float(np.mean([r["noc80"] for r in records])),
-        "noc85": float(np.mean([r["noc85"] for r in records])),
-        "noc90": float(np.mean([r["noc90"] for r in records])),
+        "mean_dice_auto": mean("dice_auto"),
+        "mean_dice_refined": mean("dice_refined"),
+        "noc80": mean("noc80"),
+        "noc85": mean("noc85"),
+        "noc90": mean("noc90"),
         "total_clicks": n_clicks,
         "spc_decoder_s": click_s / n_clicks if n_clicks else None,
         "spc_total_s": (click_s + embed_s) / n_clicks if n_clicks else None,
         "patches": records,
+        "skipped": skipped,
     }
-    atomic_write_bytes(out_dir / "report.json", json.dumps(report, indent=2).encode())
-    atomic_write_bytes(out_dir / "report.md", report_markdown(report).encode())
+    atomic_write(out_dir / "report.json", json.dumps(report, indent=2).encode())
+    atomic_write(out_dir / "report.md", report_markdown(report).encode())
     return report
 
 
@@ -128,10 +149,17 @@ def report_markdown(report: dict) -> str:
         "",
         f"Segmenter `{report['segmenter']}`, click model `{report['click_model']}` ({report['click_effect']} "
         f"clicks), device {report['device']}.",
-        f"{report['n_patches']} patches; mean Dice {report['mean_dice_auto']:.3f} (automatic) -> "
-        f"{report['mean_dice_refined']:.3f} (refined); NoC@80/85/90 {report['noc80']:.2f} / "
-        f"{report['noc85']:.2f} / {report['noc90']:.2f}; "
-        + (f"{spc * 1000:.0f} ms per click (decoder path)." if spc else "no clicks were needed."),
+    ]
+    if report["n_patches"]:
+        lines.append(
+            f"{report['n_patches']} patches; mean Dice {report['mean_dice_auto']:.3f} (automatic) -> "
+            f"{report['mean_dice_refined']:.3f} (refined); NoC@80/85/90 {report['noc80']:.2f} / "
+            f"{report['noc85']:.2f} / {report['noc90']:.2f}; "
+            + (f"{spc * 1000:.0f} ms per click (decoder path)." if spc else "no clicks were needed.")
+        )
+    else:
+        lines.append("No patch could be processed.")
+    lines += [
         "",
         "| patch | Dice auto | Dice refined | clicks | NoC@90 | auto mask s | embedding s |",
         "|---|---:|---:|---:|---:|---:|---:|",
@@ -142,4 +170,7 @@ def report_markdown(report: dict) -> str:
             f"{r['auto_mask_s']:.2f} | {r['embedding_s']:.2f} |"
         )
     lines += ["", "Outlines in overlays/: yellow automatic, green refined, blue ground truth."]
+    if report["skipped"]:
+        lines += ["", f"Skipped {len(report['skipped'])} patches:", ""]
+        lines += [f"- {Path(s['file']).name}: {s['reason']}" for s in report["skipped"]]
     return "\n".join(lines) + "\n"

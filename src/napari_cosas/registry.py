@@ -4,12 +4,15 @@ Each `ModelSpec` names a model (``kind``: ``"click"`` for SAM-style click models
 ``"backbone"`` for frozen backbones of the Rein segmenter, ``"segmenter"`` for trained Rein
 segmenters), how to build it (``config``) and where its weights come from: a URL with a
 checksum (downloaded with pooch into `cache_dir`), or the project's ``weights/`` folder
-(``bundled=True``). An explicit local path always skips any download. Nothing is downloaded at
-import time. Everything is loaded with ``map_location="cpu"``, ``weights_only=True`` and strict
-keys.
+(``bundled=True``, also with a SHA-256, checked on load). An explicit local path always skips
+any download. Nothing is downloaded at import time. Everything is loaded with
+``map_location="cpu"``, ``weights_only=True`` and strict keys (`read_weights_file`), and loaded
+parameters must be finite. A model id (the embedding cache's key) names the bytes actually
+loaded.
 
 Environment variables: ``NAPARI_COSAS_CACHE`` (download cache folder), ``NAPARI_COSAS_WEIGHTS``
-(folder holding the bundled default weights, searched first).
+(folder holding the bundled default weights, searched first; a file there is the user's own
+and is not held to the registered hash).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import pickle
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -147,6 +151,7 @@ _BUILTIN: tuple[ModelSpec, ...] = (
         description="napari-cosas default Rein segmenter, trained by the project (see weights/)",
         licence="BSD-3-Clause",
         filename="segmenter_default.pt",
+        known_hash="sha256:f89fa762d9709ea6bd9b3825c78b3e26613dbdb4671e99b90314078b3dc3a817",
         bundled=True,
     ),
     ModelSpec(
@@ -155,6 +160,7 @@ _BUILTIN: tuple[ModelSpec, ...] = (
         description="napari-cosas default click model (ConvNeXt encoder + enhanced decoder)",
         licence="BSD-3-Clause",
         filename="click_default.pt",
+        known_hash="sha256:7a2c7b79dae2155ae58580703cf37bb6ca053fa9377ee923a72bb8e78f683c13",
         bundled=True,
         config={"format": "napari-cosas-click"},
     ),
@@ -204,11 +210,16 @@ def weights_dirs() -> list[Path]:
     return ([Path(env).expanduser()] if env else []) + dirs
 
 
-def _bundled_file(spec: ModelSpec) -> Path:
+def _bundled_file(spec: ModelSpec) -> tuple[Path, str | None]:
+    """The bundled file and its verified SHA-256 (``None`` for a user's file found through
+    ``$NAPARI_COSAS_WEIGHTS``, which is not held to the registered hash)."""
+    env = os.environ.get("NAPARI_COSAS_WEIGHTS")
     for folder in weights_dirs():
         candidate = folder / spec.filename
         if candidate.is_file():
-            return candidate
+            if env and folder == Path(env).expanduser():
+                return candidate, None
+            return candidate, _verify(spec, candidate)
     searched = "\n  ".join(str(d / spec.filename) for d in weights_dirs())
     raise WeightsError(
         f"Weights of {spec.name!r} not found. Searched:\n  {searched}\n"
@@ -225,8 +236,9 @@ def _file_hash(path: Path, alg: str) -> str:
     return digest.hexdigest()
 
 
-def _verify(spec: ModelSpec, path: Path) -> None:
-    """Raise `ChecksumMismatchError` if ``path`` does not match the spec's checksum."""
+def _verify(spec: ModelSpec, path: Path) -> str | None:
+    """Raise `ChecksumMismatchError` if ``path`` does not match the spec's checksum; return the
+    file's SHA-256 when it was computed."""
     if spec.known_hash:
         alg, _, expected = spec.known_hash.partition(":")
         actual = _file_hash(path, alg)
@@ -236,13 +248,16 @@ def _verify(spec: ModelSpec, path: Path) -> None:
         actual = _file_hash(path, alg)
         ok = actual.startswith(spec.sha256_prefix.lower())
     else:
-        return
+        return None
     if not ok:
+        fix = (f"reinstall napari-cosas (pip install --force-reinstall napari-cosas) or restore {path.name} "
+               "from the repository" if spec.bundled
+               else f"delete it and call again to re-download from {spec.url}")
         raise ChecksumMismatchError(
             f"Checksum mismatch for {spec.name!r}: {path} has {alg} {actual}, expected "
-            f"{expected}. The file is corrupted or incomplete: delete it and call again to "
-            f"re-download from {spec.url}, or pass an explicit path to a good copy."
+            f"{expected}. The file is corrupted or incomplete: {fix}, or pass an explicit path to a good copy."
         )
+    return actual if alg == "sha256" else None
 
 
 def fetch_weights(
@@ -261,27 +276,38 @@ def fetch_weights(
       `ChecksumMismatchError` naming the file and the fix; ``download=False`` with no cached
       file raises `WeightsError` naming the URL and where to place the file.
     """
+    return _fetch(name, path, download=download, progress=progress)[0]
+
+
+def _fetch(
+    name: str, path: str | os.PathLike | None, *, download: bool = True, progress: bool = False
+) -> tuple[Path, str | None]:
+    """`fetch_weights`, and the file's SHA-256 when it was verified on the way (else ``None``)."""
     spec = get_spec(name)
     if path is not None:
         local = Path(path).expanduser()
         if not local.is_file() or not os.access(local, os.R_OK):
             raise WeightsError(f"Weights file for {name!r} not found or unreadable: {local}")
-        return local
+        return local, None
     if spec.bundled:
         return _bundled_file(spec)
     if spec.url is None:
         raise WeightsError(f"{name!r} has no download URL; pass an explicit path")
     folder = cache_dir()
+    if folder.exists() and not folder.is_dir():
+        raise WeightsError(
+            f"The download cache {folder} is a file, not a folder. Point NAPARI_COSAS_CACHE at a folder "
+            f"(or unset it), or pass an explicit path to the weights of {name!r}."
+        )
     target = folder / spec.filename
     if target.is_file():
-        _verify(spec, target)
-        return target
+        return target, _verify(spec, target)
     if not download:
         raise WeightsError(
             f"Weights of {name!r} are not in the cache and download=False. Download "
             f"{spec.url} and place it at {target} (or pass an explicit path)."
         )
-    return _download(spec, folder, progress)
+    return _download(spec, folder, progress), None
 
 
 def _download(spec: ModelSpec, folder: Path, progress: bool) -> Path:
@@ -321,13 +347,58 @@ def _download(spec: ModelSpec, folder: Path, progress: bool) -> Path:
     return fetched
 
 
-def _file_id(spec_name: str | None, path: Path, spec: ModelSpec | None) -> str:
-    """Model id for embedding caches: a label plus 16 hex digits of the weights' hash."""
-    if spec is not None and spec.known_hash and spec.known_hash.startswith("sha256:"):
-        digest = spec.known_hash.split(":", 1)[1]
-    else:
-        digest = _file_hash(path, "sha256")
-    return f"{spec_name or path.stem}-{digest[:16]}"
+def _file_id(label: str, path: Path, verified_sha256: str | None) -> str:
+    """Model id for embedding caches: a label plus 16 hex digits of the SHA-256 of the file
+    loaded (``verified_sha256`` when the file was just checked, else hashed here)."""
+    return f"{label}-{(verified_sha256 or _file_hash(path, 'sha256'))[:16]}"
+
+
+_TORCH_PICKLE_HINT = "WeightsUnpickler error:"
+
+
+def read_weights_file(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> Any:
+    """``torch.load(path, weights_only=True)``, with a `WeightsError` naming the file and what
+    is wrong with it (missing, unreadable, empty, truncated, not a PyTorch file, or holding
+    Python objects that only an unsafe load would run) instead of PyTorch's exception."""
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise WeightsError(f"weights file {path} cannot be read ({exc.strerror or exc})") from exc
+    if size == 0:
+        raise WeightsError(f"weights file {path} is empty (0 bytes): copy or download it again")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        text = str(exc)
+        if "weights_only" in text or _TORCH_PICKLE_HINT in text:
+            detail = next((line.strip() for line in text.splitlines() if _TORCH_PICKLE_HINT in line),
+                          "it holds objects other than tensors and plain containers")
+            raise WeightsError(
+                f"weights file {path} was refused: {detail}. A file that needs arbitrary Python objects could "
+                "run code when loaded, so napari-cosas never loads one. Use a checkpoint saved as a plain "
+                "state dict (official checkpoints and napari-cosas's own files are)."
+            ) from None
+        raise WeightsError(f"{path} is not a PyTorch weights file, or it is damaged ({text})") from None
+    except OSError as exc:
+        raise WeightsError(f"weights file {path} cannot be read ({exc.strerror or exc})") from exc
+    except Exception as exc:  # torch raises EOFError, RuntimeError, IndexError, ... for damaged files
+        first_line = (str(exc).splitlines() or [""])[0]
+        raise WeightsError(
+            f"weights file {path} is truncated, damaged or not a PyTorch file ({type(exc).__name__}: {first_line}); "
+            "download or copy it again"
+        ) from None
+
+
+def check_finite(module: torch.nn.Module, path: str | os.PathLike) -> None:
+    """`WeightsError` naming ``path`` when a loaded parameter or buffer holds NaN or infinity
+    (a damaged file: PyTorch's zip reader does not check CRCs)."""
+    for name, tensor in module.state_dict().items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise WeightsError(
+                f"weights file {path} is damaged: {name} holds NaN or infinite values. Download or copy it "
+                "again (or reinstall napari-cosas for the bundled models)."
+            )
 
 
 def load_click_model(
@@ -354,11 +425,12 @@ def load_click_model(
     )
 
     spec: ModelSpec | None = None
+    verified: str | None = None
     if isinstance(name_or_path, str) and name_or_path in _REGISTRY:
         spec = get_spec(name_or_path)
         if spec.kind != "click":
             raise ValueError(f"{spec.name!r} is a {spec.kind} model, not a click model")
-        path = fetch_weights(spec.name, weights)
+        path, verified = _fetch(spec.name, weights)
     else:
         path = Path(name_or_path).expanduser()
         if not path.is_file():
@@ -366,7 +438,7 @@ def load_click_model(
             raise WeightsError(
                 f"{str(name_or_path)!r} is neither a registered click model ({names}) nor a file"
             )
-    payload = torch.load(path, map_location="cpu", weights_only=True)
+    payload = read_weights_file(path)
     if isinstance(payload, Mapping) and payload.get("format") == CLICK_FORMAT:
         model, config = load_click_checkpoint(path)
         if decoder is not None and decoder != config.get("decoder", "enhanced"):
@@ -378,7 +450,9 @@ def load_click_model(
         model = build_sam_vit(infer_sam_variant(payload), decoder=decoder or "plain")
         load_sam_checkpoint(model, path)
     del payload
-    return model.to(resolve_device(device)).eval(), _file_id(spec.name if spec else None, path, spec)
+    check_finite(model, path)
+    label = spec.name if spec is not None else path.stem
+    return model.to(resolve_device(device)).eval(), _file_id(label, path, verified)
 
 
 def backbone_architecture(name: str) -> str:
@@ -404,8 +478,7 @@ def load_backbone_state(
     per the spec's ``config["state_format"]``; an official SAM checkpoint whole), for
     ``build_segmenter(config, backbone_state=...)``; see `backbone_architecture`."""
     backbone_architecture(name)
-    state = torch.load(fetch_weights(name, path, download=download), map_location="cpu",
-                       weights_only=True)
+    state = read_weights_file(fetch_weights(name, path, download=download))
     if not isinstance(state, Mapping):
         raise ValueError(f"weights of {name!r} are not a state dict")
     return dict(state)
@@ -436,5 +509,7 @@ def load_segmenter(
     `ReinSegmenter.save`; a backbone frozen at official weights is fetched by its name)."""
     from .models.segmenter import ReinSegmenter
 
-    model = ReinSegmenter.load(segmenter_file(name_or_path, weights), map_location="cpu")
+    path = segmenter_file(name_or_path, weights)
+    model = ReinSegmenter.load(path, map_location="cpu")
+    check_finite(model, path)
     return model.to(resolve_device(device)).eval()

@@ -19,6 +19,7 @@ Images are ``(H, W, 3)`` uint8, masks ``(H, W)`` bool, probabilities ``(H, W)`` 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Callable, Sequence
@@ -32,6 +33,15 @@ from scipy.ndimage import binary_fill_holes
 from skimage.measure import find_contours, label, regionprops
 
 from .clicks import Click, Clicker
+from .exports import (
+    SIDECAR_FORMAT,
+    ExportResult,
+    export_problem,
+    load_sidecar,
+    versioned_stem,
+    write_export,
+)
+from .image_io import ImageFormatError, as_rgb_uint8, encode_image, image_sha256, list_images, load_image
 from .interaction import (
     FIRST_CLICK,
     ClickOutsideError,
@@ -41,15 +51,6 @@ from .interaction import (
     Interaction,
     ModelCorrector,
     StaleClickError,
-)
-from .image_io import (
-    ImageFormatError,
-    as_rgb_uint8,
-    atomic_write_bytes,
-    encode_image,
-    image_sha256,
-    list_images,
-    load_image,
 )
 from .refine import PROB_THRESHOLD, ClickEffect
 
@@ -66,18 +67,17 @@ __all__ = [
     "Patch",
     "SIDECAR_FORMAT",
     "available_models",
+    "load_sidecar",
     "mask_to_geojson",
     "ring_signed_area",
+    "versioned_stem",
 ]
 
 PatchState = Literal["new", "segmented", "corrected", "exported"]
-SIDECAR_FORMAT = "napari-cosas-sidecar/1"
 DEFAULT_SEGMENTER = "cosas-default-segmenter"
 DEFAULT_CLICK = "cosas-default-click"
 #: Masks with a side longer than this are exported as (zlib-compressed) TIFF instead of PNG.
 LARGE_SIDE = 2048
-#: Export sub-folders: ``<out>/masks``, ``<out>/sidecars``, ``<out>/geojson``.
-MASKS_DIR, SIDECARS_DIR, GEOJSON_DIR = "masks", "sidecars", "geojson"
 
 
 def _now_iso() -> str:
@@ -163,15 +163,6 @@ class ModelBundle:
 
 
 # ----------------------------------------------------------------------------- patches
-
-
-@dataclass(frozen=True)
-class ExportResult:
-    """Paths written by one export."""
-
-    mask: Path
-    sidecar: Path
-    geojson: Path
 
 
 @dataclass
@@ -467,43 +458,46 @@ class AnnotationSession:
     # -- export -----------------------------------------------------------------------------
 
     def export(self, patch: Patch, out_dir: str | os.PathLike) -> ExportResult:
-        """Write the mask, the JSON sidecar and the GeoJSON outline under ``out_dir``.
+        """Write the mask, the GeoJSON outline and the JSON sidecar under ``out_dir``.
 
-        Layout: ``masks/<stem>.png`` (``.tif`` when a side exceeds ``LARGE_SIDE``; 0 / 255
-        uint8), ``sidecars/<stem>.json``, ``geojson/<stem>.geojson``, where ``<stem>`` is the
-        patch name, or ``<name>_v2``, ``<name>_v3``, ... so that no earlier export is
-        overwritten. Every file is written atomically and all payloads are encoded first; if a
-        write fails, the files of this export already written are removed.
+        Layout and guarantees: :mod:`napari_cosas.exports`. ``masks/<stem>.png`` (``.tif`` when
+        a side exceeds ``LARGE_SIDE``; 0 / 255 uint8), ``geojson/<stem>.geojson``,
+        ``sidecars/<stem>.json`` (written last), where ``<stem>`` is the patch name made safe as
+        a file name, or ``<stem>_v2``, ``<stem>_v3``, ... so that no earlier export is
+        overwritten, by this process or another one. If a write fails, this export's files are
+        removed. A patch unchanged since its export to ``out_dir`` (same mask, same clicks) is
+        not written again: its complete earlier export there is returned.
         """
         if patch.mask is None:
             raise ValueError(f"patch {patch.name!r} has no mask yet: segment it or click first.")
         out = Path(out_dir)
         suffix = ".tif" if max(patch.shape) > LARGE_SIDE else ".png"
-        stem = versioned_stem(out, patch.name)
-        result = ExportResult(
-            out / MASKS_DIR / f"{stem}{suffix}",
-            out / SIDECARS_DIR / f"{stem}.json",
-            out / GEOJSON_DIR / f"{stem}.geojson",
+        mask_bytes = encode_image(patch.mask.astype(np.uint8) * 255, suffix)
+        content = self._content_sha256(patch, mask_bytes)
+        for earlier in reversed(patch.exports):
+            if (earlier.content_sha256 == content and earlier.sidecar.parent.parent.resolve() == out.resolve()
+                    and export_problem(earlier.sidecar) is None):
+                patch.exported_state = patch.interaction.state_id
+                return earlier
+        result = write_export(
+            out, patch.name, mask=mask_bytes, suffix=suffix,
+            geojson=json.dumps(mask_to_geojson(patch.mask)).encode(),
+            sidecar=self._sidecar(patch), content_sha256=content,
         )
-        payloads = {
-            result.mask: encode_image(patch.mask.astype(np.uint8) * 255, suffix),
-            result.sidecar: json.dumps(self._sidecar(patch, result), indent=2).encode(),
-            result.geojson: json.dumps(mask_to_geojson(patch.mask)).encode(),
-        }
-        written: list[Path] = []
-        try:
-            for path, data in payloads.items():
-                atomic_write_bytes(path, data)
-                written.append(path)
-        except BaseException:
-            for path in written:
-                path.unlink(missing_ok=True)
-            raise
         patch.exports.append(result)
-        patch.exported_state = patch.interaction.state_id if patch.interaction is not None else None
+        patch.exported_state = patch.interaction.state_id
         return result
 
-    def _sidecar(self, patch: Patch, result: ExportResult) -> dict[str, Any]:
+    def _content_sha256(self, patch: Patch, mask_bytes: bytes) -> str:
+        """Digest of what an export of ``patch`` records: mask, clicks, start, brush edits, models."""
+        record = self._sidecar(patch)
+        del record["created"]
+        digest = hashlib.sha256(mask_bytes)
+        digest.update(json.dumps(record, sort_keys=True).encode())
+        return digest.hexdigest()
+
+    def _sidecar(self, patch: Patch) -> dict[str, Any]:
+        """The sidecar's record of the patch (``exports.write_export`` adds the files)."""
         return {
             "format": SIDECAR_FORMAT,
             "created": _now_iso(),
@@ -513,8 +507,6 @@ class AnnotationSession:
                 "sha256": patch.sha256,
                 "shape_rc": list(patch.shape),
             },
-            "mask_file": os.path.relpath(result.mask, result.sidecar.parent),
-            "geojson_file": os.path.relpath(result.geojson, result.sidecar.parent),
             "models": {"segmenter": self.models.segmenter_id, "click": self.models.click_id},
             "started_from": "automatic" if patch.auto_prob is not None else "empty",
             "brush_edited": patch.brush_edited,
@@ -525,32 +517,6 @@ class AnnotationSession:
                 for c in patch.clicks
             ],
         }
-
-
-def versioned_stem(out_dir: Path, name: str) -> str:
-    """``name``, else ``name_v2``, ``name_v3``, ...: the first stem with no exported file yet."""
-    def taken(stem: str) -> bool:
-        candidates = [out_dir / MASKS_DIR / f"{stem}{s}" for s in (".png", ".tif")]
-        candidates += [out_dir / SIDECARS_DIR / f"{stem}.json", out_dir / GEOJSON_DIR / f"{stem}.geojson"]
-        return any(p.exists() for p in candidates)
-
-    stem, version = name, 1
-    while taken(stem):
-        version += 1
-        stem = f"{name}_v{version}"
-    return stem
-
-
-def load_sidecar(path: str | os.PathLike) -> dict[str, Any]:
-    """Read a sidecar written by :meth:`AnnotationSession.export`; ``ValueError`` otherwise."""
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ValueError(f"{path.name} is not a readable JSON file ({exc})") from exc
-    if not isinstance(data, dict) or data.get("format") != SIDECAR_FORMAT:
-        raise ValueError(f"{path.name} is not a napari-cosas sidecar (format {SIDECAR_FORMAT!r})")
-    return data
 
 
 # ----------------------------------------------------------------------------- GeoJSON

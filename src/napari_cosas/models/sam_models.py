@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Mapping
 from functools import partial
 from pathlib import Path
@@ -37,6 +36,8 @@ from segment_anything.modeling import (
 from segment_anything.modeling.common import LayerNorm2d
 from torch import Tensor, nn
 
+from ..files import atomic_write
+from ..registry import read_weights_file
 from .compact_state import expand_state_dict
 from .enhanced_decoder import EnhancedMaskDecoder
 
@@ -202,7 +203,7 @@ def _load_torch_file(path: str | os.PathLike) -> Any:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"Checkpoint not found: {path}")
-    return torch.load(path, map_location="cpu", weights_only=True)
+    return read_weights_file(path)
 
 
 def load_sam_checkpoint(model: Sam, path: str | os.PathLike) -> Sam:
@@ -246,15 +247,7 @@ def save_click_model(model: Sam, path: str | os.PathLike, config: Mapping[str, A
         "config": config,
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
     }
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return path
+    return atomic_write(path, lambda fh: torch.save(payload, fh))
 
 
 def load_click_checkpoint(path: str | os.PathLike) -> tuple[Sam, dict[str, Any]]:

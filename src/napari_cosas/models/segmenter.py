@@ -18,14 +18,19 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..registry import load_backbone_state
+from ..files import atomic_write
+from ..registry import load_backbone_state, read_weights_file
 from .backbones import ReinBackbone, build_backbone
 from .compact_state import expand_state_dict
 from .head import ReinHead
 
-__all__ = ["FORMAT", "ReinSegmenter", "SegmenterConfig", "build_segmenter", "read_segmenter_config"]
+__all__ = ["FORMAT", "ModelOutputError", "ReinSegmenter", "SegmenterConfig", "build_segmenter", "read_segmenter_config"]
 
 FORMAT = "napari-cosas-segmenter/1"
+
+
+class ModelOutputError(RuntimeError):
+    """A model returned non-finite values (NaN or infinity), so its output cannot be used."""
 
 
 @dataclass
@@ -138,6 +143,9 @@ class ReinSegmenter(nn.Module):
 
         Returns:
             ``(H, W)`` float32 probabilities in ``[0, 1]``.
+
+        Raises:
+            ModelOutputError: the model produced NaN (damaged weights); no mask is returned.
         """
         if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3:
             raise ValueError(f"image must be an (H, W, 3) RGB array, got "
@@ -173,8 +181,15 @@ class ReinSegmenter(nn.Module):
                     if progress is not None:
                         progress(first + len(batch), len(origins))
                 prob = torch.sigmoid(total / count)[:height, :width]
+                finite = bool(torch.isfinite(prob).all())
         finally:
             self.train(was_training)
+        if not finite:
+            raise ModelOutputError(
+                "the segmenter returned NaN probabilities: its weights are damaged or it overflowed. "
+                "Reload it from a good copy of its file (or reinstall napari-cosas for the bundled one); "
+                "on a GPU, try --device cpu."
+            )
         return prob.cpu().numpy().astype(np.float32, copy=False)
 
     def trainable_state_dict(self) -> dict[str, Tensor]:
@@ -195,9 +210,10 @@ class ReinSegmenter(nn.Module):
         return {k: p.detach().clone() for k, p in self.named_parameters()}
 
     def save(self, path: str | PathLike) -> None:
-        """Write config + :meth:`stored_state_dict` (format :data:`FORMAT`) with ``torch.save``."""
-        torch.save({"format": FORMAT, "config": asdict(self.config),
-                    "state_dict": self.stored_state_dict()}, path)
+        """Write config + :meth:`stored_state_dict` (format :data:`FORMAT`) with ``torch.save``,
+        atomically (``files.atomic_write``)."""
+        payload = {"format": FORMAT, "config": asdict(self.config), "state_dict": self.stored_state_dict()}
+        atomic_write(path, lambda fh: torch.save(payload, fh))
 
     @classmethod
     def load(
@@ -240,7 +256,7 @@ def read_segmenter_config(path: str | PathLike) -> SegmenterConfig:
 
 
 def _read_file(path: str | PathLike, map_location: str | torch.device) -> dict[str, Any]:
-    payload = torch.load(path, map_location=map_location, weights_only=True)
+    payload = read_weights_file(path, map_location)
     found = payload.get("format") if isinstance(payload, dict) else None
     if found != FORMAT:
         raise ValueError(f"{path} is not a {FORMAT} file (written by ReinSegmenter.save): format={found!r}")

@@ -17,10 +17,10 @@ log = logging.getLogger(__name__)
 DEFAULT_BACKBONE = "convnext_atto"
 
 
-def _datasets(pairs: list[list[str]] | None):
+def _datasets(pairs: list[list[str]] | None, allow_lossy_masks: bool = False):
     from .segmenter_training import load_pairs
 
-    return [load_pairs(images, masks) for images, masks in pairs or []]
+    return [load_pairs(images, masks, allow_lossy_masks=allow_lossy_masks) for images, masks in pairs or []]
 
 
 def _bar(total_desc: str):
@@ -39,9 +39,9 @@ def _bar(total_desc: str):
 
 
 def _write_summary(out: Path, summary: dict) -> None:
-    from ..image_io import atomic_write_bytes
+    from ..files import atomic_write
 
-    atomic_write_bytes(out / "summary.json", json.dumps(summary, indent=2).encode())
+    atomic_write(out / "summary.json", json.dumps(summary, indent=2).encode())
 
 
 def _backbone_name(backbone: str | None, weights: str | None) -> str:
@@ -86,9 +86,9 @@ def cmd_train_segmenter(args: argparse.Namespace) -> int:
         checkpoint_every=args.checkpoint_every,
         seed=args.seed,
     )
-    val = [s for d in _datasets(args.val) for s in d]
+    val = [s for d in _datasets(args.val, args.allow_jpeg_masks) for s in d]
     summary = train_segmenter(
-        _datasets(args.data),
+        _datasets(args.data, args.allow_jpeg_masks),
         config,
         args.out,
         val=val,
@@ -135,7 +135,7 @@ def cmd_train_decoder(args: argparse.Namespace) -> int:
         checkpoint_every=args.checkpoint_every,
         seed=args.seed,
     )
-    datasets = _datasets(args.data)
+    datasets = _datasets(args.data, args.allow_jpeg_masks)
     pairs = [s for d in datasets for s in d]
     dataset_of = [i for i, d in enumerate(datasets) for _ in d]
     progress_train = _bar(f"train-decoder ({args.train})")
@@ -191,6 +191,8 @@ def add_training_commands(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--allow-jpeg-masks", action="store_true",
+                   help="accept masks saved as JPEG, thresholded at 128 (refused by default)")
     p.set_defaults(func=cmd_train_segmenter)
 
     p = sub.add_parser("train-decoder", help="train the click model's mask decoder by simulated clicks")
@@ -227,4 +229,6 @@ def add_training_commands(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--allow-jpeg-masks", action="store_true",
+                   help="accept masks saved as JPEG, thresholded at 128 (refused by default)")
     p.set_defaults(func=cmd_train_decoder)

@@ -33,8 +33,10 @@ from torch import Tensor, nn
 
 from ..clicks import next_click
 from ..devices import resolve_device
+from ..files import atomic_write
 from ..models.enhanced_decoder import EnhancedMaskDecoder
 from ..predictor import LOGIT_THRESHOLD, clipped_logits
+from ..registry import read_weights_file
 from ..refine import LOCAL_WINDOW
 from .augment import random_dihedral, stain_jitter
 from .common import load_resume_checkpoint, segmentation_loss, warmup_cosine
@@ -231,10 +233,9 @@ def cached_views(
     views = build_views(pairs, model, split, views_per_image=config.views_per_image,
                         rng=np.random.default_rng(config.seed + 1), device=device, progress=progress)
     if split.caches:
-        tmp = path.with_suffix(".tmp")
-        torch.save({"key": key, "source": [v.source for v in views], "gt": [v.gt for v in views],
-                    "valid": [v.valid for v in views]}, tmp)
-        tmp.replace(path)
+        stored = {"key": key, "source": [v.source for v in views], "gt": [v.gt for v in views],
+                  "valid": [v.valid for v in views]}
+        atomic_write(path, lambda fh: torch.save(stored, fh))
     return views
 
 
@@ -360,7 +361,7 @@ def init_trunk_from_segmenter(model: Sam, segmenter_path: str | Path) -> None:
     The segmenter's backbone (``backbone.backbone.stem.*``, ``backbone.backbone.stages.{0,1,2}.*``)
     must have been trained (``freeze_backbone=False``), so its weights are in the checkpoint.
     """
-    payload = torch.load(segmenter_path, map_location="cpu", weights_only=True)
+    payload = read_weights_file(segmenter_path)
     prefix = "backbone.backbone."
     trunk = model.image_encoder.trunk
     wanted = trunk.state_dict()
@@ -461,20 +462,16 @@ def train_click_model(
         if progress is not None:
             progress("train", step + 1, config.steps, {"loss": loss_value})
         if (step + 1) % config.checkpoint_every == 0 or step + 1 == config.steps:
-            tmp = last.with_suffix(".tmp")
-            torch.save(
-                {
-                    "config": asdict(config),
-                    "step": step + 1,
-                    "params": _checkpoint_state(model, names),
-                    "optimizer": optimizer.state_dict(),
-                    "schedule": schedule.state_dict(),
-                    "rng": rng.bit_generator.state,
-                    "torch_rng": torch.get_rng_state(),
-                },
-                tmp,
-            )
-            tmp.replace(last)
+            checkpoint = {
+                "config": asdict(config),
+                "step": step + 1,
+                "params": _checkpoint_state(model, names),
+                "optimizer": optimizer.state_dict(),
+                "schedule": schedule.state_dict(),
+                "rng": rng.bit_generator.state,
+                "torch_rng": torch.get_rng_state(),
+            }
+            atomic_write(last, lambda fh: torch.save(checkpoint, fh))
     model.eval()
     return {
         "trainable_parameters": sum(p.numel() for p in params),

@@ -10,6 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..registry import read_weights_file
+
 
 def segmentation_loss(logits: Tensor, target: Tensor, valid: Tensor) -> Tensor:
     """Binary cross-entropy plus soft Dice over valid pixels.
@@ -51,7 +53,7 @@ def load_resume_checkpoint(
     """
     if not path.exists():
         return None
-    ckpt = torch.load(path, map_location=device, weights_only=True)
+    ckpt = read_weights_file(path, device)
     if _settings(ckpt["config"]) != _settings(config):
         raise ValueError(f"{path} was written by a run with other settings; use another --out folder.")
     optimizer.load_state_dict(ckpt["optimizer"])

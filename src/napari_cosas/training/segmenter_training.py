@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from .. import metrics
 from ..devices import resolve_device
+from ..files import atomic_write
 from ..image_io import load_image, load_mask, pair_images_and_masks
 from ..models.segmenter import ReinSegmenter, SegmenterConfig, build_segmenter
 from ..registry import load_backbone_state
@@ -50,10 +51,11 @@ class SegmenterTrainConfig:
     seed: int = 0
 
 
-def load_pairs(images_dir: str | Path, masks_dir: str | Path) -> list[Sample]:
-    """All ``(image (H, W, 3) uint8, mask (H, W) bool)`` pairs of two folders, by file stem."""
+def load_pairs(images_dir: str | Path, masks_dir: str | Path, *, allow_lossy_masks: bool = False) -> list[Sample]:
+    """All ``(image (H, W, 3) uint8, mask (H, W) bool)`` pairs of two folders, by file stem
+    (``image_io.pair_images_and_masks``: an export folder gives each patch's latest complete export)."""
     out = []
-    for pair in pair_images_and_masks(images_dir, masks_dir):
+    for pair in pair_images_and_masks(images_dir, masks_dir, allow_lossy_masks=allow_lossy_masks):
         image = load_image(pair.image)
         out.append((image, load_mask(pair.mask, shape=image.shape[:2]) > 0))
     return out
@@ -224,20 +226,16 @@ def train_segmenter(
         if progress is not None:
             progress(done, config.steps, info)
         if done % config.checkpoint_every == 0 or done == config.steps:
-            tmp = last.with_suffix(".tmp")
-            torch.save(
-                {
-                    "config": asdict(config),
-                    "step": done,
-                    "state_dict": model.trainable_state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "schedule": schedule.state_dict(),
-                    "torch_rng": torch.get_rng_state(),
-                    "history": history,
-                },
-                tmp,
-            )
-            tmp.replace(last)
+            checkpoint = {
+                "config": asdict(config),
+                "step": done,
+                "state_dict": model.trainable_state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "schedule": schedule.state_dict(),
+                "torch_rng": torch.get_rng_state(),
+                "history": history,
+            }
+            atomic_write(last, lambda fh: torch.save(checkpoint, fh))
     if not val:
         model.save(out_dir / "segmenter.pt")
     return {
