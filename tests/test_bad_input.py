@@ -30,7 +30,13 @@ import napari_cosas
 from napari_cosas import registry
 from napari_cosas.cli import main
 from napari_cosas.embedding_cache import CachedEmbedding, CacheKey, EmbeddingCache
-from napari_cosas.exports import SIDECARS_DIR, export_problem, latest_exports, safe_stem, write_export
+from napari_cosas.exports import (
+    SIDECARS_DIR,
+    export_problem,
+    latest_exports,
+    safe_stem,
+    write_export,
+)
 from napari_cosas.files import atomic_write
 from napari_cosas.image_io import (
     DataWarning,
@@ -43,7 +49,11 @@ from napari_cosas.image_io import (
     save_mask,
 )
 from napari_cosas.models.sam_models import build_tiny_sam, save_click_model
-from napari_cosas.models.segmenter import ModelOutputError, SegmenterConfig, build_segmenter
+from napari_cosas.models.segmenter import (
+    ModelOutputError,
+    SegmenterConfig,
+    build_segmenter,
+)
 from napari_cosas.predictor import ClickPredictor
 from napari_cosas.registry import ChecksumMismatchError, ModelSpec, WeightsError
 from napari_cosas.session import AnnotationSession, ModelBundle
@@ -100,7 +110,7 @@ def _digests(folder: Path) -> dict[str, str]:
 def _run_python(code: str, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": SRC, "OMP_NUM_THREADS": "1"}
     return subprocess.run([sys.executable, "-c", textwrap.dedent(code), *args], env=env,
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=120, check=False)
 
 
 # ----------------------------------------------------------------------------- 1. segment never overwrites

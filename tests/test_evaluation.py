@@ -240,9 +240,9 @@ def test_local_clicks_keep_changes_away_from_the_click_out():
     local = evaluate_object(local_model, gt, max_clicks=3, effect="local")
     assert global_.ious[1] < 0.9
     assert local.ious == [0.5, 1.0] and local.n_clicks == 2
-    # the mask, not the model's raw logits, is the prompt of the next click
-    assert len(local_model.initial_probs) == 2
-    np.testing.assert_array_equal(local_model.initial_probs[-1], gt.astype(np.float32))
+    # the mask, not the model's raw logits, is the prompt of the next click (made when it comes)
+    assert len(local_model.initial_probs) == 1
+    np.testing.assert_array_equal(local_model.initial_probs[-1], _box(shape, 20, 25, 20, 30))
     assert local_model.calls[1][2] is local_model.initial_logits
     # the second click asked for its window only (the first took the whole prediction)
     assert len(local_model.windows) == 1

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
@@ -30,12 +31,14 @@ from .image_io import (
     pair_images_and_masks,
     save_mask,
 )
+from .interaction import FIRST_CLICK, Corrector, FirstClick
 from .predictor import ClickPredictor
 from .refine import CLICK_MEMORY, LOCAL_WINDOW, PROB_THRESHOLD, ClickEffect
 
 log = logging.getLogger(__name__)
 
 Progress = Callable[[int, int, str], None]
+Reference = Literal["oracle", "wand"]
 
 #: What makes a single input file unusable (and skipped), as opposed to a failure of the job.
 BAD_FILE_ERRORS = (ImageFormatError, OSError)
@@ -154,6 +157,20 @@ def score_folders(
     }
 
 
+def reference_corrector(
+    reference: Reference, window: float, wand_tolerance: float | None = None
+) -> Callable[[np.ndarray, np.ndarray], Corrector]:
+    """``(image, gt) -> corrector`` for a reference row (``"oracle"`` or ``"wand"``)."""
+    from .references import WAND_TOLERANCE, OracleCorrector, WandCorrector
+
+    if reference == "oracle":
+        return lambda _image, gt: OracleCorrector(gt)
+    if reference == "wand":
+        tolerance = WAND_TOLERANCE if wand_tolerance is None else wand_tolerance
+        return lambda image, _gt: WandCorrector(image, tolerance=tolerance, window=window)
+    raise ValueError(f'reference must be "oracle" or "wand", got {reference!r}')
+
+
 def evaluate_folder(
     predictor: ClickPredictor,
     images_dir: str | Path,
@@ -166,6 +183,9 @@ def evaluate_folder(
     effect: ClickEffect = "local",
     window: float = LOCAL_WINDOW,
     memory: int | None = CLICK_MEMORY,
+    first_click: FirstClick = FIRST_CLICK,
+    reference: Reference | None = None,
+    wand_tolerance: float | None = None,
     allow_lossy_masks: bool = False,
     progress: Progress | None = None,
 ) -> dict:
@@ -174,6 +194,8 @@ def evaluate_folder(
     ``objects="image"`` treats ``mask > 0`` as one target, ``"instances"`` each label on its own.
     ``init="auto"`` starts every image target from ``segmenter``'s probabilities. Images whose
     image or mask file cannot be used are listed in ``skipped``.
+    ``reference`` (``"oracle"`` or ``"wand"``, :mod:`napari_cosas.references`) takes the clicks
+    instead of ``predictor`` (which may then be ``None``), with ``window`` as the wand's window.
     """
     if init == "auto" and segmenter is None:
         raise ValueError("--init auto needs an automatic segmenter (--segmenter NAME).")
@@ -202,7 +224,8 @@ def evaluate_folder(
             auto_total += time.perf_counter() - start
         results, encode_seconds = evaluate_image(
             predictor, image, targets, init=init, init_prob=init_prob, max_clicks=max_clicks, effect=effect,
-            window=window, memory=memory,
+            window=window, memory=memory, first_click=first_click,
+            reference=None if reference is None else reference_corrector(reference, window, wand_tolerance),
         )
         encode_total += encode_seconds
         results_all.extend(results)
@@ -232,8 +255,11 @@ def evaluate_folder(
         "click_effect": effect,
         "click_window": window,
         "click_memory": memory,
-        "model_id": predictor.model_id,
-        "device": str(predictor.device),
+        "first_click": first_click,
+        "reference": reference,
+        "wand_tolerance": wand_tolerance if reference == "wand" else None,
+        "model_id": predictor.model_id if reference is None else reference,
+        "device": str(predictor.device) if reference is None else "cpu",
         "skipped": skipped,
         "objects_detail": records,
     }

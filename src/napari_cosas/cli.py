@@ -20,6 +20,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from .heap import keep_freed_heap_memory
+from .interaction import FIRST_CLICK
 from .refine import CLICK_MEMORY, LOCAL_WINDOW
 
 DEFAULT_SEGMENTER = "cosas-default-segmenter"
@@ -144,8 +145,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     _check_writable(args.json, "--json")
     if args.plot:
         _check_writable(args.plot, "--plot")
-    cache = None if args.no_cache else EmbeddingCache(args.cache_dir)
-    predictor = ClickPredictor.from_registry(args.model, weights=args.weights, device=args.device, cache=cache)
+    predictor = None
+    if args.reference is None:
+        cache = None if args.no_cache else EmbeddingCache(args.cache_dir)
+        predictor = ClickPredictor.from_registry(args.model, weights=args.weights, device=args.device, cache=cache)
     segmenter = None
     if args.init == "auto":
         segmenter = load_segmenter(args.segmenter, weights=args.segmenter_weights, device=args.device)
@@ -162,6 +165,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             effect=args.click_effect,
             window=args.click_window,
             memory=args.click_memory or None,
+            first_click=args.first_click,
+            reference=args.reference,
+            wand_tolerance=args.wand_tolerance,
             allow_lossy_masks=args.allow_jpeg_masks,
             progress=update,
         )
@@ -297,6 +303,26 @@ def build_parser() -> argparse.ArgumentParser:
         f"(default {CLICK_MEMORY}, as in the widget; 0: all clicks)",
     )
     _add_jpeg_masks_arg(p)
+    p.add_argument(
+        "--first-click",
+        default=FIRST_CLICK,
+        choices=("global", "local"),
+        help=f"what the first local click on the automatic mask may change: the model's whole prediction "
+        f"(global) or only the region under it (local) (default {FIRST_CLICK}, as in the widget)",
+    )
+    p.add_argument(
+        "--reference",
+        default=None,
+        choices=("oracle", "wand"),
+        help="a reference row instead of the click model: oracle (each click flips the whole connected error "
+        "region under it) or wand (a colour flood fill in CIE-Lab inside the click window, no model)",
+    )
+    p.add_argument(
+        "--wand-tolerance",
+        type=float,
+        default=None,
+        help="the wand's CIE-Lab tolerance (default: references.WAND_TOLERANCE, chosen on held-out training images)",
+    )
     p.add_argument("--json", required=True, help="output JSON (fields below)")
     p.add_argument("--plot", default=None, help="optional PNG: mean IoU against clicks")
     p.add_argument("--cache-dir", default=None, help="embedding cache folder (default: $NAPARI_COSAS_CACHE/embeddings)")

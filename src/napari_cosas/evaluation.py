@@ -1,9 +1,10 @@
 """Interactive-segmentation simulation (RITM's NoC protocol) and seconds-per-click timing.
 
 For each object the loop is RITM's ``evaluate_sample``: up to ``max_clicks`` times, place the
-next click from the current prediction's errors (:meth:`Clicker.make_next_click`), predict with
-all clicks so far and the previous low-res logits as mask prompt, record the IoU, and stop once
-it reaches ``stop_iou`` (the highest NoC target).
+next click from the current prediction's errors (``clicks.next_click``), let the object's
+:class:`~napari_cosas.interaction.Interaction` apply it (the same engine, mask prompts and click
+rules as the widget), record the IoU, and stop once it reaches ``stop_iou`` (the highest NoC
+target).
 
 Two starting points:
 
@@ -16,8 +17,9 @@ Two starting points:
 
 Two click effects (:func:`refine.apply_click`): ``"global"`` (RITM: the mask is the model's
 prediction, the next mask prompt its low-res logits) and ``"local"`` (the product's default:
-after the first click each click changes only the region under it; the mask, not the model's
-logits, becomes the next mask prompt).
+each click changes only the region under it; the mask, not the model's logits, becomes the next
+mask prompt). A ``corrector`` replaces the model, e.g. the reference rows of
+:mod:`napari_cosas.references`.
 
 Coordinates are ``(row, col)``; masks are ``(H, W)`` ``bool``.
 """
@@ -31,9 +33,10 @@ from typing import Literal, Protocol
 
 import numpy as np
 
-from .clicks import Click, Clicker
+from .clicks import Click, next_click
+from .interaction import FIRST_CLICK, Corrector, FirstClick, Interaction, ModelCorrector, PromptModel
 from .metrics import iou, noc
-from .refine import CLICK_MEMORY, LOCAL_WINDOW, PROB_THRESHOLD, ClickEffect, ClickLogits, click_mask
+from .refine import CLICK_MEMORY, LOCAL_WINDOW, ClickEffect
 
 __all__ = [
     "ClickModel",
@@ -48,15 +51,12 @@ __all__ = [
 Init = Literal["empty", "auto"]
 
 
-class ClickModel(ClickLogits, Protocol):
+class ClickModel(PromptModel, Protocol):
     """What the simulator needs from a click predictor (``predictor.ClickPredictor`` implements it):
-    the logits of ``refine.ClickLogits``, and these."""
+    the logits and mask prompts of ``interaction.PromptModel``, and an image to predict on."""
 
     def set_image(self, image: np.ndarray) -> None:
         """Encode an ``(H, W, 3)`` ``uint8`` RGB image for the following calls."""
-
-    def set_initial_mask(self, prob: np.ndarray) -> np.ndarray:
-        """Turn an ``(H, W)`` ``float32`` probability map or ``bool`` mask into low-res logits for a mask prompt."""
 
 
 @dataclass
@@ -83,7 +83,7 @@ class ObjectResult:
 
 
 def evaluate_object(
-    model: ClickModel,
+    model: ClickModel | None,
     gt: np.ndarray,
     *,
     name: str = "object",
@@ -96,6 +96,8 @@ def evaluate_object(
     effect: ClickEffect = "local",
     window: float = LOCAL_WINDOW,
     memory: int | None = CLICK_MEMORY,
+    first_click: FirstClick = FIRST_CLICK,
+    corrector: Corrector | None = None,
     clock: Callable[[], float] = time.perf_counter,
 ) -> ObjectResult:
     """Simulate clicks on one object of the image last given to ``model.set_image``.
@@ -112,61 +114,57 @@ def evaluate_object(
         thresholds: targets for the per-object NoC.
         ignore: ``(H, W)`` mask of pixels left out of click errors and IoU.
         effect: ``"local"`` or ``"global"`` (see the module docstring); the time of
-            ``refine.click_mask`` and of turning the mask into the next prompt counts as decoder time.
+            ``refine.click_mask`` and of turning the mask into its prompt counts as decoder time.
         window: side of a local click's window as a fraction of the longer image side.
         memory: how many of the latest clicks the model is shown (``None``: all).
-        clock: seconds counter used to time ``predict``.
+        first_click: what the first local click on the automatic mask may change
+            (``interaction.ModelCorrector``).
+        corrector: how clicks change the mask instead of ``model`` and the four arguments above
+            (``model`` may then be ``None``).
+        clock: seconds counter used to time each click.
     """
     gt = np.asarray(gt, dtype=bool)
     if gt.ndim != 2:
         raise ValueError(f"gt must be a 2-D (H, W) mask, got shape {gt.shape}")
     if max_clicks < 1:
         raise ValueError(f"max_clicks must be >= 1, got {max_clicks}")
-    initial_iou: float | None = None
     if init == "empty":
-        pred = np.zeros_like(gt)
-        mask_input: np.ndarray | None = None
+        interaction = Interaction(gt.shape)
     elif init == "auto":
         if init_prob is None:
             raise ValueError('init="auto" needs init_prob, the automatic segmenter\'s probabilities')
         init_prob = np.asarray(init_prob, dtype=np.float32)
         if init_prob.shape != gt.shape:
             raise ValueError(f"init_prob has shape {init_prob.shape}, expected {gt.shape}")
-        pred = init_prob > PROB_THRESHOLD
-        initial_iou = iou(pred, gt, ignore)
-        mask_input = model.set_initial_mask(init_prob)
+        interaction = Interaction(gt.shape, auto_prob=init_prob)
     else:
         raise ValueError(f'init must be "empty" or "auto", got {init!r}')
+    if corrector is None:
+        corrector = ModelCorrector(model, effect=effect, window=window, memory=memory, first_click=first_click)
+    initial_iou = iou(interaction.mask, gt, ignore) if init == "auto" else None
 
-    clicker = Clicker()
     ious: list[float] = []
-    decoder_seconds = 0.0
     if initial_iou is None or initial_iou < stop_iou:
         for _ in range(max_clicks):
-            click = clicker.make_next_click(gt, pred, ignore)
-            start = clock()
-            pred, low_res = click_mask(
-                model, pred, clicker.points_rc(), clicker.labels(), mask_input,
-                effect=effect, start_from_prediction=len(clicker) == 1, window=window, memory=memory,
-            )
-            mask_input = low_res if effect == "global" else model.set_initial_mask(pred)
-            decoder_seconds += clock() - start
-            ious.append(iou(pred, gt, ignore))
+            click = next_click(gt, interaction.mask, interaction.clicker.not_clicked_mask(gt.shape), ignore)
+            interaction.apply(interaction.compute(corrector, click, clock))
+            ious.append(iou(interaction.mask, gt, ignore))
             if ious[-1] >= stop_iou:
                 break
+    clicks = list(interaction.clicker.clicks)
     return ObjectResult(
         name=name,
         ious=ious,
         initial_iou=initial_iou,
-        clicks=list(clicker.clicks),
-        decoder_seconds=decoder_seconds,
-        n_clicks=len(clicker),
+        clicks=clicks,
+        decoder_seconds=sum(r.latency_s for r in interaction.records),
+        n_clicks=len(clicks),
         noc={f"{round(t * 100):d}": noc(ious, t, max_clicks, initial_iou) for t in thresholds},
     )
 
 
 def evaluate_image(
-    model: ClickModel,
+    model: ClickModel | None,
     image: np.ndarray,
     targets: Sequence[tuple[str, np.ndarray]],
     *,
@@ -179,6 +177,8 @@ def evaluate_image(
     effect: ClickEffect = "local",
     window: float = LOCAL_WINDOW,
     memory: int | None = CLICK_MEMORY,
+    first_click: FirstClick = FIRST_CLICK,
+    reference: Callable[[np.ndarray, np.ndarray], Corrector] | None = None,
     clock: Callable[[], float] = time.perf_counter,
 ) -> tuple[list[ObjectResult], float]:
     """Encode ``image`` once, then simulate every target on it.
@@ -189,13 +189,16 @@ def evaluate_image(
         init_prob: the image's automatic probabilities for ``init="auto"``; every target starts
             from the same map (meant for ``image_target``: with instances, the other instances
             covered by the automatic mask count as false positives of each one).
+        reference: ``reference(image, gt)`` builds each target's corrector instead of the model
+            (``references.OracleCorrector`` / ``WandCorrector``); the image is then not encoded.
         Other arguments: as in :func:`evaluate_object`.
 
     Returns:
         The per-target results and the seconds spent in ``model.set_image``.
     """
     start = clock()
-    model.set_image(image)
+    if reference is None:
+        model.set_image(image)
     encode_seconds = clock() - start
     results = [
         evaluate_object(
@@ -211,6 +214,8 @@ def evaluate_image(
             effect=effect,
             window=window,
             memory=memory,
+            first_click=first_click,
+            corrector=None if reference is None else reference(image, mask),
             clock=clock,
         )
         for name, mask in targets

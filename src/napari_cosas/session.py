@@ -3,7 +3,9 @@
 An :class:`AnnotationSession` holds a list of :class:`Patch` objects. Each patch moves through
 the states ``new`` (nothing computed) -> ``segmented`` (automatic mask) -> ``corrected`` (clicks
 or brush edits not yet exported) -> ``exported`` (written; any later change makes it
-``corrected`` again). Corrections stay in memory per patch when switching patches.
+``corrected`` again, undoing back to the exported state makes it ``exported``). Corrections stay
+in memory per patch when switching patches. A patch's mask, clicks and undo / redo history are
+its :class:`~napari_cosas.interaction.Interaction`, the engine ``evaluate`` and ``demo`` use too.
 
 Work that takes time is split in two so that a front end can run it in a worker thread:
 ``compute_*`` methods read state and call the models (safe off the GUI thread, one at a time);
@@ -20,7 +22,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -40,14 +41,33 @@ from .exports import (
     versioned_stem,
     write_export,
 )
-from .image_io import ImageFormatError, as_rgb_uint8, encode_image, image_sha256, list_images, load_image
-from .refine import PROB_THRESHOLD, ClickEffect, click_mask
+from .image_io import (
+    ImageFormatError,
+    as_rgb_uint8,
+    encode_image,
+    image_sha256,
+    list_images,
+    load_image,
+)
+from .interaction import (
+    FIRST_CLICK,
+    ClickOutsideError,
+    ClickRecord,
+    ClickStep,
+    FirstClick,
+    Interaction,
+    ModelCorrector,
+    StaleClickError,
+)
+from .refine import PROB_THRESHOLD, ClickEffect
 
 if TYPE_CHECKING:  # torch is imported only when a model is used (keeps the napari reader light)
     from .predictor import ClickPredictor
 
 __all__ = [
     "AnnotationSession",
+    "ClickOutsideError",
+    "ClickRecord",
     "ClickResult",
     "ExportResult",
     "ModelBundle",
@@ -152,51 +172,21 @@ class ModelBundle:
 # ----------------------------------------------------------------------------- patches
 
 
-@dataclass(frozen=True)
-class ClickRecord:
-    """A click as recorded in the sidecar: ``(row, col)``, label, wall time, model latency and
-    click effect (``"local"`` or ``"global"``, see ``refine.apply_click``)."""
-
-    row: int
-    col: int
-    positive: bool
-    timestamp: str
-    latency_s: float
-    effect: ClickEffect
-
-
-@dataclass(frozen=True)
-class _Snapshot:
-    """State before an undoable step (a click or a brush edit)."""
-
-    mask: np.ndarray | None
-    logits: np.ndarray | None
-    state: PatchState
-    is_click: bool
-
-
 @dataclass
 class Patch:
     """One image and its annotation state.
 
-    ``mask``: ``(H, W)`` bool current mask, ``None`` before segmenting or clicking.
-    ``auto_prob``: ``(H, W)`` float32 automatic probabilities. ``logits``: ``(1, 256, 256)``
-    low-res logits of the last click, the next click's mask prompt; ``None`` means the prompt is
-    derived from the mask (after segmenting, a brush edit, undo to the start or a model change).
+    ``auto_prob``: ``(H, W)`` float32 automatic probabilities, ``None`` before segmenting.
+    ``interaction``: the mask, clicks and history (``None`` before segmenting or clicking).
     """
 
     name: str
     path: Path | None = None
     image: np.ndarray | None = None
-    state: PatchState = "new"
     auto_prob: np.ndarray | None = None
-    mask: np.ndarray | None = None
-    logits: np.ndarray | None = None
-    clicker: Clicker = field(default_factory=Clicker)
-    clicks: list[ClickRecord] = field(default_factory=list)
-    history: list[_Snapshot] = field(default_factory=list)
-    brush_edited: bool = False
+    interaction: Interaction | None = None
     exports: list[ExportResult] = field(default_factory=list)
+    exported_state: int | None = None
     _sha256: str | None = None
 
     def load(self) -> np.ndarray:
@@ -224,6 +214,41 @@ class Patch:
         return None if self.auto_prob is None else self.auto_prob > PROB_THRESHOLD
 
     @property
+    def mask(self) -> np.ndarray | None:
+        """``(H, W)`` bool current mask, ``None`` before segmenting or clicking."""
+        return None if self.interaction is None else self.interaction.mask
+
+    @property
+    def logits(self) -> np.ndarray | None:
+        """``(1, 256, 256)`` low-res logits the last (global) click left as the next mask prompt."""
+        return None if self.interaction is None else self.interaction.logits
+
+    @property
+    def clicker(self) -> Clicker:
+        """The clicks so far (an empty ``Clicker`` before any)."""
+        return Clicker() if self.interaction is None else self.interaction.clicker
+
+    @property
+    def clicks(self) -> list[ClickRecord]:
+        """The clicks so far with their times and effects."""
+        return [] if self.interaction is None else self.interaction.records
+
+    @property
+    def brush_edited(self) -> bool:
+        return self.interaction is not None and self.interaction.edited
+
+    @property
+    def state(self) -> PatchState:
+        interaction = self.interaction
+        if interaction is None:
+            return "new"
+        if self.exported_state == interaction.state_id:
+            return "exported"
+        if interaction.untouched and np.array_equal(interaction.mask, interaction.start_mask):
+            return "new" if self.auto_prob is None else "segmented"
+        return "corrected"
+
+    @property
     def unsaved(self) -> bool:
         return self.state == "corrected"
 
@@ -231,30 +256,32 @@ class Patch:
         rows, cols = self.shape
         return 0 <= row < rows and 0 <= col < cols
 
-    def _push(self, is_click: bool) -> None:
-        mask = None if self.mask is None else self.mask.copy()
-        self.history.append(_Snapshot(mask, self.logits, self.state, is_click))
-
-    def _changed(self) -> None:
-        self.state = "corrected"
-
 
 @dataclass(frozen=True)
 class ClickResult:
-    """What a click computed: ``mask`` ``(H, W)`` bool; ``logits`` ``(1, 256, 256)`` float32, the
-    next click's mask prompt, or ``None`` when the next prompt is made from ``mask`` (local clicks)."""
+    """A computed click of ``patch`` (:meth:`AnnotationSession.compute_click`), not yet applied."""
 
     patch: Patch
-    click: Click
-    mask: np.ndarray
-    logits: np.ndarray | None
-    latency_s: float
-    timestamp: str
-    effect: ClickEffect
+    interaction: Interaction
+    step: ClickStep
 
+    @property
+    def click(self) -> Click:
+        return self.step.click
 
-class ClickOutsideError(ValueError):
-    """A click that does not lie on the image."""
+    @property
+    def mask(self) -> np.ndarray:
+        """``(H, W)`` bool mask after the click."""
+        return self.step.mask
+
+    @property
+    def logits(self) -> np.ndarray | None:
+        """``(1, 256, 256)`` float32 next mask prompt, or ``None`` when it is made from ``mask``."""
+        return self.step.logits
+
+    @property
+    def latency_s(self) -> float:
+        return self.step.record.latency_s
 
 
 class AnnotationSession:
@@ -263,11 +290,19 @@ class AnnotationSession:
     ``click_effect`` (``refine.apply_click``): ``"local"`` (default) changes only the region
     under each click once the mask has been clicked or brushed, so nothing annotated elsewhere
     is overwritten; ``"global"`` replaces the mask with the model's whole prediction.
+    ``first_click``: what the first local click on the automatic mask may change
+    (``interaction.ModelCorrector``).
     """
 
-    def __init__(self, models: ModelBundle | None = None, click_effect: ClickEffect = "local") -> None:
+    def __init__(
+        self,
+        models: ModelBundle | None = None,
+        click_effect: ClickEffect = "local",
+        first_click: FirstClick = FIRST_CLICK,
+    ) -> None:
         self.models = models if models is not None else ModelBundle()
         self.click_effect: ClickEffect = click_effect
+        self.first_click: FirstClick = first_click
         self.patches: list[Patch] = []
         self.index = -1
         self.total_clicks = 0
@@ -320,7 +355,8 @@ class AnnotationSession:
         self.models = models
         self._embedded = None
         for patch in self.patches:
-            patch.logits = None
+            if patch.interaction is not None:
+                patch.interaction.logits = None
 
     # -- automatic mask and embedding ---------------------------------------------------
 
@@ -338,7 +374,8 @@ class AnnotationSession:
                 f"automatic mask is {prob.shape} but patch {patch.name!r} is {patch.shape} (rows, cols)"
             )
         patch.auto_prob = prob
-        self.reset(patch)
+        patch.interaction = Interaction(patch.shape, auto_prob=prob)
+        patch.exported_state = None
 
     def prepare_embedding(self, patch: Patch) -> None:
         """Encode ``patch`` with the click model unless it is already set (worker thread)."""
@@ -359,25 +396,15 @@ class AnnotationSession:
         mask = np.asarray(mask) > 0
         if mask.shape != patch.shape:
             raise ImageFormatError(f"mask is {mask.shape} but patch {patch.name!r} is {patch.shape} (rows, cols)")
-        current = patch.mask if patch.mask is not None else np.zeros(patch.shape, dtype=bool)
-        if np.array_equal(mask, current):
-            return False
-        patch._push(is_click=False)
-        patch.mask = mask
-        patch.logits = None
-        patch.brush_edited = True
-        patch._changed()
-        return True
+        if patch.interaction is None:
+            if not mask.any():
+                return False
+            patch.interaction = Interaction(patch.shape)
+        return patch.interaction.edit(mask)
 
-    def _mask_prompt(self, patch: Patch, predictor: ClickPredictor) -> np.ndarray | None:
-        if patch.logits is not None:
-            return patch.logits
-        if patch.mask is None or not patch.mask.any():
-            return None
-        auto = patch.auto_mask
-        if auto is not None and np.array_equal(patch.mask, auto):
-            return predictor.set_initial_mask(patch.auto_prob)
-        return predictor.set_initial_mask(patch.mask)
+    def corrector(self) -> ModelCorrector:
+        """The click model with the session's click effect (its image must be set)."""
+        return ModelCorrector(self.models.predictor(), effect=self.click_effect, first_click=self.first_click)
 
     def compute_click(self, patch: Patch, row: float, col: float, positive: bool) -> ClickResult:
         """Run the click model for the patch's clicks plus this one (worker thread; no state change).
@@ -389,36 +416,23 @@ class AnnotationSession:
             raise ClickOutsideError(
                 f"click at (row {row:.0f}, col {col:.0f}) is outside the {patch.shape[0]}x{patch.shape[1]} image"
             )
-        click = Click(int(row), int(col), bool(positive))
         self.prepare_embedding(patch)
-        predictor = self.models.predictor()
-        timestamp = _now_iso()
-        start = time.perf_counter()
-        prompt = self._mask_prompt(patch, predictor)
-        points = np.vstack([patch.clicker.points_rc(), [[click.row, click.col]]])
-        labels = np.append(patch.clicker.labels(), int(click.is_positive))
-        previous = patch.mask if patch.mask is not None else np.zeros(patch.shape, dtype=bool)
-        mask, low_res = click_mask(
-            predictor, previous, points, labels, prompt,
-            effect=self.click_effect,
-            start_from_prediction=len(patch.clicker) == 0 and not patch.brush_edited,
-        )
-        next_prompt = low_res if self.click_effect == "global" else None
-        latency = time.perf_counter() - start
-        return ClickResult(patch, click, mask, next_prompt, latency, timestamp, self.click_effect)
+        interaction = patch.interaction if patch.interaction is not None else Interaction(patch.shape)
+        step = interaction.compute(self.corrector(), Click(int(row), int(col), bool(positive)))
+        return ClickResult(patch, interaction, step)
 
     def apply_click(self, result: ClickResult) -> None:
-        """Record a computed click and its mask (undoable)."""
+        """Record a computed click and its mask (undoable).
+
+        Raises:
+            StaleClickError: the patch was segmented again or changed since the click was computed.
+        """
         patch = result.patch
-        patch._push(is_click=True)
-        patch.clicker.add(result.click)
-        patch.clicks.append(
-            ClickRecord(result.click.row, result.click.col, result.click.is_positive,
-                        result.timestamp, result.latency_s, result.effect)
-        )
-        patch.mask = result.mask
-        patch.logits = result.logits
-        patch._changed()
+        if patch.interaction is None:
+            patch.interaction = result.interaction
+        elif patch.interaction is not result.interaction:
+            raise StaleClickError(f"{patch.name} was segmented again while the click was computed; click again")
+        patch.interaction.apply(result.step)
         self.total_clicks += 1
         self.total_click_seconds += result.latency_s
 
@@ -429,25 +443,17 @@ class AnnotationSession:
         return result
 
     def undo(self, patch: Patch) -> bool:
-        """Undo the last click or brush edit; ``False`` when there is nothing to undo."""
-        if not patch.history:
-            return False
-        snap = patch.history.pop()
-        if snap.is_click:
-            patch.clicker.undo()
-            patch.clicks.pop()
-        patch.mask, patch.logits, patch.state = snap.mask, snap.logits, snap.state
-        return True
+        """Undo the last click, brush edit or reset; ``False`` when there is nothing to undo."""
+        return patch.interaction is not None and patch.interaction.undo()
 
-    def reset(self, patch: Patch) -> None:
-        """Back to the automatic mask (or no mask before segmenting): clicks and edits dropped."""
-        patch.mask = patch.auto_mask
-        patch.logits = None
-        patch.clicker.reset()
-        patch.clicks.clear()
-        patch.history.clear()
-        patch.brush_edited = False
-        patch.state = "new" if patch.auto_prob is None else "segmented"
+    def redo(self, patch: Patch) -> bool:
+        """Redo the last undone change; ``False`` when there is none."""
+        return patch.interaction is not None and patch.interaction.redo()
+
+    def reset(self, patch: Patch) -> bool:
+        """Back to the automatic mask (or an empty one before segmenting), clicks and edits
+        dropped; undoable. ``False`` when there was nothing to drop."""
+        return patch.interaction is not None and patch.interaction.reset()
 
     # -- statistics -----------------------------------------------------------------------
 
@@ -478,7 +484,7 @@ class AnnotationSession:
         for earlier in reversed(patch.exports):
             if (earlier.content_sha256 == content and earlier.sidecar.parent.parent.resolve() == out.resolve()
                     and export_problem(earlier.sidecar) is None):
-                patch.state = "exported"
+                patch.exported_state = patch.interaction.state_id if patch.interaction is not None else None
                 return earlier
         result = write_export(
             out, patch.name, mask=mask_bytes, suffix=suffix,
@@ -486,7 +492,7 @@ class AnnotationSession:
             sidecar=self._sidecar(patch), content_sha256=content,
         )
         patch.exports.append(result)
-        patch.state = "exported"
+        patch.exported_state = patch.interaction.state_id if patch.interaction is not None else None
         return result
 
     def _content_sha256(self, patch: Patch, mask_bytes: bytes) -> str:

@@ -1,0 +1,423 @@
+"""The interaction engine: one object's mask, clicks, next mask prompt, click effect and undo / redo.
+
+Every front end drives clicks through an :class:`Interaction`: the widget's session (one per
+patch), ``evaluate`` and ``demo`` (one per simulated object). So the mask prompt a click is given,
+the rule for the first click, the clicks the model is shown and what a click may change are the
+same in the product and in the numbers published about it.
+
+A click goes through a :class:`Corrector`, which turns the state before the click
+(:class:`ClickContext`) into the mask after it:
+
+- :class:`ModelCorrector`: the click model (``refine.click_mask``: ``local`` or ``global`` effect);
+- ``references.OracleCorrector`` and ``references.WandCorrector``: the reference rows of the
+  quality benchmark (a perfect local corrector, and a colour wand with no model).
+
+Work is split for front ends with a worker thread: :meth:`Interaction.compute` reads the state
+and calls the corrector (no state change); :meth:`Interaction.apply` records the result. Each
+change (click, brush edit, reset) is undoable and redoable; the history stores only the bounding
+box of the pixels a change flipped (bit-packed), so a long session on a large patch stays small,
+and it keeps at most ``MAX_UNDO`` changes.
+
+Coordinates are ``(row, col)``; masks are ``(H, W)`` bool; probabilities ``(H, W)`` float32;
+low-res logits ``(1, 256, 256)`` float32.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Literal, Protocol
+
+import numpy as np
+
+from .clicks import Click, Clicker
+from .refine import CLICK_MEMORY, LOCAL_WINDOW, PROB_THRESHOLD, ClickEffect, ClickLogits, click_mask
+
+__all__ = [
+    "MAX_UNDO",
+    "ClickContext",
+    "ClickOutsideError",
+    "ClickRecord",
+    "ClickStep",
+    "Corrector",
+    "FIRST_CLICK",
+    "FirstClick",
+    "Interaction",
+    "ModelCorrector",
+    "StaleClickError",
+]
+
+#: Changes kept for undo per object; older ones can no longer be undone (their clicks are kept).
+MAX_UNDO = 200
+
+FirstClick = Literal["global", "local"]
+#: What the first local click on an unedited mask may change (``ModelCorrector.first_click``).
+FIRST_CLICK: FirstClick = "global"
+
+
+class ClickOutsideError(ValueError):
+    """A click that does not lie on the image."""
+
+
+class StaleClickError(RuntimeError):
+    """A computed click applied after the mask changed under it."""
+
+
+@dataclass(frozen=True)
+class ClickContext:
+    """What a corrector sees of the state before a click.
+
+    Attributes:
+        previous: ``(H, W)`` bool mask before the click.
+        clicks: every click so far, the new one last.
+        logits: ``(1, 256, 256)`` low-res logits the previous click left as the next mask prompt
+            (a global click), else ``None``.
+        auto_prob: ``(H, W)`` float32 automatic probabilities the object started from, or ``None``.
+        untouched: no click or edit changed the starting mask yet.
+        first: the new click is the first on a mask nobody edited.
+    """
+
+    previous: np.ndarray
+    clicks: tuple[Click, ...]
+    logits: np.ndarray | None
+    auto_prob: np.ndarray | None
+    untouched: bool
+    first: bool
+
+    @property
+    def click(self) -> Click:
+        return self.clicks[-1]
+
+    def points_rc(self) -> np.ndarray:
+        """``(N, 2)`` float64 ``(row, col)`` of the clicks."""
+        return np.array([(c.row, c.col) for c in self.clicks], dtype=np.float64).reshape(-1, 2)
+
+    def labels(self) -> np.ndarray:
+        """``(N,)`` int64 labels of the clicks, 1 positive, 0 negative."""
+        return np.array([int(c.is_positive) for c in self.clicks], dtype=np.int64)
+
+
+class Corrector(Protocol):
+    """How a click changes the mask. ``effect`` names it in click records (``"local"``, ...)."""
+
+    effect: str
+
+    def correct(self, context: ClickContext) -> tuple[np.ndarray, np.ndarray | None]:
+        """The ``(H, W)`` bool mask after ``context.click`` and the low-res logits for the next
+        click's mask prompt (``None``: the next prompt is made from the mask)."""
+
+
+class PromptModel(ClickLogits, Protocol):
+    """A click model that also turns a mask into a mask prompt (``predictor.ClickPredictor``)."""
+
+    def set_initial_mask(self, prob: np.ndarray) -> np.ndarray:
+        """``(H, W)`` probabilities or bool mask -> ``(1, 256, 256)`` float32 prompt logits."""
+
+
+@dataclass
+class ModelCorrector:
+    """A click through the click model (``refine.click_mask``).
+
+    The next mask prompt is, in order: the previous click's low-res logits (global clicks); none
+    for an empty mask; the automatic probabilities while the starting mask is untouched; the
+    mask itself.
+
+    Args:
+        model: the click predictor, its image set.
+        effect: ``"local"`` or ``"global"`` (``refine.apply_click``).
+        window: side of a local click's window, a fraction of the longer image side.
+        memory: how many of the latest clicks the model is shown (``None``: all).
+        first_click: for ``"local"``, what the first click on an unedited mask may change:
+            ``"global"`` takes the model's whole prediction, ``"local"`` only the region under it.
+    """
+
+    model: PromptModel
+    effect: ClickEffect = "local"
+    window: float = LOCAL_WINDOW
+    memory: int | None = CLICK_MEMORY
+    first_click: FirstClick = FIRST_CLICK
+
+    def prompt(self, context: ClickContext) -> np.ndarray | None:
+        """The ``(1, 256, 256)`` mask prompt of ``context``'s click (see the class docstring)."""
+        if context.logits is not None:
+            return context.logits
+        if not context.previous.any():
+            return None
+        if context.untouched and context.auto_prob is not None:
+            return self.model.set_initial_mask(context.auto_prob)
+        return self.model.set_initial_mask(context.previous)
+
+    def correct(self, context: ClickContext) -> tuple[np.ndarray, np.ndarray | None]:
+        mask, low_res = click_mask(
+            self.model, context.previous, context.points_rc(), context.labels(), self.prompt(context),
+            effect=self.effect, start_from_prediction=context.first and self.first_click == "global",
+            window=self.window, memory=self.memory,
+        )
+        return mask, low_res if self.effect == "global" else None
+
+
+@dataclass(frozen=True)
+class ClickRecord:
+    """A click as recorded (sidecars, statistics): ``(row, col)``, label, wall time (ISO 8601,
+    UTC), seconds the corrector took, and its effect."""
+
+    row: int
+    col: int
+    positive: bool
+    timestamp: str
+    latency_s: float
+    effect: str
+
+
+@dataclass(frozen=True)
+class ClickStep:
+    """A computed click, not yet applied: the record, the ``(H, W)`` bool mask after it, the next
+    prompt's low-res logits (or ``None``) and the state it was computed on."""
+
+    click: Click
+    record: ClickRecord
+    mask: np.ndarray
+    logits: np.ndarray | None
+    base: int
+
+
+@dataclass(frozen=True)
+class _MaskDiff:
+    """The pixels a change flipped: their bounding box and the bit-packed XOR inside it."""
+
+    rows: slice
+    cols: slice
+    shape: tuple[int, int]
+    bits: np.ndarray
+
+    @classmethod
+    def between(cls, before: np.ndarray, after: np.ndarray) -> _MaskDiff | None:
+        flipped = before != after
+        rows, cols = np.flatnonzero(flipped.any(axis=1)), np.flatnonzero(flipped.any(axis=0))
+        if rows.size == 0:
+            return None
+        box = (slice(int(rows[0]), int(rows[-1]) + 1), slice(int(cols[0]), int(cols[-1]) + 1))
+        inside = flipped[box]
+        return cls(box[0], box[1], inside.shape, np.packbits(inside))
+
+    def flip(self, mask: np.ndarray) -> np.ndarray:
+        """A copy of ``mask`` with the recorded pixels flipped (undoes and redoes the change)."""
+        out = mask.copy()
+        n = self.shape[0] * self.shape[1]
+        out[self.rows, self.cols] ^= np.unpackbits(self.bits, count=n).reshape(self.shape).astype(bool)
+        return out
+
+
+@dataclass(frozen=True)
+class _Change:
+    """One undoable change. ``records`` / ``clicks``: the click added (``"click"``) or the clicks
+    cleared (``"reset"``). ``logits``: the next prompt after the change. ``edited``: whether the
+    mask had been edited by hand before and after it."""
+
+    kind: Literal["click", "edit", "reset"]
+    diff: _MaskDiff | None
+    logits: np.ndarray | None
+    edited: tuple[bool, bool]
+    clicks: tuple[Click, ...]
+    records: tuple[ClickRecord, ...]
+    id: int
+
+
+def _now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+class Interaction:
+    """One object being annotated: its mask, clicks and history.
+
+    Args:
+        shape: ``(H, W)`` of the image.
+        auto_prob: ``(H, W)`` float32 automatic probabilities to start from (mask
+            ``auto_prob > 0.49``), or ``None`` to start from ``mask``.
+        mask: ``(H, W)`` starting mask when there is no ``auto_prob`` (default: empty).
+    """
+
+    def __init__(
+        self, shape: tuple[int, int], *, auto_prob: np.ndarray | None = None, mask: np.ndarray | None = None
+    ) -> None:
+        self.shape = (int(shape[0]), int(shape[1]))
+        if auto_prob is not None:
+            auto_prob = np.asarray(auto_prob, dtype=np.float32)
+            if auto_prob.shape != self.shape:
+                raise ValueError(f"automatic probabilities are {auto_prob.shape}, the image is {self.shape} (rows, cols)")
+            start = auto_prob > PROB_THRESHOLD
+        elif mask is not None:
+            start = np.asarray(mask) > 0
+            if start.shape != self.shape:
+                raise ValueError(f"starting mask is {start.shape}, the image is {self.shape} (rows, cols)")
+        else:
+            start = np.zeros(self.shape, dtype=bool)
+        self.auto_prob = auto_prob
+        self.start_mask = start
+        self._mask = start.copy()
+        self.clicker = Clicker()
+        self.records: list[ClickRecord] = []
+        self.logits: np.ndarray | None = None
+        self.edited = False
+        self._undo: list[_Change] = []
+        self._redo: list[_Change] = []
+        self._next_id = 1
+        self._base_id = 0  # the state before the oldest change still undoable
+
+    # -- state ------------------------------------------------------------------------------
+
+    @property
+    def mask(self) -> np.ndarray:
+        """The current ``(H, W)`` bool mask (do not modify it in place; use :meth:`edit`)."""
+        return self._mask
+
+    @property
+    def state_id(self) -> int:
+        """Identifies the current state: equal ids, equal mask and clicks (0: the start)."""
+        return self._undo[-1].id if self._undo else self._base_id
+
+    @property
+    def untouched(self) -> bool:
+        """No click and no edit since the start (or the last reset)."""
+        return not self.clicker.clicks and not self.edited
+
+    @property
+    def can_undo(self) -> bool:
+        return bool(self._undo)
+
+    @property
+    def can_redo(self) -> bool:
+        return bool(self._redo)
+
+    def contains(self, row: float, col: float) -> bool:
+        return 0 <= row < self.shape[0] and 0 <= col < self.shape[1]
+
+    def context(self, click: Click) -> ClickContext:
+        """The state before ``click``, as a corrector sees it."""
+        return ClickContext(
+            previous=self._mask, clicks=(*self.clicker.clicks, click), logits=self.logits,
+            auto_prob=self.auto_prob, untouched=self.untouched, first=self.untouched,
+        )
+
+    # -- clicks ------------------------------------------------------------------------------
+
+    def compute(
+        self, corrector: Corrector, click: Click, clock: Callable[[], float] = time.perf_counter
+    ) -> ClickStep:
+        """The click's result, without changing the state (safe in a worker thread).
+
+        Raises:
+            ClickOutsideError: the click is not on the image.
+        """
+        if not self.contains(click.row, click.col):
+            raise ClickOutsideError(
+                f"click at (row {click.row}, col {click.col}) is outside the {self.shape[0]}x{self.shape[1]} image"
+            )
+        base = self.state_id
+        timestamp = _now_iso()
+        start = clock()
+        mask, logits = corrector.correct(self.context(click))
+        latency = clock() - start
+        record = ClickRecord(click.row, click.col, click.is_positive, timestamp, latency, corrector.effect)
+        return ClickStep(click, record, np.asarray(mask, dtype=bool), logits, base)
+
+    def apply(self, step: ClickStep) -> None:
+        """Record a computed click (undoable).
+
+        Raises:
+            StaleClickError: the state changed since ``step`` was computed.
+        """
+        if step.base != self.state_id:
+            raise StaleClickError("the mask changed while the click was computed; click again")
+        self.clicker.add(step.click)
+        self.records.append(step.record)
+        self._commit("click", step.mask, step.logits, self.edited, (step.click,), (step.record,))
+
+    def click(self, corrector: Corrector, click: Click) -> ClickStep:
+        """:meth:`compute` then :meth:`apply`."""
+        step = self.compute(corrector, click)
+        self.apply(step)
+        return step
+
+    # -- edits, reset, undo, redo ---------------------------------------------------------------
+
+    def edit(self, mask: np.ndarray) -> bool:
+        """Take a mask edited by hand (a brush); returns whether it changed anything."""
+        mask = np.asarray(mask) > 0
+        if mask.shape != self.shape:
+            raise ValueError(f"edited mask is {mask.shape}, the image is {self.shape} (rows, cols)")
+        if np.array_equal(mask, self._mask):
+            return False
+        self._commit("edit", mask, None, True, (), ())
+        return True
+
+    def reset(self) -> bool:
+        """Back to the starting mask with no clicks (undoable); ``False`` when already there."""
+        if self.untouched and np.array_equal(self._mask, self.start_mask):
+            return False
+        clicks, records = self.clicker.clicks, tuple(self.records)
+        self.clicker.reset()
+        self.records.clear()
+        self._commit("reset", self.start_mask.copy(), None, False, clicks, records)
+        return True
+
+    def undo(self) -> bool:
+        """Undo the last click, edit or reset; ``False`` when there is nothing to undo."""
+        if not self._undo:
+            return False
+        change = self._undo.pop()
+        self._flip(change)
+        self.edited = change.edited[0]
+        self.logits = self._undo[-1].logits if self._undo else None
+        if change.kind == "click":
+            self.clicker.undo()
+            self.records.pop()
+        elif change.kind == "reset":
+            for click in change.clicks:
+                self.clicker.add(click)
+            self.records.extend(change.records)
+        self._redo.append(change)
+        return True
+
+    def redo(self) -> bool:
+        """Redo the last undone change; ``False`` when there is none."""
+        if not self._redo:
+            return False
+        change = self._redo.pop()
+        self._flip(change)
+        self.edited = change.edited[1]
+        self.logits = change.logits
+        if change.kind == "click":
+            self.clicker.add(change.clicks[0])
+            self.records.append(change.records[0])
+        elif change.kind == "reset":
+            self.clicker.reset()
+            self.records.clear()
+        self._undo.append(change)
+        return True
+
+    def _flip(self, change: _Change) -> None:
+        if change.diff is not None:
+            self._mask = change.diff.flip(self._mask)
+
+    def _commit(
+        self,
+        kind: Literal["click", "edit", "reset"],
+        mask: np.ndarray,
+        logits: np.ndarray | None,
+        edited: bool,
+        clicks: tuple[Click, ...],
+        records: tuple[ClickRecord, ...],
+    ) -> None:
+        change = _Change(kind, _MaskDiff.between(self._mask, mask), logits, (self.edited, edited),
+                         clicks, records, self._next_id)
+        self._next_id += 1
+        self._mask = mask
+        self.logits = logits
+        self.edited = edited
+        self._undo.append(change)
+        if len(self._undo) > MAX_UNDO:
+            self._base_id = self._undo.pop(0).id
+        self._redo.clear()
