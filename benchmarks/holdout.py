@@ -33,7 +33,7 @@ def parse_folders(description: str) -> argparse.Namespace:
 def evaluate_settings(args: argparse.Namespace, settings: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per (data set, setting): the setting's ``evaluate_folder`` keywords, NoC@80/85/90,
     NoF@90, decoder SPC and the mean IoU after clicks 1, 5 and 20."""
-    torch.set_num_threads(os.cpu_count() or 1)
+    torch.set_num_threads(int(os.environ.get("THREADS", os.cpu_count() or 1)))
     segmenter = load_segmenter("cosas-default-segmenter", device="cpu")
     predictor = ClickPredictor.from_registry("cosas-default-click", device="cpu")
     rows = []

@@ -19,8 +19,8 @@ import numpy as np
 from skimage.segmentation import find_boundaries
 
 from . import metrics
-from .clicks import next_click
 from .batch import BAD_FILE_ERRORS, skipped_entry
+from .clicks import next_click
 from .files import atomic_write
 from .image_io import encode_image, load_mask
 from .session import AnnotationSession, ModelBundle

@@ -22,6 +22,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -471,7 +472,7 @@ def train_click_model(
                 "rng": rng.bit_generator.state,
                 "torch_rng": torch.get_rng_state(),
             }
-            atomic_write(last, lambda fh: torch.save(checkpoint, fh))
+            atomic_write(last, partial(torch.save, checkpoint))
     model.eval()
     return {
         "trainable_parameters": sum(p.numel() for p in params),

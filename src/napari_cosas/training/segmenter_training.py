@@ -12,6 +12,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -24,8 +25,8 @@ from ..devices import resolve_device
 from ..files import atomic_write
 from ..image_io import load_image, load_mask, pair_images_and_masks
 from ..models.segmenter import ReinSegmenter, SegmenterConfig, build_segmenter
-from ..registry import load_backbone_state
 from ..refine import PROB_THRESHOLD
+from ..registry import load_backbone_state
 from .augment import random_crop, random_dihedral, stain_jitter
 from .common import load_resume_checkpoint, segmentation_loss, warmup_cosine
 
@@ -235,7 +236,7 @@ def train_segmenter(
                 "torch_rng": torch.get_rng_state(),
                 "history": history,
             }
-            atomic_write(last, lambda fh: torch.save(checkpoint, fh))
+            atomic_write(last, partial(torch.save, checkpoint))
     if not val:
         model.save(out_dir / "segmenter.pt")
     return {
