@@ -1,14 +1,22 @@
-"""The dock widget in a real viewer (run under xvfb-run), with tiny random models."""
+"""The dock widget in a real, shown viewer (run under xvfb-run), with tiny random models.
+
+Every click and key is a real Qt event on the canvas or on the widget (QTest), so that what is
+tested is what vispy and napari hand the widget.
+"""
 
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
+from qtpy.QtCore import QEvent, QPoint, QPointF, Qt
+from qtpy.QtGui import QMouseEvent
+from qtpy.QtTest import QTest
+from qtpy.QtWidgets import QApplication, QMessageBox
 
 from napari_cosas._sample_data import sample_path
 from napari_cosas.image_io import load_mask
@@ -19,19 +27,29 @@ from napari_cosas.session import ModelBundle
 
 pytestmark = pytest.mark.gui
 TIMEOUT_MS = 120_000
+LEFT, RIGHT = Qt.MouseButton.LeftButton, Qt.MouseButton.RightButton
+NO_MOD = Qt.KeyboardModifier.NoModifier
+CTRL, ALT, SHIFT = (
+    Qt.KeyboardModifier.ControlModifier, Qt.KeyboardModifier.AltModifier, Qt.KeyboardModifier.ShiftModifier
+)
+
+
+def tiny_models() -> ModelBundle:
+    torch.manual_seed(0)
+    segmenter = build_segmenter(SegmenterConfig(backbone="test_convnext", crop=128, stride=85)).eval()
+    predictor = ClickPredictor(build_tiny_sam(decoder="enhanced"), "tiny", device="cpu")
+    return ModelBundle(segmenter=segmenter, predictor=predictor, segmenter_id="tiny-seg")
 
 
 @pytest.fixture
 def widget(make_napari_viewer, qtbot):
     from napari_cosas._widget import CosasWidget
 
-    torch.manual_seed(0)
-    segmenter = build_segmenter(SegmenterConfig(backbone="test_convnext", crop=128, stride=85)).eval()
-    predictor = ClickPredictor(build_tiny_sam(decoder="enhanced"), "tiny", device="cpu")
-    viewer = make_napari_viewer()
-    w = CosasWidget(viewer, models=ModelBundle(segmenter=segmenter, predictor=predictor, segmenter_id="tiny-seg"))
+    viewer = make_napari_viewer(show=True)
+    w = CosasWidget(viewer, models=tiny_models())
     viewer.window.add_dock_widget(w)
     w.auto_segment_box.setChecked(False)  # the tests below drive segmentation themselves
+    qtbot.waitExposed(viewer.window._qt_window)
     return w
 
 
@@ -39,19 +57,64 @@ def _wait(qtbot, w) -> None:
     qtbot.waitUntil(lambda: not w.busy, timeout=TIMEOUT_MS)
 
 
-def _mouse_click(w, row: float, col: float, button: int = 1, modifiers: tuple[str, ...] = ()) -> None:
-    """Drive the viewer's mouse callback with a press and a release at world ``(row, col)``."""
-    event = SimpleNamespace(type="mouse_press", position=(row, col), button=button, modifiers=modifiers)
-    callback = w.on_mouse_drag(w.viewer, event)
-    next(callback)
-    event.type = "mouse_release"
-    with pytest.raises(StopIteration):
-        next(callback)
+def _canvas(w):
+    return w.viewer.window._qt_viewer.canvas
+
+
+def _screen_point(w, row: float, col: float) -> QPoint:
+    """The canvas pixel showing world ``(row, col)`` (vispy's transform takes ``(x, y)``)."""
+    view = _canvas(w).view
+    x, y = (view.transform * view.scene.transform).map([col, row])[:2]
+    return QPoint(round(x), round(y))
+
+
+def click(w, row: float, col: float, button=LEFT, modifiers=NO_MOD, move: tuple[int, int] = (0, 0)) -> None:
+    """Press, optionally move by ``move`` screen pixels with the button held, and release on the
+    canvas over image pixel ``(row, col)``."""
+    native = _canvas(w).native
+    start = _screen_point(w, row, col)
+    QTest.mousePress(native, button, modifiers, start)
+    end = start + QPoint(*move)
+    if move != (0, 0):
+        for step in (0.5, 1.0):
+            at = QPointF(start) + (QPointF(end) - QPointF(start)) * step
+            QApplication.sendEvent(
+                native, QMouseEvent(QEvent.Type.MouseMove, at, native.mapToGlobal(at), Qt.MouseButton.NoButton,
+                                    button, modifiers)
+            )
+    QTest.mouseRelease(native, button, modifiers, end)
+
+
+def key(widget, k: Qt.Key, modifiers=NO_MOD) -> None:
+    QTest.keyClick(widget, k, modifiers)
 
 
 def _segment(qtbot, w) -> None:
     w.segment()
     qtbot.waitUntil(lambda: not w.busy and w.message_label.text() == "Ready for clicks.", timeout=TIMEOUT_MS)
+
+
+def _answer(monkeypatch, button: QMessageBox.StandardButton) -> list[str]:
+    """Make ``QMessageBox.question`` answer ``button``; returns the questions asked."""
+    asked: list[str] = []
+
+    def question(_parent, _title, text, *_args, **_kwargs):
+        asked.append(text)
+        return button
+
+    monkeypatch.setattr(QMessageBox, "question", question)
+    return asked
+
+
+def test_click_label_reads_vispy_modifiers() -> None:
+    from vispy.util import keys
+
+    from napari_cosas._widget import click_label
+
+    assert click_label(1, ()) is True and click_label(2, ()) is False
+    assert click_label(1, (keys.CONTROL,)) is False and click_label(1, (keys.META,)) is False
+    assert click_label(1, (keys.ALT,)) is None and click_label(1, (keys.SHIFT,)) is None
+    assert click_label(3, ()) is None and click_label(2, (keys.CONTROL,)) is None
 
 
 def test_segment_click_undo_export(widget, qtbot, tmp_path: Path) -> None:
@@ -60,6 +123,7 @@ def test_segment_click_undo_export(widget, qtbot, tmp_path: Path) -> None:
     patch = w.session.current
     assert w.session.index == 0 and w.mask_layer is not None
     assert w.patch_list.count() == 2 and "[new]" in w.patch_list.item(0).text()
+    assert w.output_dir() == sample_path(0).parent / "cosas_export"  # a default export folder
 
     _segment(qtbot, w)
     assert w.progress_bar.value() == w.progress_bar.maximum() > 0
@@ -70,35 +134,49 @@ def test_segment_click_undo_export(widget, qtbot, tmp_path: Path) -> None:
     w.effect_combo.setCurrentText("global")
     assert w.session.click_effect == "global"
     w.effect_combo.setCurrentText("local")
-    _mouse_click(w, 50, 60)  # left: positive
+    click(w, 50, 60)  # left: positive
     _wait(qtbot, w)
     assert patch.mask[50, 60]  # a local click always takes its own pixel
-    _mouse_click(w, 100, 120, button=2)  # right: negative
+    click(w, 100, 120, RIGHT)  # right: negative
     _wait(qtbot, w)
-    _mouse_click(w, 150, 30, modifiers=("Control",))  # Ctrl + left: negative
+    click(w, 150, 30, LEFT, CTRL)  # Ctrl + left (Cmd on macOS): negative
     _wait(qtbot, w)
+    click(w, 160, 40, LEFT, ALT)  # Alt + left: napari's, not a click
+    click(w, 170, 50, LEFT, SHIFT)  # Shift + left: napari's, not a click
+    assert not w.busy
+    click(w, 40, 100, LEFT, NO_MOD, move=(3, -2))  # a few pixels of hand jitter: still a click
+    _wait(qtbot, w)
+    center = tuple(w.viewer.camera.center)
+    click(w, 100, 100, LEFT, NO_MOD, move=(60, 40))  # a drag: pans, no click
+    qtbot.waitUntil(lambda: tuple(w.viewer.camera.center) != center, timeout=5_000)
+    assert not w.busy
     assert [(c.row, c.col, c.positive) for c in patch.clicks] == [
-        (50, 60, True), (100, 120, False), (150, 30, False)
+        (50, 60, True), (100, 120, False), (150, 30, False), (40, 100, True)
     ]
-    assert len(w.clicks_layer.data) == 3
-    assert "Clicks on this patch: 3" in w.stats_label.text() and "ms" in w.stats_label.text()
+    assert len(w.clicks_layer.data) == 4
+    assert "Clicks on this patch: 4" in w.stats_label.text() and "ms" in w.stats_label.text()
     assert np.array_equal(w.mask_layer.data > 0, patch.mask)
 
     w.undo()
-    assert len(patch.clicks) == 2 and len(w.clicks_layer.data) == 2
+    assert len(patch.clicks) == 3 and len(w.clicks_layer.data) == 3
     assert np.array_equal(w.mask_layer.data > 0, patch.mask)
 
-    _mouse_click(w, -5, 10)  # outside: ignored with a message
-    assert "outside" in w.message_label.text() and not w.busy and len(patch.clicks) == 2
+    w.viewer.reset_view()
+    click(w, -5, 10)  # outside: ignored with a message
+    assert "outside" in w.message_label.text() and not w.busy and len(patch.clicks) == 3
 
     w.mask_layer.data[:8, :8] = 1  # a brush edit, picked up at export
     out = tmp_path / "out"
     w.out_edit.setText(str(out))
     assert w.export()
+    assert w.busy  # the export runs in a worker
+    _wait(qtbot, w)
     mask_file = out / "masks" / f"{patch.name}.png"
     assert np.array_equal(load_mask(mask_file) > 0, w.mask_layer.data > 0)
     sidecar = json.loads((out / "sidecars" / f"{patch.name}.json").read_text())
-    assert [(c["row"], c["col"], c["positive"]) for c in sidecar["clicks"]] == [(50, 60, True), (100, 120, False)]
+    assert [(c["row"], c["col"], c["positive"]) for c in sidecar["clicks"]] == [
+        (50, 60, True), (100, 120, False), (150, 30, False)
+    ]
     assert sidecar["brush_edited"] and sidecar["models"] == {"segmenter": "tiny-seg", "click": "tiny"}
     geojson = json.loads((out / "geojson" / f"{patch.name}.geojson").read_text())
     geometry = geojson["features"][0]["geometry"]
@@ -109,20 +187,28 @@ def test_segment_click_undo_export(widget, qtbot, tmp_path: Path) -> None:
     assert xy[:, 1].min() == rows.min() and xy[:, 1].max() == rows.max() + 1  # y = row
     assert "[exported]" in w.patch_list.item(0).text()
 
-    assert w.export()
-    assert (out / "masks" / f"{patch.name}_v2.png").is_file()
-    assert (out / "sidecars" / f"{patch.name}_v2.json").is_file()
-
     w.accept_and_next()
-    assert w.session.index == 1 and (out / "masks" / f"{patch.name}_v3.png").is_file()
+    _wait(qtbot, w)
+    assert w.session.index == 1
 
 
-def test_switching_keeps_corrections_and_reset(widget, qtbot) -> None:
+def test_export_folder_expands_home(widget, qtbot, tmp_path: Path, monkeypatch) -> None:
+    w = widget
+    monkeypatch.setenv("HOME", str(tmp_path))
+    w.add_paths([sample_path(0)])
+    _segment(qtbot, w)
+    w.out_edit.setText("~/exports")
+    assert w.export()
+    _wait(qtbot, w)
+    assert (tmp_path / "exports" / "masks" / f"{w.session.current.name}.png").is_file()
+
+
+def test_switching_keeps_corrections_and_reset_asks(widget, qtbot, monkeypatch) -> None:
     w = widget
     w.add_paths([sample_path(0), sample_path(1)])
     first = w.session.current
     _segment(qtbot, w)
-    _mouse_click(w, 20, 20)
+    click(w, 20, 20)
     _wait(qtbot, w)
     corrected = first.mask.copy()
     w.next_patch()
@@ -130,42 +216,114 @@ def test_switching_keeps_corrections_and_reset(widget, qtbot) -> None:
     w.previous_patch()
     assert w.session.current is first and "[corrected]" in w.patch_list.item(0).text()
     assert np.array_equal(w.mask_layer.data > 0, corrected) and len(w.clicks_layer.data) == 1
+
+    asked = _answer(monkeypatch, QMessageBox.StandardButton.No)
+    w.reset()
+    w.segment()
+    assert len(asked) == 2 and not w.busy  # both asked; "No" keeps the click
+    assert len(first.clicks) == 1 and np.array_equal(w.mask_layer.data > 0, corrected)
+    _answer(monkeypatch, QMessageBox.StandardButton.Yes)
     w.reset()
     assert np.array_equal(w.mask_layer.data > 0, first.auto_mask) and not first.clicks
 
 
-def test_viewer_images_and_sidecar_reader(widget, qtbot, tmp_path: Path) -> None:
+def test_viewer_images_are_not_duplicated_and_sidecar_reader(widget, qtbot, tmp_path: Path) -> None:
+    from napari_cosas._sample_data import sample_1
+
     w = widget
-    rng = np.random.default_rng(1)
-    w.viewer.add_image(rng.integers(0, 256, (64, 80, 3), dtype=np.uint8), name="layer patch", rgb=True)
+    for data, meta, kind in sample_1():
+        getattr(w.viewer, f"add_{kind}")(data, **meta)
+    image_layer = w.viewer.layers[0]
     w.add_viewer_images()
-    assert w.session.current.name == "layer patch"
+    images = [layer for layer in w.viewer.layers if layer.__class__.__name__ == "Image"]
+    assert images == [image_layer] and image_layer.visible  # shown in its own layer
+    assert [layer.name for layer in w.viewer.layers][-2:] == ["tumour mask", "clicks"]
+    w.add_viewer_images()  # again: nothing new
+    assert len(w.session.patches) == 1
     _segment(qtbot, w)
-    _mouse_click(w, 10, 70)
+    click(w, 10, 70)
     _wait(qtbot, w)
     w.out_edit.setText(str(tmp_path))
     assert w.export()
-    layers = w.viewer.open(str(tmp_path / "sidecars" / "layer patch.json"), plugin="napari-cosas")
+    _wait(qtbot, w)
+    layers = w.viewer.open(str(tmp_path / "sidecars" / f"{image_layer.name}.json"), plugin="napari-cosas")
     kinds = {layer.__class__.__name__: layer for layer in layers}
     assert set(kinds) == {"Labels", "Points"}  # no image file behind a viewer layer
     assert np.array_equal(kinds["Labels"].data > 0, w.session.current.mask)
     assert np.array_equal(kinds["Points"].data, [[10, 70]])
 
 
-def test_busy_ignores_clicks_and_open_errors_do_not_crash(widget, qtbot, tmp_path: Path) -> None:
+def test_clicks_while_busy_are_queued_in_order(widget, qtbot) -> None:
+    """Clicks made while the automatic mask is computed are shown at once and applied after it,
+    in order; undo first drops the last queued click."""
     w = widget
-    bad = tmp_path / "bad.png"
-    bad.write_bytes(b"not an image")
-    w.add_paths([bad])
-    assert w.session.current is None
-    w.add_folder(tmp_path / "missing")
     w.add_paths([sample_path(2)])
+    gate = threading.Event()
+    compute = w.session.compute_segmentation
+
+    def held(*args):
+        gate.wait(60)
+        return compute(*args)
+
+    w.session.compute_segmentation = held
     w.segment()
     assert w.busy and not w.segment_button.isEnabled()
-    w.add_click(5, 5, True)
-    assert "Busy" in w.message_label.text()
+    click(w, 30, 40)
+    click(w, 60, 80, RIGHT)
+    click(w, 90, 90)
+    assert "queued (3 waiting)" in w.message_label.text()
+    assert len(w.clicks_layer.data) == 3  # shown before the model has run
+    w.undo()
+    assert len(w.clicks_layer.data) == 2
+    w.export()
+    assert "Busy" in w.message_label.text()  # not silently dropped
+    gate.set()
+    patch = w.session.current
+    qtbot.waitUntil(lambda: not w.busy and len(patch.clicks) == 2, timeout=TIMEOUT_MS)
+    assert [(c.row, c.col, c.positive) for c in patch.clicks] == [(30, 40, True), (60, 80, False)]
+    assert np.array_equal(w.clicks_layer.data, [[30, 40], [60, 80]])
+    assert np.array_equal(w.mask_layer.data > 0, patch.mask)
+
+
+def test_keys_reach_the_widget_whatever_is_selected(widget, qtbot) -> None:
+    """With the clicks (points) layer or the mask (labels) layer selected the keys are the widget's,
+    and canvas clicks still count; with the patch list focused too."""
+    w = widget
+    w.add_paths([sample_path(0), sample_path(1)])
+    native = _canvas(w).native
+    w.viewer.layers.selection.active = w.clicks_layer
+    native.setFocus()
+    key(native, Qt.Key.Key_S)  # Points binds s (select mode): here it segments
+    assert w.busy and w.clicks_layer.mode == "pan_zoom"
     qtbot.waitUntil(lambda: not w.busy and w.message_label.text() == "Ready for clicks.", timeout=TIMEOUT_MS)
-    assert w.segment_button.isEnabled()
+    w.viewer.layers.selection.active = w.clicks_layer
+    key(native, Qt.Key.Key_A)  # Points binds a (add mode)
+    assert w.clicks_layer.mode == "pan_zoom"
+    _wait(qtbot, w)
+    w.previous_patch()
+    w.viewer.layers.selection.active = w.clicks_layer
+    click(w, 25, 35)
+    _wait(qtbot, w)
+    assert len(w.session.current.clicks) == 1
+    w.viewer.layers.selection.active = w.mask_layer
+    key(native, Qt.Key.Key_U)
+    assert not w.session.current.clicks
+    key(native, Qt.Key.Key_N)
+    assert w.session.index == 1
+    key(native, Qt.Key.Key_N, SHIFT)
+    assert w.session.index == 0
+
+    window = w.viewer.window._qt_window
+    window.activateWindow()  # keys go to the active window, as when a user types
+    qtbot.waitUntil(lambda: QApplication.activeWindow() is window, timeout=5_000)
+    w.patch_list.setFocus()
+    key(w.patch_list, Qt.Key.Key_N)
+    assert w.session.index == 1
+    key(w.patch_list, Qt.Key.Key_N, SHIFT)
+    assert w.session.index == 0
+    w.out_edit.setFocus()
+    key(w.out_edit, Qt.Key.Key_N)  # a text field keeps its letters
+    assert w.session.index == 0 and w.out_edit.text().endswith("n")
 
 
 def test_write_labels_shows_each_new_mask() -> None:
@@ -197,9 +355,11 @@ def test_new_patches_are_segmented_when_they_open(widget, qtbot) -> None:
     w.auto_segment_box.setChecked(True)
     w.add_paths([sample_path(0), sample_path(1)])
     first = w.session.current
+    qtbot.waitUntil(lambda: w.progress_bar.maximum() == 0, timeout=TIMEOUT_MS)  # busy bar while encoding
     qtbot.waitUntil(lambda: not w.busy and w.message_label.text() == "Ready for clicks.", timeout=TIMEOUT_MS)
+    assert w.progress_bar.maximum() > 0
     assert first.state == "segmented" and np.array_equal(w.mask_layer.data > 0, first.auto_mask)
-    _mouse_click(w, 20, 20)
+    click(w, 20, 20)
     _wait(qtbot, w)
     corrected = first.mask.copy()
     w.next_patch()
@@ -208,3 +368,24 @@ def test_new_patches_are_segmented_when_they_open(widget, qtbot) -> None:
     w.previous_patch()
     assert not w.busy and first.state == "corrected"  # nothing recomputed, the click kept
     assert np.array_equal(w.mask_layer.data > 0, corrected)
+
+
+def test_mask_display_outline_or_filled(widget) -> None:
+    w = widget
+    w.add_paths([sample_path(0)])
+    assert w.display_combo.currentText() == "outline" and w.mask_layer.contour > 0
+    w.display_combo.setCurrentText("filled")
+    assert w.mask_layer.contour == 0 and w.mask_layer.opacity == 0.5
+
+
+def test_closing_the_window_asks_about_unsaved_corrections(widget, qtbot, monkeypatch) -> None:
+    w = widget
+    w.add_paths([sample_path(0)])
+    _segment(qtbot, w)
+    click(w, 20, 20)
+    _wait(qtbot, w)
+    window = w.viewer.window._qt_window
+    asked = _answer(monkeypatch, QMessageBox.StandardButton.No)
+    window.close()  # what the close button, Ctrl+W and Quit do
+    assert asked and "not exported" in asked[0] and window.isVisible()
+    assert w.session.current.clicks

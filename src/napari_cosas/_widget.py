@@ -1,21 +1,28 @@
 """The napari-cosas dock widget: a thin Qt front end over :mod:`napari_cosas.session`.
 
 It reads and writes three layers (the patch image, the ``tumour mask`` labels, the ``clicks``
-points), runs every model call in a worker thread and shows errors as notifications.
+points), runs every model call and every export in a worker thread, one job at a time, and
+shows errors as notifications. Clicks made while a job runs are queued and applied in order.
 """
 
 from __future__ import annotations
 
 import sys
+import threading
+from collections import deque
 from collections.abc import Callable, Generator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from napari.qt.threading import create_worker
+from napari.utils.colormaps import DirectLabelColormap
 from napari.utils.notifications import show_error, show_info
-from qtpy.QtCore import QObject, Signal
+from qtpy.QtCore import QEvent, QObject, Qt, Signal
+from qtpy.QtGui import QKeySequence, QShortcut
 from qtpy.QtWidgets import (
+    QApplication,
     QCheckBox,
     QComboBox,
     QFileDialog,
@@ -25,6 +32,7 @@ from qtpy.QtWidgets import (
     QLabel,
     QLineEdit,
     QListWidget,
+    QMessageBox,
     QProgressBar,
     QPushButton,
     QVBoxLayout,
@@ -41,14 +49,22 @@ MASK_LAYER = "tumour mask"
 CLICKS_LAYER = "clicks"
 POSITIVE_RGBA = (0.1, 0.9, 0.1, 1.0)
 NEGATIVE_RGBA = (0.95, 0.1, 0.1, 1.0)
+#: Mask colour: cyan stands out on H&E's pinks and purples, filled or as an outline.
+MASK_RGBA = (0.0, 0.9, 1.0, 1.0)
+#: ``"Mask display"`` choices: Labels ``contour`` thickness (0 = filled) and opacity.
+MASK_DISPLAYS = {"outline": (2, 1.0), "filled": (0, 0.5)}
+#: Default export folder, created next to the first patch opened from a file.
+EXPORT_DIR_NAME = "cosas_export"
 
-HELP = """<b>Mouse</b> (labels layer in pan/zoom mode, key <i>z</i>): left click = positive
-(tumour), right click or Ctrl/Alt + click = negative (background). A drag pans. To paint, pick
-the labels layer's brush (<i>p</i>) or eraser (<i>e</i>); edits are kept and the next click
-starts from them. New patches are segmented as they open (see the box above).<br><b>Keys</b>:
-<i>s</i> segment, <i>u</i> undo last click or edit,
-<i>r</i> reset to the automatic mask, <i>Shift+S</i> export, <i>a</i> accept (export) and next,
-<i>n</i> next patch, <i>Shift+N</i> previous patch."""
+HELP = """<b>Mouse</b> (in pan/zoom mode, key <i>z</i>): left click = positive (tumour); right
+click or Ctrl+click (Cmd+click on macOS) = negative (background). Shift and Alt clicks are left
+to napari. A drag pans; a click that moves a few pixels still counts. Clicks made while the
+model works are queued and applied in order (shown at once, paler). To paint, pick the labels
+layer's brush (<i>p</i>) or eraser (<i>e</i>); edits are kept and the next click starts from
+them.<br><b>Keys</b> (on the canvas or in this panel): <i>s</i> segment, <i>u</i> undo last
+click or edit, <i>r</i> reset to the automatic mask (both ask before dropping corrections),
+<i>Shift+S</i> export, <i>a</i> accept (export) and next, <i>n</i> next patch, <i>Shift+N</i>
+previous patch."""
 
 
 def write_labels(layer: Any, labels: np.ndarray) -> None:
@@ -66,6 +82,37 @@ def write_labels(layer: Any, labels: np.ndarray) -> None:
     if changed.any():
         data[changed] = labels[changed]
         layer.refresh()
+
+
+def click_label(button: int, modifiers: Any) -> bool | None:
+    """Whether a mouse click is a positive (``True``) or negative (``False``) click, or ``None``
+    when it is not the widget's (Shift, Alt, middle button...: napari's).
+
+    Args:
+        button: vispy's button number (1 left, 2 right, 3 middle).
+        modifiers: vispy ``Key`` objects held (their ``name`` is ``"Control"``, ``"Meta"``, ...).
+            Qt reports macOS's Cmd as Control, so Cmd+click is negative there too.
+    """
+    names = {getattr(m, "name", str(m)) for m in modifiers}
+    if not names:
+        return {1: True, 2: False}.get(button)
+    if button == 1 and names in ({"Control"}, {"Meta"}):
+        return False
+    return None
+
+
+@dataclass(frozen=True)
+class _QueuedClick:
+    """A click taken while a job ran: applied after it, in order."""
+
+    patch: Patch
+    row: int
+    col: int
+    positive: bool
+
+
+class _Cancelled(Exception):
+    """Raised in a worker when the viewer closes (its progress callback stops the job)."""
 
 
 class _Progress(QObject):
@@ -89,13 +136,25 @@ class CosasWidget(QWidget):
         self.viewer = napari_viewer
         self.session = AnnotationSession(models if models is not None else ModelBundle())
         self.busy = False
-        self._worker: Any = None
-        self._image_layer: Any = None
+        self._queued: deque[_QueuedClick] = deque()
+        self._jobs_done: list[threading.Event] = []
+        self._closing = False
+        self._image_layer: Any = None  # the layer showing the current patch
+        self._own_image_layer: Any = None  # the widget's image layer (patches opened from files)
+        self._source_layers: dict[int, Any] = {}  # id(patch) -> the viewer layer it came from
+        self._writing_mask = False
         self._progress = _Progress()
         self._build_ui()
         self._progress.changed.connect(self._on_progress)
         self.viewer.mouse_drag_callbacks.append(self.on_mouse_drag)
         self._bind_keys()
+        # napari has no public close hook. Closing the window (its button, Ctrl+W, Quit) sends
+        # the main window a Close event first; `viewer.close()` closes the canvas's QtViewer
+        # first, then the window, past the point where closing could be cancelled.
+        # (Both are looked up when needed: holding them would keep napari's QtViewer alive.)
+        for watched in self._close_watched():
+            if watched is not None:
+                watched.installEventFilter(self)
         self._refresh()
 
     # -- UI construction ----------------------------------------------------------------
@@ -144,6 +203,11 @@ class CosasWidget(QWidget):
         )
         self.effect_combo.currentTextChanged.connect(self._on_effect_changed)
         form.addRow("Click effect", self.effect_combo)
+        self.display_combo = QComboBox()
+        self.display_combo.addItems(list(MASK_DISPLAYS))
+        self.display_combo.setToolTip("outline: the mask's contour over the tissue; filled: a half-transparent fill")
+        self.display_combo.currentTextChanged.connect(lambda _text: self._style_mask_layer())
+        form.addRow("Mask display", self.display_combo)
         self.auto_segment_box = QCheckBox("Segment each new patch when it opens")
         self.auto_segment_box.setChecked(True)
         self.auto_segment_box.setToolTip(
@@ -189,13 +253,28 @@ class CosasWidget(QWidget):
             self.accept_button, self.prev_button, self.next_button, self.patch_list,
         )
 
-    def _bind_keys(self) -> None:
-        keys: dict[str, Callable[[], Any]] = {
+    def _key_actions(self) -> dict[str, Callable[[], Any]]:
+        """napari key names and what they do."""
+        return {
             "n": self.next_patch, "Shift-N": self.previous_patch, "s": self.segment,
             "u": self.undo, "r": self.reset, "Shift-S": self.export, "a": self.accept_and_next,
         }
-        for key, action in keys.items():
+
+    def _bind_keys(self) -> None:
+        """The widget's keys on the canvas (viewer keymap) and in this panel (Qt shortcuts scoped
+        to the widget, so that the patch list does not swallow them; text fields still get their
+        letters). The widget's own layers bind them too (see `_bind_layer_keys`)."""
+        for key, action in self._key_actions().items():
             self.viewer.bind_key(key, _key_handler(action), overwrite=True)
+            shortcut = QShortcut(QKeySequence(key.replace("-", "+")), self)
+            shortcut.setContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
+            shortcut.activated.connect(action)
+
+    def _bind_layer_keys(self, layer: Any) -> None:
+        """Bind the widget's keys on one of its layers (instance keymap): napari asks the selected
+        layer's keymap before the viewer's, and the Points class binds ``a`` and ``s``."""
+        for key, action in self._key_actions().items():
+            layer.bind_key(key, _key_handler(action), overwrite=True)
 
     # -- patches ----------------------------------------------------------------------------
 
@@ -210,7 +289,7 @@ class CosasWidget(QWidget):
             self.add_folder(folder)
 
     def _out_dir_dialog(self) -> None:
-        folder = QFileDialog.getExistingDirectory(self, "Export folder")
+        folder = QFileDialog.getExistingDirectory(self, "Export folder", str(self.output_dir() or ""))
         if folder:
             self.out_edit.setText(folder)
 
@@ -226,20 +305,27 @@ class CosasWidget(QWidget):
             show_error(str(exc))
 
     def add_viewer_images(self) -> None:
-        """List the viewer's image layers (other than the widget's own) as patches."""
+        """List the viewer's image layers (other than the widget's own) as patches; each is shown
+        in its own layer (no copy on top of it)."""
+        known = {id(layer) for layer in self._source_layers.values()}
         added = []
         for layer in list(self.viewer.layers):
-            if layer.__class__.__name__ != "Image" or layer is self._image_layer:
+            if layer.__class__.__name__ != "Image" or layer is self._own_image_layer or id(layer) in known:
                 continue
             try:
-                added.append(self.session.add_array(layer.name, np.asarray(layer.data), layer.source.path))
+                patch = self.session.add_array(layer.name, np.asarray(layer.data), layer.source.path)
             except ValueError as exc:
                 show_error(f"{layer.name}: {exc}")
                 continue
-            layer.visible = False
+            self._source_layers[id(patch)] = layer
+            added.append(patch)
         self._added(added)
 
     def _added(self, added: list[Patch]) -> None:
+        if not self.out_edit.text().strip():
+            folder = next((p.path.parent for p in self.session.patches if p.path is not None), None)
+            if folder is not None:
+                self.out_edit.setText(str(folder / EXPORT_DIR_NAME))
         if added:
             self.select_patch(self.session.patches.index(added[0]))
         else:
@@ -247,7 +333,10 @@ class CosasWidget(QWidget):
 
     def select_patch(self, index: int) -> None:
         """Show patch ``index`` (its unsaved corrections are kept in the session)."""
-        if self.busy or index == self.session.index:
+        if index == self.session.index:
+            return
+        if self.busy:
+            self._refuse("switching patches")
             self._refresh()
             return
         self._sync_from_layer()
@@ -300,14 +389,29 @@ class CosasWidget(QWidget):
         return self._layer(CLICKS_LAYER)
 
     def _show_patch(self, patch: Patch) -> None:
-        image = patch.load()
-        if self._image_layer is None or self._image_layer not in self.viewer.layers:
-            self._image_layer = self.viewer.add_image(image, name=patch.name, rgb=True)
+        source = self._source_layers.get(id(patch))
+        if source is not None and source not in self.viewer.layers:
+            source = None
+        for other in (self._own_image_layer, *self._source_layers.values()):
+            if other is not None and other is not source and other in self.viewer.layers:
+                other.visible = False
+        if source is not None:
+            layer = source
+        elif self._own_image_layer is None or self._own_image_layer not in self.viewer.layers:
+            layer = self._own_image_layer = self.viewer.add_image(patch.load(), name=patch.name, rgb=True)
         else:
-            self._image_layer.data = image
-            self._image_layer.name = patch.name
+            layer = self._own_image_layer
+            layer.data = patch.load()
+            layer.name = patch.name
+        layer.visible = True
+        self._image_layer = layer
         self.viewer.reset_view()
         self._show_mask(patch)
+
+    def _style_mask_layer(self) -> None:
+        layer = self.mask_layer
+        if layer is not None:
+            layer.contour, layer.opacity = MASK_DISPLAYS[self.display_combo.currentText()]
 
     def _show_mask(self, patch: Patch) -> None:
         """Write the patch's mask and clicks into the layers (creating them when needed)."""
@@ -315,32 +419,57 @@ class CosasWidget(QWidget):
         labels = mask.astype(np.uint8)
         layer = self.mask_layer
         if layer is None:
-            layer = self.viewer.add_labels(labels, name=MASK_LAYER, opacity=0.5)
+            layer = self.viewer.add_labels(
+                labels, name=MASK_LAYER,
+                colormap=DirectLabelColormap(color_dict={None: (0, 0, 0, 0), 0: (0, 0, 0, 0), 1: MASK_RGBA}),
+            )
             layer.selected_label = 1
             layer.events.paint.connect(lambda _event: self._sync_from_layer())
+            self._bind_layer_keys(layer)
+            self._style_mask_layer()
         else:
+            self._write_mask(layer, labels)
+        self._show_clicks(patch)
+        self.viewer.layers.selection.active = layer
+        self._refresh()
+
+    def _write_mask(self, layer: Any, labels: np.ndarray) -> None:
+        self._writing_mask = True
+        try:
             write_labels(layer, labels)
-        points = patch.clicker.points_rc()
+        finally:
+            self._writing_mask = False
+
+    def _show_clicks(self, patch: Patch) -> None:
+        """The patch's clicks, then its queued ones (paler), in the clicks layer."""
+        queued = [q for q in self._queued if q.patch is patch]
+        points = np.array(
+            [*patch.clicker.points_rc().tolist(), *([q.row, q.col] for q in queued)], dtype=float
+        ).reshape(-1, 2)
         colors = [POSITIVE_RGBA if c.is_positive else NEGATIVE_RGBA for c in patch.clicker.clicks]
+        colors += [_paler(POSITIVE_RGBA if q.positive else NEGATIVE_RGBA) for q in queued]
         clicks = self.clicks_layer
         if clicks is None:
             clicks = self.viewer.add_points(points, name=CLICKS_LAYER, size=max(4, max(patch.shape) // 60))
+            clicks.editable = False  # display only: stays in pan/zoom, the canvas clicks stay ours
+            self._bind_layer_keys(clicks)
         else:
             clicks.data = points
         if len(points):
             clicks.face_color = np.array(colors)
-        self.viewer.layers.selection.active = layer
-        self._refresh()
 
     def _sync_from_layer(self) -> None:
         """Hand brush edits of the mask layer to the session."""
         patch, layer = self.session.current, self.mask_layer
-        if patch is None or layer is None or self.busy or layer.data.shape != patch.shape:
+        if (
+            patch is None or layer is None or self.busy or self._writing_mask
+            or layer.data.shape != patch.shape
+        ):
             return
         if self.session.sync_mask(patch, layer.data):
             self._refresh()
 
-    # -- segment, click, undo, reset ------------------------------------------------------------
+    # -- jobs -----------------------------------------------------------------------------------
 
     def _start(
         self,
@@ -350,35 +479,82 @@ class CosasWidget(QWidget):
         then: Callable[[], None] | None = None,
     ) -> None:
         """Run ``func(*args)`` in a worker thread; ``on_done(result)`` runs on the GUI thread,
-        then ``then()`` once the worker has finished (successfully or not)."""
+        then ``then()`` once the worker has finished (successfully or not), then the next queued
+        click."""
         self._set_busy(True)
-        worker = create_worker(func, *args, _start_thread=False)
+        done = threading.Event()
+
+        def job() -> Any:
+            try:
+                return func(*args)
+            finally:
+                done.set()
+
+        worker = create_worker(job, _start_thread=False)
         worker.returned.connect(on_done)
-        worker.errored.connect(lambda exc: show_error(str(exc)))
-        worker.finished.connect(lambda: self._set_busy(False))
-        if then is not None:
-            worker.finished.connect(then)
-        self._worker = worker
+        worker.errored.connect(self._on_error)
+        worker.finished.connect(lambda: self._finished(done, then))
+        self._jobs_done.append(done)
         worker.start()
 
-    def _ready(self) -> Patch | None:
+    def _finished(self, done: threading.Event, then: Callable[[], None] | None) -> None:
+        self._jobs_done.remove(done)
+        self._set_busy(False)
+        if self._closing:
+            return
+        if then is not None:
+            then()
+        if not self.busy:
+            self._next_queued()
+
+    def _on_error(self, exc: Exception) -> None:
+        if not isinstance(exc, _Cancelled):
+            show_error(str(exc))
+
+    def _check_cancel(self, done: int, total: int) -> None:
+        """Progress callback of a segmentation (worker thread)."""
+        if self._closing:
+            raise _Cancelled
+        self._progress.changed.emit(done, total)
+
+    def _refuse(self, what: str) -> None:
+        """Say (in the panel and as a notification) that ``what`` waits for the running job."""
+        text = f"Busy: {what} has to wait for the running job; try again when it is done."
+        self._message(text)
+        show_info(text)
+
+    def _ready(self, what: str) -> Patch | None:
         """The current patch when no job runs, else ``None`` with a message."""
         if self.busy:
-            self._message("Busy: wait for the running job.")
+            self._refuse(what)
             return None
         if self.session.current is None:
             self._message("Open a patch first.")
             return None
         return self.session.current
 
+    def _confirm_drop(self, patch: Patch, what: str) -> bool:
+        """Ask before ``what`` drops the corrections of ``patch``; ``True`` when there are none."""
+        if not patch.clicks and not patch.brush_edited:
+            return True
+        answer = QMessageBox.question(
+            self, "Drop corrections?",
+            f"{what} drops the {len(patch.clicks)} click(s) and brush edits of {patch.name}. Continue?",
+            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, QMessageBox.StandardButton.No,
+        )
+        return answer == QMessageBox.StandardButton.Yes
+
+    # -- segment, click, undo, reset ------------------------------------------------------------
+
     def segment(self) -> None:
         """Automatic mask in a worker, then the click embedding in a second worker."""
-        patch = self._ready()
-        if patch is None:
+        patch = self._ready("segmenting")
+        if patch is None or not self._confirm_drop(patch, "Segmenting again"):
             return
+        self.progress_bar.setRange(0, 1)
         self.progress_bar.setValue(0)
         self._message("Segmenting…")
-        self._start(self.session.compute_segmentation, patch, self._progress.changed.emit,
+        self._start(self.session.compute_segmentation, patch, self._check_cancel,
                     on_done=lambda prob: self._segmented(patch, prob),
                     then=lambda: self._encode(patch) if patch.state == "segmented" else None)
 
@@ -389,52 +565,83 @@ class CosasWidget(QWidget):
         self._message("Automatic mask ready; encoding the image for clicks…")
 
     def _encode(self, patch: Patch) -> None:
-        """The click embedding of ``patch``, in the background."""
-        self._start(self.session.prepare_embedding, patch, on_done=lambda _r: self._message("Ready for clicks."))
+        """The click embedding of ``patch``, in the background (the bar shows work of unknown length)."""
+        self.progress_bar.setRange(0, 0)
+        self._start(self.session.prepare_embedding, patch, on_done=lambda _r: self._encoded())
+
+    def _encoded(self) -> None:
+        self.progress_bar.setRange(0, 1)
+        self.progress_bar.setValue(1)
+        self._message("Ready for clicks.")
 
     def _on_progress(self, done: int, total: int) -> None:
-        self.progress_bar.setMaximum(total)
+        self.progress_bar.setRange(0, total)
         self.progress_bar.setValue(done)
 
     def on_mouse_drag(self, _viewer: Any, event: Any) -> Generator[None, None, None]:
-        """Mouse callback: a click without drag adds a positive (left) or negative (right,
-        Ctrl / Alt + left) click; drags are left to napari (pan). Ignored while a layer tool
-        other than pan/zoom (brush, eraser, ...) is active."""
+        """Mouse callback: a press and release that moved at most the platform's drag distance
+        (a few screen pixels) is a click (`click_label`: positive or negative) at the press
+        position; a longer drag is left to napari (pan). Ignored while a layer tool other than
+        pan/zoom (brush, eraser, ...) is active."""
         active = self.viewer.layers.selection.active
-        if self._image_layer is None or getattr(active, "mode", "pan_zoom") != "pan_zoom":
+        positive = click_label(event.button, event.modifiers)
+        if self._image_layer is None or positive is None or getattr(active, "mode", "pan_zoom") != "pan_zoom":
             return
-        position, button, modifiers = tuple(event.position), event.button, set(event.modifiers)
-        dragged = False
+        position, start = tuple(event.position), np.asarray(event.pos, dtype=float)
+        slop = QApplication.startDragDistance()
+        moved = 0.0
         yield
         while event.type == "mouse_move":
-            dragged = True
+            moved = max(moved, float(np.abs(np.asarray(event.pos, dtype=float) - start).max()))
             yield
-        if dragged:
+        if moved > slop:
             return
         row, col = np.round(self._image_layer.world_to_data(position)[-2:]).astype(int)
-        positive = button == 1 and not ({"Control", "Alt"} & {str(m) for m in modifiers})
         self.add_click(int(row), int(col), positive)
 
     def add_click(self, row: int, col: int, positive: bool) -> None:
-        """Refine the mask with a click at ``(row, col)`` (image pixels), in a worker."""
-        patch = self._ready()
+        """Refine the mask with a click at ``(row, col)`` (image pixels), in a worker; while a job
+        runs the click is queued (shown at once) and applied after it."""
+        patch = self.session.current
         if patch is None:
+            self._message("Open a patch first.")
             return
         if not patch.contains(row, col):
             self._message(f"Click at (row {row}, col {col}) is outside the image: ignored.")
             return
+        kind = "Positive" if positive else "Negative"
+        if self.busy:
+            self._queued.append(_QueuedClick(patch, row, col, positive))
+            self._show_clicks(patch)
+            self._message(f"{kind} click at (row {row}, col {col}) queued ({len(self._queued)} waiting).")
+            return
         self._sync_from_layer()
-        self._message(f"{'Positive' if positive else 'Negative'} click at (row {row}, col {col})…")
+        self._message(f"{kind} click at (row {row}, col {col})…")
         self._start(self.session.compute_click, patch, row, col, positive, on_done=self._clicked)
+
+    def _next_queued(self) -> None:
+        while self._queued:
+            click = self._queued.popleft()
+            if click.patch is self.session.current:
+                self.add_click(click.row, click.col, click.positive)
+                return
 
     def _clicked(self, result: ClickResult) -> None:
         self.session.apply_click(result)
         if result.patch is self.session.current:
             self._show_mask(result.patch)
-        self._message(f"Click done in {result.latency_s * 1000:.0f} ms.")
+        waiting = f" ({len(self._queued)} waiting)" if self._queued else ""
+        self._message(f"Click done in {result.latency_s * 1000:.0f} ms{waiting}.")
 
     def undo(self) -> None:
-        patch = self._ready()
+        """Undo the last click or brush edit (a queued click first)."""
+        patch = self.session.current
+        if patch is not None and self._queued and self._queued[-1].patch is patch:
+            self._queued.pop()
+            self._show_clicks(patch)
+            self._message("Queued click removed.")
+            return
+        patch = self._ready("undo")
         if patch is None:
             return
         self._sync_from_layer()
@@ -444,35 +651,83 @@ class CosasWidget(QWidget):
             self._message("Nothing to undo.")
 
     def reset(self) -> None:
-        patch = self._ready()
-        if patch is not None:
+        patch = self._ready("reset")
+        if patch is not None and self._confirm_drop(patch, "Reset"):
             self.session.reset(patch)
             self._show_mask(patch)
 
     # -- export -----------------------------------------------------------------------------
 
-    def export(self) -> bool:
-        """Export the current patch to the output folder; ``False`` (and a notification) on error."""
-        patch = self._ready()
+    def output_dir(self) -> Path | None:
+        """The export folder of the line edit (``~`` expanded), ``None`` when empty."""
+        text = self.out_edit.text().strip()
+        return Path(text).expanduser() if text else None
+
+    def export(self, then: Callable[[], None] | None = None) -> bool:
+        """Export the current patch to the output folder in a worker; ``then()`` runs after a
+        successful export. ``False`` (and a message) when it cannot start."""
+        patch = self._ready("export")
         if patch is None:
             return False
-        out = self.out_edit.text().strip()
-        if not out:
+        out = self.output_dir()
+        if out is None:
             show_error("Choose an output folder before exporting.")
             return False
         self._sync_from_layer()
-        try:
-            result = self.session.export(patch, out)
-        except (OSError, ValueError) as exc:
-            show_error(str(exc))
-            return False
-        show_info(f"Exported {result.mask.name}, {result.sidecar.name}, {result.geojson.name} to {out}")
-        self._refresh()
+        self._message(f"Exporting {patch.name}…")
+
+        succeeded = []
+
+        def exported(result: Any) -> None:
+            succeeded.append(result)
+            show_info(f"Exported {result.mask.name}, {result.sidecar.name}, {result.geojson.name} to {out}")
+            self._message(f"Exported {patch.name} to {out}.")
+            self._refresh()
+
+        after = (lambda: then() if succeeded else None) if then is not None else None
+        self._start(self.session.export, patch, out, on_done=exported, then=after)
         return True
 
     def accept_and_next(self) -> None:
-        if self.export():
-            self.next_patch()
+        self.export(then=self.next_patch)
+
+    # -- closing --------------------------------------------------------------------------------
+
+    def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # noqa: N802 (Qt's name)
+        """Before the viewer window closes: ask about unsaved corrections, then wait for the job."""
+        if event.type() == QEvent.Type.Close and not self._closing:
+            main_window, qt_viewer = self._close_watched()
+            if obj is main_window and not self._confirm_close():
+                event.ignore()
+                return True
+            if obj is main_window or obj is qt_viewer:
+                self.shutdown()
+        return super().eventFilter(obj, event)
+
+    def _close_watched(self) -> tuple[QObject | None, QObject | None]:
+        """napari's main window and its QtViewer (private attributes: napari has no close hook)."""
+        window = self.viewer.window
+        return getattr(window, "_qt_window", None), getattr(window, "_qt_viewer", None)
+
+    def _confirm_close(self) -> bool:
+        unsaved = [p.name for p in self.session.patches if p.unsaved]
+        if not unsaved:
+            return True
+        names = ", ".join(unsaved[:5]) + (" …" if len(unsaved) > 5 else "")
+        answer = QMessageBox.question(
+            self, "Unsaved corrections",
+            f"{len(unsaved)} patch(es) have corrections that are not exported ({names}). Close anyway?",
+            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, QMessageBox.StandardButton.No,
+        )
+        return answer == QMessageBox.StandardButton.Yes
+
+    def shutdown(self, timeout_s: float = 60.0) -> None:
+        """Stop taking work and wait for the running job (a segmentation stops at its next window),
+        so that no worker thread outlives the viewer."""
+        self._closing = True
+        self._queued.clear()
+        for done in list(self._jobs_done):
+            done.wait(timeout_s)
 
     # -- status ----------------------------------------------------------------------------------
 
@@ -501,6 +756,10 @@ class CosasWidget(QWidget):
         self.stats_label.setText(f"Clicks on this patch: {n}   last click: {last}   s/click (session): {spc_text}")
 
 
+def _paler(rgba: tuple[float, float, float, float]) -> tuple[float, float, float, float]:
+    return (*rgba[:3], 0.45)
+
+
 def _import_model_stack() -> None:
     """Import torch, timm and segment-anything on the GUI thread, without triton.
 
@@ -523,7 +782,7 @@ def _devices() -> list[str]:
 
 
 def _key_handler(action: Callable[[], Any]) -> Callable[[Any], None]:
-    def handler(_viewer: Any) -> None:
+    def handler(_viewer_or_layer: Any) -> None:
         action()
 
     return handler
