@@ -487,11 +487,17 @@ class CosasWidget(QWidget):
         def job() -> Any:
             try:
                 return func(*args)
+            except _Cancelled:
+                return _Cancelled
             finally:
                 done.set()
 
+        def returned(result: Any) -> None:
+            if not self._closing and result is not _Cancelled:
+                on_done(result)
+
         worker = create_worker(job, _start_thread=False)
-        worker.returned.connect(on_done)
+        worker.returned.connect(returned)
         worker.errored.connect(self._on_error)
         worker.finished.connect(lambda: self._finished(done, then))
         self._jobs_done.append(done)
@@ -499,16 +505,16 @@ class CosasWidget(QWidget):
 
     def _finished(self, done: threading.Event, then: Callable[[], None] | None) -> None:
         self._jobs_done.remove(done)
-        self._set_busy(False)
-        if self._closing:
+        if self._closing:  # the panel's Qt objects may be gone
             return
+        self._set_busy(False)
         if then is not None:
             then()
         if not self.busy:
             self._next_queued()
 
     def _on_error(self, exc: Exception) -> None:
-        if not isinstance(exc, _Cancelled):
+        if not self._closing:
             show_error(str(exc))
 
     def _check_cancel(self, done: int, total: int) -> None:
