@@ -71,17 +71,18 @@ def write_labels(layer: Any, labels: np.ndarray) -> None:
     """Show ``labels`` (``(H, W)`` uint8) in a napari Labels ``layer``.
 
     A click changes only a window of the mask: when the shape and dtype are unchanged only the
-    changed pixels are written and the layer refreshed, which shows it about 1.5x as fast as
-    replacing the layer's data (``benchmarks/mask_update.md``).
+    changed pixels are written, with ``Labels.data_setitem``, which recolours and uploads to
+    the GPU only their bounding box (a whole-layer refresh recolours, re-contours and uploads
+    all 1500x1500 pixels: ``benchmarks/viewer_click.md``). Like a brush stroke, the write is
+    one step of napari's own labels undo (Ctrl+Z), and emits the layer's ``paint`` event.
     """
     data = layer.data
     if not isinstance(data, np.ndarray) or data.shape != labels.shape or data.dtype != labels.dtype:
         layer.data = labels
         return
-    changed = data != labels
-    if changed.any():
-        data[changed] = labels[changed]
-        layer.refresh()
+    changed = np.nonzero(data != labels)
+    if changed[0].size:
+        layer.data_setitem(changed, labels[changed])
 
 
 def click_label(button: int, modifiers: Any) -> bool | None:
@@ -413,8 +414,10 @@ class CosasWidget(QWidget):
         if layer is not None:
             layer.contour, layer.opacity = MASK_DISPLAYS[self.display_combo.currentText()]
 
-    def _show_mask(self, patch: Patch) -> None:
-        """Write the patch's mask and clicks into the layers (creating them when needed)."""
+    def _show_mask(self, patch: Patch, select: bool = True) -> None:
+        """Write the patch's mask and clicks into the layers (creating them when needed); with
+        ``select``, make the mask layer the selected one (not after a click: the user's choice
+        of layer stays)."""
         mask = patch.mask if patch.mask is not None else np.zeros(patch.shape, dtype=bool)
         labels = mask.astype(np.uint8)
         layer = self.mask_layer
@@ -430,7 +433,8 @@ class CosasWidget(QWidget):
         else:
             self._write_mask(layer, labels)
         self._show_clicks(patch)
-        self.viewer.layers.selection.active = layer
+        if select:
+            self.viewer.layers.selection.active = layer
         self._refresh()
 
     def _write_mask(self, layer: Any, labels: np.ndarray) -> None:
@@ -635,7 +639,7 @@ class CosasWidget(QWidget):
     def _clicked(self, result: ClickResult) -> None:
         self.session.apply_click(result)
         if result.patch is self.session.current:
-            self._show_mask(result.patch)
+            self._show_mask(result.patch, select=False)
         waiting = f" ({len(self._queued)} waiting)" if self._queued else ""
         self._message(f"Click done in {result.latency_s * 1000:.0f} ms{waiting}.")
 
@@ -747,12 +751,19 @@ class CosasWidget(QWidget):
         self.viewer.status = text
 
     def _refresh(self) -> None:
-        """Patch list with states and the live numbers."""
+        """Patch list with states and the live numbers (only the items whose text changed are
+        rewritten: this runs after every click)."""
         self.patch_list.blockSignals(True)
-        self.patch_list.clear()
-        for patch in self.session.patches:
-            self.patch_list.addItem(f"{patch.name}  [{patch.state}]")
-        self.patch_list.setCurrentRow(self.session.index)
+        texts = [f"{patch.name}  [{patch.state}]" for patch in self.session.patches]
+        if self.patch_list.count() != len(texts):
+            self.patch_list.clear()
+            self.patch_list.addItems(texts)
+        for row, text in enumerate(texts):
+            item = self.patch_list.item(row)
+            if item.text() != text:
+                item.setText(text)
+        if self.patch_list.currentRow() != self.session.index:
+            self.patch_list.setCurrentRow(self.session.index)
         self.patch_list.blockSignals(False)
         patch = self.session.current
         n = len(patch.clicks) if patch is not None else 0
