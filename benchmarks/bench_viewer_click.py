@@ -267,6 +267,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--compare", metavar="REV", help="also measure the widget of this git revision")
+    parser.add_argument("--after", metavar="REV", help="measure this git revision instead of the working tree")
     parser.add_argument("--note", default="", help="what else ran on the machine")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--md", type=Path)
@@ -282,10 +283,12 @@ def main() -> None:
     from machine import cpu_model
 
     load_before = [round(x, 2) for x in os.getloadavg()]
-    sources = {"this tree": REPO / "src"}
     with tempfile.TemporaryDirectory() as tmp:
+        after = ("this tree", REPO / "src") if args.after is None else (
+            args.after, _export_tree(args.after, Path(tmp) / "after"))
+        sources = {f"after ({after[0]})": after[1]}
         if args.compare:
-            sources = {f"before ({args.compare})": _export_tree(args.compare, Path(tmp)), "after (this tree)": REPO / "src"}
+            sources = {f"before ({args.compare})": _export_tree(args.compare, Path(tmp) / "before"), **sources}
         runs: dict[str, list[dict]] = {name: [] for name in sources}
         for round_ in range(args.rounds):
             for name, src in sources.items():

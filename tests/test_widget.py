@@ -7,6 +7,7 @@ tested is what vispy and napari hand the widget.
 from __future__ import annotations
 
 import json
+import os
 import threading
 from pathlib import Path
 
@@ -389,3 +390,37 @@ def test_closing_the_window_asks_about_unsaved_corrections(widget, qtbot, monkey
     window.close()  # what the close button, Ctrl+W and Quit do
     assert asked and "not exported" in asked[0] and window.isVisible()
     assert w.session.current.clicks
+
+
+def test_clicks_run_with_their_own_torch_threads_and_restore_them(widget, qtbot, monkeypatch) -> None:
+    """A click runs its model with `click_threads()` torch threads in its worker; afterwards the
+    GUI thread and newly started threads have torch's count as before (nothing process-wide)."""
+    import napari_cosas._widget as widget_module
+
+    assert widget_module.click_threads() == max(1, min(torch.get_num_threads(), (os.cpu_count() or 1) - 1))
+    w = widget
+    w.add_paths([sample_path(0)])
+    _segment(qtbot, w)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        monkeypatch.setattr(widget_module, "click_threads", lambda: 1)
+        seen = []
+        compute = w.session.compute_click
+
+        def recording(*args):
+            seen.append(torch.get_num_threads())
+            return compute(*args)
+
+        w.session.compute_click = recording
+        click(w, 30, 30)
+        _wait(qtbot, w)
+        assert seen == [1] and len(w.session.current.clicks) == 1
+        assert torch.get_num_threads() == 2
+        fresh = []
+        thread = threading.Thread(target=lambda: fresh.append(torch.get_num_threads()))
+        thread.start()
+        thread.join()
+        assert fresh == [2]
+    finally:
+        torch.set_num_threads(before)

@@ -7,10 +7,12 @@ shows errors as notifications. Clicks made while a job runs are queued and appli
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 from collections import deque
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -627,7 +629,13 @@ class CosasWidget(QWidget):
             return
         self._sync_from_layer()
         self._message(f"{kind} click at (row {row}, col {col})…")
-        self._start(self.session.compute_click, patch, row, col, positive, on_done=self._clicked)
+        self._start(self._compute_click, patch, row, col, positive, _gui_torch_threads(), on_done=self._clicked)
+
+    def _compute_click(self, patch: Patch, row: int, col: int, positive: bool, restore: int) -> ClickResult:
+        """`AnnotationSession.compute_click` with `click_threads` torch threads (worker thread),
+        then torch's count back to ``restore``, the GUI thread's."""
+        with torch_threads(click_threads(), restore):
+            return self.session.compute_click(patch, row, col, positive)
 
     def _next_queued(self) -> None:
         while self._queued:
@@ -771,6 +779,40 @@ class CosasWidget(QWidget):
         spc = self.session.seconds_per_click
         spc_text = f"{spc:.3f} s" if spc is not None else "–"
         self.stats_label.setText(f"Clicks on this patch: {n}   last click: {last}   s/click (session): {spc_text}")
+
+
+def click_threads() -> int:
+    """Torch threads for a click: one core is left to napari's GUI thread, which paints the
+    mask. On a busy 2-core machine two threads made the click model 3-4x slower than one
+    (threads waiting for each other on a shared core; ``benchmarks/viewer_click.md``)."""
+    import torch
+
+    return max(1, min(torch.get_num_threads(), (os.cpu_count() or 1) - 1))
+
+
+def _gui_torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
+
+
+@contextmanager
+def torch_threads(n: int, restore: int) -> Iterator[None]:
+    """Run the block with ``n`` torch intra-op threads, then set ``restore`` again.
+
+    torch keeps the count per calling thread (OpenMP and MKL thread-local settings) plus a
+    default for threads started later, which ``set_num_threads`` also sets. ``restore`` is the
+    count the GUI thread had (read there when the job was made), so afterwards every thread
+    started later gets it again; the GUI thread and other running threads keep theirs throughout
+    (only a thread started during the block would inherit ``n``).
+    """
+    import torch
+
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(restore)
 
 
 def _paler(rgba: tuple[float, float, float, float]) -> tuple[float, float, float, float]:
