@@ -424,3 +424,47 @@ def test_clicks_run_with_their_own_torch_threads_and_restore_them(widget, qtbot,
         assert fresh == [2]
     finally:
         torch.set_num_threads(before)
+
+
+def test_start_from_a_labels_layer_or_a_geojson_then_correct(widget, qtbot, tmp_path: Path) -> None:
+    """A sample's ground truth (a labels layer) or a QuPath GeoJSON becomes the patch's mask;
+    clicks then correct it locally (the mask away from the click is kept), undo goes back."""
+    from napari_cosas._sample_data import sample_1
+    from napari_cosas.refine import local_window
+    from napari_cosas.session import mask_to_geojson
+
+    w = widget
+    (image, image_meta, _), (truth, truth_meta, _) = sample_1()
+    w.viewer.add_image(image, **image_meta)
+    truth_layer = w.viewer.add_labels(truth, **truth_meta)
+    w.add_viewer_images()
+    patch = w.session.current
+    w.viewer.layers.selection.active = truth_layer
+    assert w.start_from_layer()
+    qtbot.waitUntil(lambda: not w.busy and w.message_label.text() == "Ready for clicks.", timeout=TIMEOUT_MS)
+    assert np.array_equal(patch.mask, truth > 0) and np.array_equal(w.mask_layer.data > 0, truth > 0)
+    click(w, 100, 100, RIGHT)
+    _wait(qtbot, w)
+    rows, cols = local_window(patch.shape, 100, 100)
+    outside = np.ones(patch.shape, bool)
+    outside[rows, cols] = False
+    assert not patch.mask[100, 100] and np.array_equal(patch.mask[outside], (truth > 0)[outside])
+    w.undo()
+    assert np.array_equal(patch.mask, truth > 0)
+
+    other = np.zeros(patch.shape, bool)
+    other[20:60, 30:90] = True
+    geojson = tmp_path / "qupath.geojson"
+    geojson.write_text(json.dumps(mask_to_geojson(other)))
+    assert w.start_from_file(geojson)
+    _wait(qtbot, w)
+    assert np.array_equal(w.mask_layer.data > 0, other)
+    w.undo()
+    assert np.array_equal(w.mask_layer.data > 0, truth > 0)
+
+    wrong = tmp_path / "wrong.geojson"
+    wrong.write_text(json.dumps({"type": "FeatureCollection", "features": []}))
+    assert not w.start_from_file(wrong)
+    w.viewer.layers.selection.active = w.viewer.add_labels(np.zeros((10, 10), np.uint8), name="small")
+    assert not w.start_from_layer()
+    assert np.array_equal(w.mask_layer.data > 0, truth > 0)

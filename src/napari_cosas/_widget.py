@@ -42,6 +42,7 @@ from qtpy.QtWidgets import (
 )
 
 from .heap import keep_freed_heap_memory
+from .mask_import import load_start_mask
 from .session import AnnotationSession, ClickResult, ModelBundle, Patch, available_models
 
 if TYPE_CHECKING:
@@ -224,9 +225,19 @@ class CosasWidget(QWidget):
         self.segment_button = self._button("Segment", self.segment, "s: automatic mask")
         self.undo_button = self._button("Undo", self.undo, "u: undo the last click or brush edit")
         self.reset_button = self._button("Reset", self.reset, "r: back to the automatic mask")
+        self.from_layer_button = self._button(
+            "Start from layer", self.start_from_layer,
+            "Use the selected labels layer (non-zero = tumour) as this patch's mask; clicks then correct it",
+        )
+        self.from_file_button = self._button(
+            "Start from file…", self._start_from_file_dialog,
+            "Use a mask file (PNG / TIFF) or a QuPath GeoJSON export as this patch's mask; clicks then correct it",
+        )
         actions.addWidget(self.segment_button, 0, 0)
         actions.addWidget(self.undo_button, 0, 1)
         actions.addWidget(self.reset_button, 0, 2)
+        actions.addWidget(self.from_layer_button, 1, 0, 1, 2)
+        actions.addWidget(self.from_file_button, 1, 2)
         layout.addLayout(actions)
         self.progress_bar = QProgressBar()
         layout.addWidget(self.progress_bar)
@@ -254,6 +265,7 @@ class CosasWidget(QWidget):
         self._action_buttons = (
             self.segment_button, self.undo_button, self.reset_button, self.export_button,
             self.accept_button, self.prev_button, self.next_button, self.patch_list,
+            self.from_layer_button, self.from_file_button,
         )
 
     def _key_actions(self) -> dict[str, Callable[[], Any]]:
@@ -673,6 +685,55 @@ class CosasWidget(QWidget):
         if patch is not None and self._confirm_drop(patch, "Reset"):
             self.session.reset(patch)
             self._show_mask(patch)
+
+    # -- starting from a mask made elsewhere ------------------------------------------------------
+
+    def start_from_mask(self, mask: np.ndarray, source: str) -> bool:
+        """Make ``mask`` (``(H, W)``, non-zero = tumour) the current patch's mask, as an undoable
+        edit made outside the widget (like a brush edit: clicks then change only the region under
+        them, from the first one). ``False`` (and a message) when it cannot be used."""
+        patch = self._ready(f"starting from {source}")
+        if patch is None:
+            return False
+        mask = np.asarray(mask)
+        if mask.shape != patch.shape:
+            show_error(f"{source} is {mask.shape[0]}x{mask.shape[1]} (rows x cols) but {patch.name} is "
+                       f"{patch.shape[0]}x{patch.shape[1]}; a starting mask must have the image's size.")
+            return False
+        self._sync_from_layer()
+        self.session.sync_mask(patch, mask > 0)
+        self._show_mask(patch)
+        self._message(f"{patch.name}: mask from {source}; encoding the image for clicks…")
+        self._encode(patch)
+        return True
+
+    def start_from_layer(self, layer: Any = None) -> bool:
+        """`start_from_mask` with a labels layer (default: the selected one, not the widget's)."""
+        layer = layer if layer is not None else self.viewer.layers.selection.active
+        if layer is None or layer.__class__.__name__ != "Labels" or layer is self.mask_layer:
+            self._message("Select the labels layer to start from (not the widget's tumour mask) first.")
+            return False
+        return self.start_from_mask(np.asarray(layer.data), f"layer {layer.name!r}")
+
+    def start_from_file(self, path: str | Path) -> bool:
+        """`start_from_mask` with a mask file or a QuPath GeoJSON export (`mask_import`)."""
+        patch = self.session.current
+        if patch is None:
+            self._message("Open a patch first.")
+            return False
+        try:
+            mask = load_start_mask(path, patch.shape)
+        except (OSError, ValueError) as exc:
+            show_error(str(exc))
+            return False
+        return self.start_from_mask(mask, Path(path).name)
+
+    def _start_from_file_dialog(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(
+            self, "Starting mask", "", "Masks and GeoJSON (*.png *.tif *.tiff *.geojson *.json)"
+        )
+        if path:
+            self.start_from_file(path)
 
     # -- export -----------------------------------------------------------------------------
 
