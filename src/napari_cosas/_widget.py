@@ -64,10 +64,11 @@ click or Ctrl+click (Cmd+click on macOS) = negative (background). Shift and Alt 
 to napari. A drag pans; a click that moves a few pixels still counts. Clicks made while the
 model works are queued and applied in order (shown at once, paler). To paint, pick the labels
 layer's brush (<i>p</i>) or eraser (<i>e</i>); edits are kept and the next click starts from
-them.<br><b>Keys</b> (on the canvas or in this panel): <i>s</i> segment, <i>u</i> undo last
-click or edit, <i>r</i> reset to the automatic mask (both ask before dropping corrections),
-<i>Shift+S</i> export, <i>a</i> accept (export) and next, <i>n</i> next patch, <i>Shift+N</i>
-previous patch."""
+them. <i>Start from layer / file</i> takes an existing mask (labels layer, mask file, QuPath
+GeoJSON) to correct.<br><b>Keys</b> (on the canvas or in this panel): <i>s</i> segment,
+<i>u</i> undo last click or edit, <i>r</i> reset to the automatic mask (<i>s</i> and <i>r</i>
+ask before dropping corrections), <i>Shift+S</i> export, <i>a</i> accept (export) and next,
+<i>n</i> next patch, <i>Shift+N</i> previous patch."""
 
 
 def write_labels(layer: Any, labels: np.ndarray) -> None:
