@@ -468,3 +468,36 @@ def test_start_from_a_labels_layer_or_a_geojson_then_correct(widget, qtbot, tmp_
     w.viewer.layers.selection.active = w.viewer.add_labels(np.zeros((10, 10), np.uint8), name="small")
     assert not w.start_from_layer()
     assert np.array_equal(w.mask_layer.data > 0, truth > 0)
+
+
+def test_brush_strokes_made_while_a_click_runs_are_kept(widget, qtbot) -> None:
+    """A stroke painted (real mouse drag, brush mode) while a click computes is not overwritten
+    by the click's mask: both end up in the mask, the stroke as an undoable edit."""
+    w = widget
+    w.add_paths([sample_path(0)])
+    _segment(qtbot, w)
+    patch = w.session.current
+    gate = threading.Event()
+    compute = w.session.compute_click
+
+    def held(*args):
+        gate.wait(60)
+        return compute(*args)
+
+    w.session.compute_click = held
+    click(w, 150, 150)
+    assert w.busy
+    layer = w.mask_layer
+    layer.brush_size = 6
+    layer.mode = "erase" if patch.mask[20, 20] else "paint"
+    click(w, 20, 20, move=(40, 0))  # a stroke to the right of (20, 20)
+    layer.mode = "pan_zoom"
+    stroke = (layer.data > 0) != patch.mask
+    painted = layer.data > 0
+    assert stroke[20, 20:30].all()
+    gate.set()
+    qtbot.waitUntil(lambda: not w.busy and len(patch.clicks) == 1, timeout=TIMEOUT_MS)
+    assert patch.mask[150, 150] and np.array_equal(patch.mask[stroke], painted[stroke])  # click and stroke
+    assert np.array_equal(w.mask_layer.data > 0, patch.mask) and patch.brush_edited
+    w.undo()  # the stroke first
+    assert len(patch.clicks) == 1 and not np.array_equal(patch.mask[stroke], painted[stroke])

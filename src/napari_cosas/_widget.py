@@ -148,6 +148,8 @@ class CosasWidget(QWidget):
         self._own_image_layer: Any = None  # the widget's image layer (patches opened from files)
         self._source_layers: dict[int, Any] = {}  # id(patch) -> the viewer layer it came from
         self._writing_mask = False
+        self._strokes_waiting = False  # brush strokes made while a job ran, not yet in the session
+        self._running: _QueuedClick | None = None  # the click whose model runs now
         self._progress = _Progress()
         self._build_ui()
         self._progress.changed.connect(self._on_progress)
@@ -442,7 +444,7 @@ class CosasWidget(QWidget):
                 colormap=DirectLabelColormap(color_dict={None: (0, 0, 0, 0), 0: (0, 0, 0, 0), 1: MASK_RGBA}),
             )
             layer.selected_label = 1
-            layer.events.paint.connect(lambda _event: self._sync_from_layer())
+            layer.events.paint.connect(lambda _event: self._on_paint())
             self._bind_layer_keys(layer)
             self._style_mask_layer()
         else:
@@ -460,8 +462,14 @@ class CosasWidget(QWidget):
             self._writing_mask = False
 
     def _show_clicks(self, patch: Patch) -> None:
-        """The patch's clicks, then its queued ones (paler), in the clicks layer."""
-        queued = [q for q in self._queued if q.patch is patch]
+        """The patch's clicks, then the running and queued ones (paler), in the clicks layer.
+
+        A click's point is shown when it is taken; when its mask arrives only the point's
+        colour changes (new coordinates change the layer's extent, which makes napari
+        recompute the viewer's dimensions: the dearer update is done while the model runs).
+        """
+        pending = [self._running] if self._running is not None else []
+        queued = [q for q in (*pending, *self._queued) if q.patch is patch]
         points = np.array(
             [*patch.clicker.points_rc().tolist(), *([q.row, q.col] for q in queued)], dtype=float
         ).reshape(-1, 2)
@@ -472,10 +480,40 @@ class CosasWidget(QWidget):
             clicks = self.viewer.add_points(points, name=CLICKS_LAYER, size=max(4, max(patch.shape) // 60))
             clicks.editable = False  # display only: stays in pan/zoom, the canvas clicks stay ours
             self._bind_layer_keys(clicks)
-        else:
+        elif clicks.data.shape != points.shape or not np.array_equal(clicks.data, points):
             clicks.data = points
-        if len(points):
+        if len(points) and not np.array_equal(clicks.face_color, colors):
             clicks.face_color = np.array(colors)
+
+    def _on_paint(self) -> None:
+        """A brush stroke (or napari's labels undo) on the mask layer."""
+        if self._writing_mask:
+            return
+        if self.busy:
+            self._strokes_waiting = True  # taken once the job's result is shown
+            return
+        self._sync_from_layer()
+
+    def _painted_since(self, patch: Patch) -> np.ndarray | None:
+        """``(H, W)`` bool: the pixels brushed since the layer last showed ``patch.mask``, or
+        ``None`` (no stroke while a job ran, or another patch shown)."""
+        layer = self.mask_layer
+        if not self._strokes_waiting or patch is not self.session.current or layer is None:
+            return None
+        self._strokes_waiting = False
+        shown = patch.mask if patch.mask is not None else np.zeros(patch.shape, dtype=bool)
+        changed = (layer.data > 0) != shown
+        return changed if changed.any() else None
+
+    def _keep_strokes(self, patch: Patch, painted: np.ndarray | None) -> None:
+        """Put brush strokes made while a job ran back on top of the job's new mask (an undoable
+        brush edit), so that the new mask does not overwrite them."""
+        if painted is None:
+            return
+        layer_mask = self.mask_layer.data > 0
+        merged = patch.mask.copy() if patch.mask is not None else np.zeros(patch.shape, dtype=bool)
+        merged[painted] = layer_mask[painted]
+        self.session.sync_mask(patch, merged)
 
     def _sync_from_layer(self) -> None:
         """Hand brush edits of the mask layer to the session."""
@@ -527,6 +565,13 @@ class CosasWidget(QWidget):
         if self._closing:  # the panel's Qt objects may be gone
             return
         self._set_busy(False)
+        if self._running is not None:  # the click failed: its point goes
+            failed, self._running = self._running, None
+            if failed.patch is self.session.current:
+                self._show_clicks(failed.patch)
+        if self._strokes_waiting:  # strokes made during a job that showed no new mask
+            self._strokes_waiting = False
+            self._sync_from_layer()
         if then is not None:
             then()
         if not self.busy:
@@ -584,7 +629,9 @@ class CosasWidget(QWidget):
                     then=lambda: self._encode(patch) if patch.state == "segmented" else None)
 
     def _segmented(self, patch: Patch, prob: np.ndarray) -> None:
+        painted = self._painted_since(patch)
         self.session.apply_segmentation(patch, prob)
+        self._keep_strokes(patch, painted)
         if patch is self.session.current:
             self._show_mask(patch)
         self._message("Automatic mask ready; encoding the image for clicks…")
@@ -642,6 +689,8 @@ class CosasWidget(QWidget):
             return
         self._sync_from_layer()
         self._message(f"{kind} click at (row {row}, col {col})…")
+        self._running = _QueuedClick(patch, row, col, positive)
+        self._show_clicks(patch)
         self._start(self._compute_click, patch, row, col, positive, _gui_torch_threads(), on_done=self._clicked)
 
     def _compute_click(self, patch: Patch, row: int, col: int, positive: bool, restore: int) -> ClickResult:
@@ -658,7 +707,10 @@ class CosasWidget(QWidget):
                 return
 
     def _clicked(self, result: ClickResult) -> None:
+        painted = self._painted_since(result.patch)
+        self._running = None
         self.session.apply_click(result)
+        self._keep_strokes(result.patch, painted)
         if result.patch is self.session.current:
             self._show_mask(result.patch, select=False)
         waiting = f" ({len(self._queued)} waiting)" if self._queued else ""
