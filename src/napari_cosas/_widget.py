@@ -604,8 +604,9 @@ class CosasWidget(QWidget):
         return self.session.current
 
     def _confirm_drop(self, patch: Patch, what: str) -> bool:
-        """Ask before ``what`` drops the corrections of ``patch``; ``True`` when there are none."""
-        if not patch.clicks and not patch.brush_edited:
+        """Ask before ``what`` drops the unsaved corrections of ``patch``; ``True`` when there are
+        none (exported corrections are on disk)."""
+        if not patch.unsaved or (not patch.clicks and not patch.brush_edited):
             return True
         answer = QMessageBox.question(
             self, "Drop corrections?",
