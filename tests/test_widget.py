@@ -236,6 +236,7 @@ def test_viewer_images_are_not_duplicated_and_sidecar_reader(widget, qtbot, tmp_
         getattr(w.viewer, f"add_{kind}")(data, **meta)
     image_layer = w.viewer.layers[0]
     w.add_viewer_images()
+    assert w.output_dir() == Path.home() / "cosas_export"  # no file behind the layer
     images = [layer for layer in w.viewer.layers if layer.__class__.__name__ == "Image"]
     assert images == [image_layer] and image_layer.visible  # shown in its own layer
     assert [layer.name for layer in w.viewer.layers][-2:] == ["tumour mask", "clicks"]

@@ -56,7 +56,7 @@ NEGATIVE_RGBA = (0.95, 0.1, 0.1, 1.0)
 MASK_RGBA = (0.0, 0.9, 1.0, 1.0)
 #: ``"Mask display"`` choices: Labels ``contour`` thickness (0 = filled) and opacity.
 MASK_DISPLAYS = {"outline": (2, 1.0), "filled": (0, 0.5)}
-#: Default export folder, created next to the first patch opened from a file.
+#: Default export folder, created next to the first patch opened from a file (else in the home folder).
 EXPORT_DIR_NAME = "cosas_export"
 
 HELP = """<b>Mouse</b> (in pan/zoom mode, key <i>z</i>): left click = positive (tumour); right
@@ -340,10 +340,9 @@ class CosasWidget(QWidget):
         self._added(added)
 
     def _added(self, added: list[Patch]) -> None:
-        if not self.out_edit.text().strip():
+        if not self.out_edit.text().strip() and self.session.patches:
             folder = next((p.path.parent for p in self.session.patches if p.path is not None), None)
-            if folder is not None:
-                self.out_edit.setText(str(folder / EXPORT_DIR_NAME))
+            self.out_edit.setText(str((folder if folder is not None else Path.home()) / EXPORT_DIR_NAME))
         if added:
             self.select_patch(self.session.patches.index(added[0]))
         else:
