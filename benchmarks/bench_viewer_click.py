@@ -279,7 +279,6 @@ def main() -> None:
 
     import napari
     import torch
-
     from machine import cpu_model
 
     load_before = [round(x, 2) for x in os.getloadavg()]
