@@ -287,11 +287,12 @@ def test_clicks_while_busy_are_queued_in_order(widget, qtbot) -> None:
     assert np.array_equal(w.mask_layer.data > 0, patch.mask)
 
 
-def test_keys_reach_the_widget_whatever_is_selected(widget, qtbot) -> None:
+def test_keys_reach_the_widget_whatever_is_selected(widget, qtbot, tmp_path: Path) -> None:
     """With the clicks (points) layer or the mask (labels) layer selected the keys are the widget's,
     and canvas clicks still count; with the patch list focused too."""
     w = widget
     w.add_paths([sample_path(0), sample_path(1)])
+    w.out_edit.setText(str(tmp_path))
     native = _canvas(w).native
     w.viewer.layers.selection.active = w.clicks_layer
     native.setFocus()
@@ -299,8 +300,10 @@ def test_keys_reach_the_widget_whatever_is_selected(widget, qtbot) -> None:
     assert w.busy and w.clicks_layer.mode == "pan_zoom"
     qtbot.waitUntil(lambda: not w.busy and w.message_label.text() == "Ready for clicks.", timeout=TIMEOUT_MS)
     w.viewer.layers.selection.active = w.clicks_layer
-    key(native, Qt.Key.Key_A)  # Points binds a (add mode)
+    key(native, Qt.Key.Key_A)  # Points binds a (add mode): here it accepts (exports) and moves on
     assert w.clicks_layer.mode == "pan_zoom"
+    qtbot.waitUntil(lambda: w.session.index == 1, timeout=TIMEOUT_MS)
+    assert (tmp_path / "masks" / f"{w.session.patches[0].name}.png").is_file()
     _wait(qtbot, w)
     w.previous_patch()
     w.viewer.layers.selection.active = w.clicks_layer
