@@ -505,3 +505,31 @@ def test_brush_strokes_made_while_a_click_runs_are_kept(widget, qtbot) -> None:
     assert np.array_equal(w.mask_layer.data > 0, patch.mask) and patch.brush_edited
     w.undo()  # the stroke first
     assert len(patch.clicks) == 1 and not np.array_equal(patch.mask[stroke], painted[stroke])
+
+
+def test_navigation_while_a_patch_segments(widget, qtbot) -> None:
+    """Next / previous work while a patch segments; the job's mask goes to its own patch, and a
+    new patch opened meanwhile is segmented (with the box ticked) once the job is done; a click
+    queued on the first patch is applied to it even after moving on."""
+    w = widget
+    w.auto_segment_box.setChecked(True)
+    gate = threading.Event()
+    compute = w.session.compute_segmentation
+
+    def held(*args):
+        gate.wait(60)
+        return compute(*args)
+
+    w.session.compute_segmentation = held
+    w.add_paths([sample_path(0), sample_path(1)])
+    first, second = w.session.patches
+    assert w.busy and w.next_button.isEnabled()
+    click(w, 40, 40)  # queued on the first patch
+    QTest.mouseClick(w.next_button, LEFT)
+    assert w.session.current is second and len(w.clicks_layer.data) == 0
+    gate.set()
+    qtbot.waitUntil(lambda: second.state == "segmented" and not w.busy, timeout=TIMEOUT_MS)
+    assert first.state == "corrected" and [(c.row, c.col) for c in first.clicks] == [(40, 40)]
+    assert np.array_equal(w.mask_layer.data > 0, second.auto_mask)
+    w.previous_patch()
+    assert np.array_equal(w.mask_layer.data > 0, first.mask) and len(w.clicks_layer.data) == 1

@@ -62,7 +62,8 @@ EXPORT_DIR_NAME = "cosas_export"
 HELP = """<b>Mouse</b> (in pan/zoom mode, key <i>z</i>): left click = positive (tumour); right
 click or Ctrl+click (Cmd+click on macOS) = negative (background). Shift and Alt clicks are left
 to napari. A drag pans; a click that moves a few pixels still counts. Clicks made while the
-model works are queued and applied in order (shown at once, paler). To paint, pick the labels
+model works are queued and applied in order (shown at once, paler); next / previous work
+meanwhile. To paint, pick the labels
 layer's brush (<i>p</i>) or eraser (<i>e</i>); edits are kept and the next click starts from
 them. <i>Start from layer / file</i> takes an existing mask (labels layer, mask file, QuPath
 GeoJSON) to correct.<br><b>Keys</b> (on the canvas or in this panel): <i>s</i> segment,
@@ -150,6 +151,7 @@ class CosasWidget(QWidget):
         self._writing_mask = False
         self._strokes_waiting = False  # brush strokes made while a job ran, not yet in the session
         self._running: _QueuedClick | None = None  # the click whose model runs now
+        self._segment_when_idle: Patch | None = None  # a new patch opened while a job ran
         self._progress = _Progress()
         self._build_ui()
         self._progress.changed.connect(self._on_progress)
@@ -267,8 +269,7 @@ class CosasWidget(QWidget):
             layout.addWidget(label)
         self._action_buttons = (
             self.segment_button, self.undo_button, self.reset_button, self.export_button,
-            self.accept_button, self.prev_button, self.next_button, self.patch_list,
-            self.from_layer_button, self.from_file_button,
+            self.accept_button, self.from_layer_button, self.from_file_button,
         )
 
     def _key_actions(self) -> dict[str, Callable[[], Any]]:
@@ -352,8 +353,8 @@ class CosasWidget(QWidget):
         """Show patch ``index`` (its unsaved corrections are kept in the session)."""
         if index == self.session.index:
             return
-        if self.busy:
-            self._refuse("switching patches")
+        if self._strokes_waiting:
+            self._refuse("switching patches (brush strokes wait for it)")
             self._refresh()
             return
         self._sync_from_layer()
@@ -366,7 +367,10 @@ class CosasWidget(QWidget):
         self._show_patch(patch)
         self._message(f"{patch.name}: {patch.state}")
         if patch.state == "new" and self.auto_segment_box.isChecked():
-            self.segment()
+            if self.busy:
+                self._segment_when_idle = patch
+            else:
+                self.segment()
 
     def next_patch(self) -> None:
         self.select_patch(min(self.session.index + 1, len(self.session.patches) - 1))
@@ -626,7 +630,8 @@ class CosasWidget(QWidget):
         self._message("Segmenting…")
         self._start(self.session.compute_segmentation, patch, self._check_cancel,
                     on_done=lambda prob: self._segmented(patch, prob),
-                    then=lambda: self._encode(patch) if patch.state == "segmented" else None)
+                    then=lambda: self._encode(patch) if patch.state == "segmented" and patch is self.session.current
+                    else None)
 
     def _segmented(self, patch: Patch, prob: np.ndarray) -> None:
         painted = self._painted_since(patch)
@@ -688,10 +693,17 @@ class CosasWidget(QWidget):
             self._message(f"{kind} click at (row {row}, col {col}) queued ({len(self._queued)} waiting).")
             return
         self._sync_from_layer()
-        self._message(f"{kind} click at (row {row}, col {col})…")
-        self._running = _QueuedClick(patch, row, col, positive)
-        self._show_clicks(patch)
-        self._start(self._compute_click, patch, row, col, positive, _gui_torch_threads(), on_done=self._clicked)
+        self._start_click(_QueuedClick(patch, row, col, positive))
+
+    def _start_click(self, click: _QueuedClick) -> None:
+        kind = "Positive" if click.positive else "Negative"
+        where = "" if click.patch is self.session.current else f" on {click.patch.name}"
+        self._message(f"{kind} click at (row {click.row}, col {click.col}){where}…")
+        self._running = click
+        if click.patch is self.session.current:
+            self._show_clicks(click.patch)
+        self._start(self._compute_click, click.patch, click.row, click.col, click.positive, _gui_torch_threads(),
+                    on_done=self._clicked)
 
     def _compute_click(self, patch: Patch, row: int, col: int, positive: bool, restore: int) -> ClickResult:
         """`AnnotationSession.compute_click` with `click_threads` torch threads (worker thread),
@@ -700,11 +712,14 @@ class CosasWidget(QWidget):
             return self.session.compute_click(patch, row, col, positive)
 
     def _next_queued(self) -> None:
-        while self._queued:
-            click = self._queued.popleft()
-            if click.patch is self.session.current:
-                self.add_click(click.row, click.col, click.positive)
-                return
+        """The next queued click (on whichever patch it was made), else the segmentation of a new
+        patch that was opened while a job ran."""
+        if self._queued:
+            self._start_click(self._queued.popleft())
+            return
+        patch, self._segment_when_idle = self._segment_when_idle, None
+        if patch is not None and patch is self.session.current and patch.state == "new":
+            self.segment()
 
     def _clicked(self, result: ClickResult) -> None:
         painted = self._painted_since(result.patch)
@@ -864,6 +879,7 @@ class CosasWidget(QWidget):
     # -- status ----------------------------------------------------------------------------------
 
     def _set_busy(self, busy: bool) -> None:
+        """While a job runs the actions wait; navigation stays usable."""
         self.busy = busy
         for widget in self._action_buttons:
             widget.setEnabled(not busy)
