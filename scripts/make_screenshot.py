@@ -41,8 +41,7 @@ def main() -> int:
         while widget.busy:
             QApplication.processEvents()
 
-    widget.segment()
-    wait()  # the automatic mask, then the click embedding (started as the first job ends)
+    wait()  # the first patch is segmented as it opens, then encoded for clicks
     for row, col, positive in CLICKS:
         widget.add_click(row, col, positive)
         wait()

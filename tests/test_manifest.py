@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+from fnmatch import fnmatch
 from pathlib import Path
 
+import imageio.v3 as iio
 import numpy as np
 from npe2 import PluginManifest
 
@@ -12,7 +14,8 @@ import napari_cosas
 from napari_cosas._reader import get_reader
 from napari_cosas._sample_data import sample_1, sample_2, sample_3
 from napari_cosas._writer import write_labels
-from napari_cosas.session import SIDECAR_FORMAT
+from napari_cosas.image_io import load_mask
+from napari_cosas.session import AnnotationSession, ModelBundle
 
 MANIFEST = Path(napari_cosas.__file__).parent / "napari.yaml"
 
@@ -40,23 +43,41 @@ def test_sample_data_images_and_ground_truth() -> None:
         assert "EBHI-Seg" in image_meta["metadata"]["attribution"]
 
 
-def test_writer_and_reader_round_trip(tmp_path: Path) -> None:
+def test_writer_writes_masks(tmp_path: Path) -> None:
     labels = np.zeros((20, 30), np.uint8)
     labels[3:9, 4:20] = 2
     (png,) = write_labels(str(tmp_path / "masks" / "a"), labels, {})
     assert png.endswith("a.png")
     (tif,) = write_labels(str(tmp_path / "masks" / "b.tif"), labels, {})
     for path in (png, tif):
-        reader = get_reader(path)
-        (data, meta, kind), = reader(path)
-        assert kind == "labels" and np.array_equal(data, (labels > 0).astype(np.uint8))
+        assert np.array_equal(load_mask(path) > 0, labels > 0)
 
 
-def test_reader_declines_other_files(tmp_path: Path) -> None:
+def test_reader_claims_only_sidecars(tmp_path: Path) -> None:
+    """Images (and masks) are napari's: with the plugin installed, opening a PNG or TIFF offers
+    no choice of reader; JSON files are read only when they are the plugin's sidecars."""
+    reader = PluginManifest.from_file(MANIFEST).contributions.readers[0]
+    assert reader.filename_patterns == ["*.json"]
+    for name in ("photo.png", "scan.tif", "masks/a.png", "b_mask.tiff"):
+        assert not any(fnmatch(str(tmp_path / name), pattern) for pattern in reader.filename_patterns)
+        assert get_reader(str(tmp_path / name)) is None
     other = tmp_path / "notes.json"
     other.write_text(json.dumps({"format": "something else"}))
     assert get_reader(str(other)) is None
-    assert get_reader(str(tmp_path / "photo.png")) is None
-    sidecar = tmp_path / "s.json"
-    sidecar.write_text(json.dumps({"format": SIDECAR_FORMAT}))
-    assert get_reader(str(sidecar)) is not None
+
+
+def test_sidecar_opens_image_mask_and_clicks(tmp_path: Path) -> None:
+    image = np.random.default_rng(0).integers(0, 256, (20, 30, 3), dtype=np.uint8)
+    image_path = tmp_path / "patch.png"
+    iio.imwrite(image_path, image)
+    session = AnnotationSession(ModelBundle())
+    (patch,) = session.add_files([image_path])
+    session.select(0)
+    mask = np.zeros((20, 30), bool)
+    mask[2:9, 5:12] = True
+    session.sync_mask(patch, mask)
+    result = session.export(patch, tmp_path / "out")
+    layers = get_reader(str(result.sidecar))(str(result.sidecar))
+    (pixels, _, image_kind), (labels, _, labels_kind), (_points, _, points_kind) = layers
+    assert (image_kind, labels_kind, points_kind) == ("image", "labels", "points")
+    assert np.array_equal(pixels, image) and np.array_equal(labels > 0, patch.mask)

@@ -1,14 +1,23 @@
-"""The dock widget in a real viewer (run under xvfb-run), with tiny random models."""
+"""The dock widget in a real, shown viewer (run under xvfb-run), with tiny random models.
+
+Every click and key is a real Qt event on the canvas or on the widget (QTest), so that what is
+tested is what vispy and napari hand the widget.
+"""
 
 from __future__ import annotations
 
 import json
+import os
+import threading
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
+from qtpy.QtCore import QEvent, QPoint, QPointF, Qt
+from qtpy.QtGui import QMouseEvent
+from qtpy.QtTest import QTest
+from qtpy.QtWidgets import QApplication, QMessageBox
 
 from napari_cosas._sample_data import sample_path
 from napari_cosas.image_io import load_mask
@@ -19,19 +28,29 @@ from napari_cosas.session import ModelBundle
 
 pytestmark = pytest.mark.gui
 TIMEOUT_MS = 120_000
+LEFT, RIGHT = Qt.MouseButton.LeftButton, Qt.MouseButton.RightButton
+NO_MOD = Qt.KeyboardModifier.NoModifier
+CTRL, ALT, SHIFT = (
+    Qt.KeyboardModifier.ControlModifier, Qt.KeyboardModifier.AltModifier, Qt.KeyboardModifier.ShiftModifier
+)
+
+
+def tiny_models() -> ModelBundle:
+    torch.manual_seed(0)
+    segmenter = build_segmenter(SegmenterConfig(backbone="test_convnext", crop=128, stride=85)).eval()
+    predictor = ClickPredictor(build_tiny_sam(decoder="enhanced"), "tiny", device="cpu")
+    return ModelBundle(segmenter=segmenter, predictor=predictor, segmenter_id="tiny-seg")
 
 
 @pytest.fixture
 def widget(make_napari_viewer, qtbot):
     from napari_cosas._widget import CosasWidget
 
-    torch.manual_seed(0)
-    segmenter = build_segmenter(SegmenterConfig(backbone="test_convnext", crop=128, stride=85)).eval()
-    predictor = ClickPredictor(build_tiny_sam(decoder="enhanced"), "tiny", device="cpu")
-    viewer = make_napari_viewer()
-    w = CosasWidget(viewer, models=ModelBundle(segmenter=segmenter, predictor=predictor, segmenter_id="tiny-seg"))
+    viewer = make_napari_viewer(show=True)
+    w = CosasWidget(viewer, models=tiny_models())
     viewer.window.add_dock_widget(w)
     w.auto_segment_box.setChecked(False)  # the tests below drive segmentation themselves
+    qtbot.waitExposed(viewer.window._qt_window)
     return w
 
 
@@ -39,19 +58,64 @@ def _wait(qtbot, w) -> None:
     qtbot.waitUntil(lambda: not w.busy, timeout=TIMEOUT_MS)
 
 
-def _mouse_click(w, row: float, col: float, button: int = 1, modifiers: tuple[str, ...] = ()) -> None:
-    """Drive the viewer's mouse callback with a press and a release at world ``(row, col)``."""
-    event = SimpleNamespace(type="mouse_press", position=(row, col), button=button, modifiers=modifiers)
-    callback = w.on_mouse_drag(w.viewer, event)
-    next(callback)
-    event.type = "mouse_release"
-    with pytest.raises(StopIteration):
-        next(callback)
+def _canvas(w):
+    return w.viewer.window._qt_viewer.canvas
+
+
+def _screen_point(w, row: float, col: float) -> QPoint:
+    """The canvas pixel showing world ``(row, col)`` (vispy's transform takes ``(x, y)``)."""
+    view = _canvas(w).view
+    x, y = (view.transform * view.scene.transform).map([col, row])[:2]
+    return QPoint(round(x), round(y))
+
+
+def click(w, row: float, col: float, button=LEFT, modifiers=NO_MOD, move: tuple[int, int] = (0, 0)) -> None:
+    """Press, optionally move by ``move`` screen pixels with the button held, and release on the
+    canvas over image pixel ``(row, col)``."""
+    native = _canvas(w).native
+    start = _screen_point(w, row, col)
+    QTest.mousePress(native, button, modifiers, start)
+    end = start + QPoint(*move)
+    if move != (0, 0):
+        for step in (0.5, 1.0):
+            at = QPointF(start) + (QPointF(end) - QPointF(start)) * step
+            QApplication.sendEvent(
+                native, QMouseEvent(QEvent.Type.MouseMove, at, native.mapToGlobal(at), Qt.MouseButton.NoButton,
+                                    button, modifiers)
+            )
+    QTest.mouseRelease(native, button, modifiers, end)
+
+
+def key(widget, k: Qt.Key, modifiers=NO_MOD) -> None:
+    QTest.keyClick(widget, k, modifiers)
 
 
 def _segment(qtbot, w) -> None:
     w.segment()
     qtbot.waitUntil(lambda: not w.busy and w.message_label.text() == "Ready for clicks.", timeout=TIMEOUT_MS)
+
+
+def _answer(monkeypatch, button: QMessageBox.StandardButton) -> list[str]:
+    """Make ``QMessageBox.question`` answer ``button``; returns the questions asked."""
+    asked: list[str] = []
+
+    def question(_parent, _title, text, *_args, **_kwargs):
+        asked.append(text)
+        return button
+
+    monkeypatch.setattr(QMessageBox, "question", question)
+    return asked
+
+
+def test_click_label_reads_vispy_modifiers() -> None:
+    from vispy.util import keys
+
+    from napari_cosas._widget import click_label
+
+    assert click_label(1, ()) is True and click_label(2, ()) is False
+    assert click_label(1, (keys.CONTROL,)) is False and click_label(1, (keys.META,)) is False
+    assert click_label(1, (keys.ALT,)) is None and click_label(1, (keys.SHIFT,)) is None
+    assert click_label(3, ()) is None and click_label(2, (keys.CONTROL,)) is None
 
 
 def test_segment_click_undo_export(widget, qtbot, tmp_path: Path) -> None:
@@ -60,6 +124,8 @@ def test_segment_click_undo_export(widget, qtbot, tmp_path: Path) -> None:
     patch = w.session.current
     assert w.session.index == 0 and w.mask_layer is not None
     assert w.patch_list.count() == 2 and "[new]" in w.patch_list.item(0).text()
+    # a default export folder; never inside the installed package (its sample data)
+    assert w.output_dir() == Path.home() / "cosas_export"
 
     _segment(qtbot, w)
     assert w.progress_bar.value() == w.progress_bar.maximum() > 0
@@ -70,35 +136,49 @@ def test_segment_click_undo_export(widget, qtbot, tmp_path: Path) -> None:
     w.effect_combo.setCurrentText("global")
     assert w.session.click_effect == "global"
     w.effect_combo.setCurrentText("local")
-    _mouse_click(w, 50, 60)  # left: positive
+    click(w, 50, 60)  # left: positive
     _wait(qtbot, w)
     assert patch.mask[50, 60]  # a local click always takes its own pixel
-    _mouse_click(w, 100, 120, button=2)  # right: negative
+    click(w, 100, 120, RIGHT)  # right: negative
     _wait(qtbot, w)
-    _mouse_click(w, 150, 30, modifiers=("Control",))  # Ctrl + left: negative
+    click(w, 150, 30, LEFT, CTRL)  # Ctrl + left (Cmd on macOS): negative
     _wait(qtbot, w)
+    click(w, 160, 40, LEFT, ALT)  # Alt + left: napari's, not a click
+    click(w, 170, 50, LEFT, SHIFT)  # Shift + left: napari's, not a click
+    assert not w.busy
+    click(w, 40, 100, LEFT, NO_MOD, move=(3, -2))  # a few pixels of hand jitter: still a click
+    _wait(qtbot, w)
+    center = tuple(w.viewer.camera.center)
+    click(w, 100, 100, LEFT, NO_MOD, move=(60, 40))  # a drag: pans, no click
+    qtbot.waitUntil(lambda: tuple(w.viewer.camera.center) != center, timeout=5_000)
+    assert not w.busy
     assert [(c.row, c.col, c.positive) for c in patch.clicks] == [
-        (50, 60, True), (100, 120, False), (150, 30, False)
+        (50, 60, True), (100, 120, False), (150, 30, False), (40, 100, True)
     ]
-    assert len(w.clicks_layer.data) == 3
-    assert "Clicks on this patch: 3" in w.stats_label.text() and "ms" in w.stats_label.text()
+    assert len(w.clicks_layer.data) == 4
+    assert "Clicks on this patch: 4" in w.stats_label.text() and "ms" in w.stats_label.text()
     assert np.array_equal(w.mask_layer.data > 0, patch.mask)
 
     w.undo()
-    assert len(patch.clicks) == 2 and len(w.clicks_layer.data) == 2
+    assert len(patch.clicks) == 3 and len(w.clicks_layer.data) == 3
     assert np.array_equal(w.mask_layer.data > 0, patch.mask)
 
-    _mouse_click(w, -5, 10)  # outside: ignored with a message
-    assert "outside" in w.message_label.text() and not w.busy and len(patch.clicks) == 2
+    w.viewer.reset_view()
+    click(w, -5, 10)  # outside: ignored with a message
+    assert "outside" in w.message_label.text() and not w.busy and len(patch.clicks) == 3
 
     w.mask_layer.data[:8, :8] = 1  # a brush edit, picked up at export
     out = tmp_path / "out"
     w.out_edit.setText(str(out))
     assert w.export()
+    assert w.busy  # the export runs in a worker
+    _wait(qtbot, w)
     mask_file = out / "masks" / f"{patch.name}.png"
     assert np.array_equal(load_mask(mask_file) > 0, w.mask_layer.data > 0)
     sidecar = json.loads((out / "sidecars" / f"{patch.name}.json").read_text())
-    assert [(c["row"], c["col"], c["positive"]) for c in sidecar["clicks"]] == [(50, 60, True), (100, 120, False)]
+    assert [(c["row"], c["col"], c["positive"]) for c in sidecar["clicks"]] == [
+        (50, 60, True), (100, 120, False), (150, 30, False)
+    ]
     assert sidecar["brush_edited"] and sidecar["models"] == {"segmenter": "tiny-seg", "click": "tiny"}
     geojson = json.loads((out / "geojson" / f"{patch.name}.geojson").read_text())
     geometry = geojson["features"][0]["geometry"]
@@ -110,22 +190,46 @@ def test_segment_click_undo_export(widget, qtbot, tmp_path: Path) -> None:
     assert "[exported]" in w.patch_list.item(0).text()
 
     assert w.export()  # unchanged since its export: no duplicate
+    _wait(qtbot, w)
     assert not (out / "masks" / f"{patch.name}_v2.png").exists()
     w.mask_layer.data[8:12, :8] = 1  # another brush edit: a new version
     assert w.export()
+    _wait(qtbot, w)
     assert (out / "masks" / f"{patch.name}_v2.png").is_file()
     assert (out / "sidecars" / f"{patch.name}_v2.json").is_file()
 
     w.accept_and_next()
+    _wait(qtbot, w)
     assert w.session.index == 1 and not (out / "masks" / f"{patch.name}_v3.png").exists()
 
 
-def test_switching_keeps_corrections_and_reset(widget, qtbot) -> None:
+def test_export_folder_expands_home(widget, qtbot, tmp_path: Path, monkeypatch) -> None:
+    w = widget
+    monkeypatch.setenv("HOME", str(tmp_path))
+    w.add_paths([sample_path(0)])
+    _segment(qtbot, w)
+    w.out_edit.setText("~/exports")
+    assert w.export()
+    _wait(qtbot, w)
+    assert (tmp_path / "exports" / "masks" / f"{w.session.current.name}.png").is_file()
+
+
+def test_default_export_folder_is_next_to_the_patches(widget, tmp_path: Path) -> None:
+    import shutil
+
+    folder = tmp_path / "patches"
+    folder.mkdir()
+    shutil.copy(sample_path(0), folder)
+    widget.add_folder(folder)
+    assert widget.output_dir() == folder / "cosas_export"
+
+
+def test_switching_keeps_corrections_and_reset_asks(widget, qtbot, monkeypatch) -> None:
     w = widget
     w.add_paths([sample_path(0), sample_path(1)])
     first = w.session.current
     _segment(qtbot, w)
-    _mouse_click(w, 20, 20)
+    click(w, 20, 20)
     _wait(qtbot, w)
     corrected = first.mask.copy()
     w.next_patch()
@@ -133,42 +237,127 @@ def test_switching_keeps_corrections_and_reset(widget, qtbot) -> None:
     w.previous_patch()
     assert w.session.current is first and "[corrected]" in w.patch_list.item(0).text()
     assert np.array_equal(w.mask_layer.data > 0, corrected) and len(w.clicks_layer.data) == 1
+
+    asked = _answer(monkeypatch, QMessageBox.StandardButton.No)
+    w.reset()
+    w.segment()
+    assert len(asked) == 2 and not w.busy  # both asked; "No" keeps the click
+    assert len(first.clicks) == 1 and np.array_equal(w.mask_layer.data > 0, corrected)
+    _answer(monkeypatch, QMessageBox.StandardButton.Yes)
     w.reset()
     assert np.array_equal(w.mask_layer.data > 0, first.auto_mask) and not first.clicks
+    native = _canvas(w).native
+    native.setFocus()
+    key(native, Qt.Key.Key_U)  # the reset is undone: the click and its mask are back
+    assert len(first.clicks) == 1 and np.array_equal(w.mask_layer.data > 0, corrected)
+    assert "[corrected]" in w.patch_list.item(0).text()
+    key(native, Qt.Key.Key_U, SHIFT)  # redo: reset again
+    assert not first.clicks and np.array_equal(w.mask_layer.data > 0, first.auto_mask)
+    key(native, Qt.Key.Key_U, SHIFT)
+    assert "Nothing to redo" in w.message_label.text()
 
 
-def test_viewer_images_and_sidecar_reader(widget, qtbot, tmp_path: Path) -> None:
+def test_viewer_images_are_not_duplicated_and_sidecar_reader(widget, qtbot, tmp_path: Path) -> None:
+    from napari_cosas._sample_data import sample_1
+
     w = widget
-    rng = np.random.default_rng(1)
-    w.viewer.add_image(rng.integers(0, 256, (64, 80, 3), dtype=np.uint8), name="layer patch", rgb=True)
+    for data, meta, kind in sample_1():
+        getattr(w.viewer, f"add_{kind}")(data, **meta)
+    image_layer = w.viewer.layers[0]
     w.add_viewer_images()
-    assert w.session.current.name == "layer patch"
+    assert w.output_dir() == Path.home() / "cosas_export"  # no file behind the layer
+    images = [layer for layer in w.viewer.layers if layer.__class__.__name__ == "Image"]
+    assert images == [image_layer] and image_layer.visible  # shown in its own layer
+    assert [layer.name for layer in w.viewer.layers][-2:] == ["tumour mask", "clicks"]
+    w.add_viewer_images()  # again: nothing new
+    assert len(w.session.patches) == 1
     _segment(qtbot, w)
-    _mouse_click(w, 10, 70)
+    click(w, 10, 70)
     _wait(qtbot, w)
     w.out_edit.setText(str(tmp_path))
     assert w.export()
-    layers = w.viewer.open(str(tmp_path / "sidecars" / "layer patch.json"), plugin="napari-cosas")
+    _wait(qtbot, w)
+    layers = w.viewer.open(str(tmp_path / "sidecars" / f"{image_layer.name}.json"), plugin="napari-cosas")
     kinds = {layer.__class__.__name__: layer for layer in layers}
     assert set(kinds) == {"Labels", "Points"}  # no image file behind a viewer layer
     assert np.array_equal(kinds["Labels"].data > 0, w.session.current.mask)
     assert np.array_equal(kinds["Points"].data, [[10, 70]])
 
 
-def test_busy_ignores_clicks_and_open_errors_do_not_crash(widget, qtbot, tmp_path: Path) -> None:
+def test_clicks_while_busy_are_queued_in_order(widget, qtbot) -> None:
+    """Clicks made while the automatic mask is computed are shown at once and applied after it,
+    in order; undo first drops the last queued click."""
     w = widget
-    bad = tmp_path / "bad.png"
-    bad.write_bytes(b"not an image")
-    w.add_paths([bad])
-    assert w.session.current is None
-    w.add_folder(tmp_path / "missing")
     w.add_paths([sample_path(2)])
+    gate = threading.Event()
+    compute = w.session.compute_segmentation
+
+    def held(*args):
+        gate.wait(60)
+        return compute(*args)
+
+    w.session.compute_segmentation = held
     w.segment()
     assert w.busy and not w.segment_button.isEnabled()
-    w.add_click(5, 5, True)
-    assert "Busy" in w.message_label.text()
+    click(w, 30, 40)
+    click(w, 60, 80, RIGHT)
+    click(w, 90, 90)
+    assert "queued (3 waiting)" in w.message_label.text()
+    assert len(w.clicks_layer.data) == 3  # shown before the model has run
+    w.undo()
+    assert len(w.clicks_layer.data) == 2
+    w.export()
+    assert "Busy" in w.message_label.text()  # not silently dropped
+    gate.set()
+    patch = w.session.current
+    qtbot.waitUntil(lambda: not w.busy and len(patch.clicks) == 2, timeout=TIMEOUT_MS)
+    assert [(c.row, c.col, c.positive) for c in patch.clicks] == [(30, 40, True), (60, 80, False)]
+    assert np.array_equal(w.clicks_layer.data, [[30, 40], [60, 80]])
+    assert np.array_equal(w.mask_layer.data > 0, patch.mask)
+
+
+def test_keys_reach_the_widget_whatever_is_selected(widget, qtbot, tmp_path: Path) -> None:
+    """With the clicks (points) layer or the mask (labels) layer selected the keys are the widget's,
+    and canvas clicks still count; with the patch list focused too."""
+    w = widget
+    w.add_paths([sample_path(0), sample_path(1)])
+    w.out_edit.setText(str(tmp_path))
+    native = _canvas(w).native
+    w.viewer.layers.selection.active = w.clicks_layer
+    native.setFocus()
+    key(native, Qt.Key.Key_S)  # Points binds s (select mode): here it segments
+    assert w.busy and w.clicks_layer.mode == "pan_zoom"
     qtbot.waitUntil(lambda: not w.busy and w.message_label.text() == "Ready for clicks.", timeout=TIMEOUT_MS)
-    assert w.segment_button.isEnabled()
+    w.viewer.layers.selection.active = w.clicks_layer
+    key(native, Qt.Key.Key_A)  # Points binds a (add mode): here it accepts (exports) and moves on
+    assert w.clicks_layer.mode == "pan_zoom"
+    qtbot.waitUntil(lambda: w.session.index == 1, timeout=TIMEOUT_MS)
+    assert (tmp_path / "masks" / f"{w.session.patches[0].name}.png").is_file()
+    _wait(qtbot, w)
+    w.previous_patch()
+    w.viewer.layers.selection.active = w.clicks_layer
+    click(w, 25, 35)
+    _wait(qtbot, w)
+    assert len(w.session.current.clicks) == 1
+    w.viewer.layers.selection.active = w.mask_layer
+    key(native, Qt.Key.Key_U)
+    assert not w.session.current.clicks
+    key(native, Qt.Key.Key_N)
+    assert w.session.index == 1
+    key(native, Qt.Key.Key_N, SHIFT)
+    assert w.session.index == 0
+
+    window = w.viewer.window._qt_window
+    window.activateWindow()  # keys go to the active window, as when a user types
+    qtbot.waitUntil(lambda: QApplication.activeWindow() is window, timeout=5_000)
+    w.patch_list.setFocus()
+    key(w.patch_list, Qt.Key.Key_N)
+    assert w.session.index == 1
+    key(w.patch_list, Qt.Key.Key_N, SHIFT)
+    assert w.session.index == 0
+    w.out_edit.setFocus()
+    key(w.out_edit, Qt.Key.Key_N)  # a text field keeps its letters
+    assert w.session.index == 0 and w.out_edit.text().endswith("n")
 
 
 def test_write_labels_shows_each_new_mask() -> None:
@@ -200,9 +389,11 @@ def test_new_patches_are_segmented_when_they_open(widget, qtbot) -> None:
     w.auto_segment_box.setChecked(True)
     w.add_paths([sample_path(0), sample_path(1)])
     first = w.session.current
+    qtbot.waitUntil(lambda: w.progress_bar.maximum() == 0, timeout=TIMEOUT_MS)  # busy bar while encoding
     qtbot.waitUntil(lambda: not w.busy and w.message_label.text() == "Ready for clicks.", timeout=TIMEOUT_MS)
+    assert w.progress_bar.maximum() > 0
     assert first.state == "segmented" and np.array_equal(w.mask_layer.data > 0, first.auto_mask)
-    _mouse_click(w, 20, 20)
+    click(w, 20, 20)
     _wait(qtbot, w)
     corrected = first.mask.copy()
     w.next_patch()
@@ -211,3 +402,163 @@ def test_new_patches_are_segmented_when_they_open(widget, qtbot) -> None:
     w.previous_patch()
     assert not w.busy and first.state == "corrected"  # nothing recomputed, the click kept
     assert np.array_equal(w.mask_layer.data > 0, corrected)
+
+
+def test_mask_display_outline_or_filled(widget) -> None:
+    w = widget
+    w.add_paths([sample_path(0)])
+    assert w.display_combo.currentText() == "outline" and w.mask_layer.contour > 0
+    w.display_combo.setCurrentText("filled")
+    assert w.mask_layer.contour == 0 and w.mask_layer.opacity == 0.5
+
+
+def test_closing_the_window_asks_about_unsaved_corrections(widget, qtbot, monkeypatch) -> None:
+    w = widget
+    w.add_paths([sample_path(0)])
+    _segment(qtbot, w)
+    click(w, 20, 20)
+    _wait(qtbot, w)
+    window = w.viewer.window._qt_window
+    asked = _answer(monkeypatch, QMessageBox.StandardButton.No)
+    window.close()  # what the close button, Ctrl+W and Quit do
+    assert asked and "not exported" in asked[0] and window.isVisible()
+    assert w.session.current.clicks
+
+
+def test_clicks_run_with_their_own_torch_threads_and_restore_them(widget, qtbot, monkeypatch) -> None:
+    """A click runs its model with `click_threads()` torch threads in its worker; afterwards the
+    GUI thread and newly started threads have torch's count as before (nothing process-wide)."""
+    import napari_cosas._widget as widget_module
+
+    assert widget_module.click_threads() == max(1, min(torch.get_num_threads(), (os.cpu_count() or 1) - 1))
+    w = widget
+    w.add_paths([sample_path(0)])
+    _segment(qtbot, w)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        monkeypatch.setattr(widget_module, "click_threads", lambda: 1)
+        seen = []
+        compute = w.session.compute_click
+
+        def recording(*args):
+            seen.append(torch.get_num_threads())
+            return compute(*args)
+
+        w.session.compute_click = recording
+        click(w, 30, 30)
+        _wait(qtbot, w)
+        assert seen == [1] and len(w.session.current.clicks) == 1
+        assert torch.get_num_threads() == 2
+        fresh = []
+        thread = threading.Thread(target=lambda: fresh.append(torch.get_num_threads()))
+        thread.start()
+        thread.join()
+        assert fresh == [2]
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_start_from_a_labels_layer_or_a_geojson_then_correct(widget, qtbot, tmp_path: Path) -> None:
+    """A sample's ground truth (a labels layer) or a QuPath GeoJSON becomes the patch's mask;
+    clicks then correct it locally (the mask away from the click is kept), undo goes back."""
+    from napari_cosas._sample_data import sample_1
+    from napari_cosas.refine import local_window
+    from napari_cosas.session import mask_to_geojson
+
+    w = widget
+    (image, image_meta, _), (truth, truth_meta, _) = sample_1()
+    w.viewer.add_image(image, **image_meta)
+    truth_layer = w.viewer.add_labels(truth, **truth_meta)
+    w.add_viewer_images()
+    patch = w.session.current
+    w.viewer.layers.selection.active = truth_layer
+    assert w.start_from_layer()
+    qtbot.waitUntil(lambda: not w.busy and w.message_label.text() == "Ready for clicks.", timeout=TIMEOUT_MS)
+    assert np.array_equal(patch.mask, truth > 0) and np.array_equal(w.mask_layer.data > 0, truth > 0)
+    click(w, 100, 100, RIGHT)
+    _wait(qtbot, w)
+    rows, cols = local_window(patch.shape, 100, 100)
+    outside = np.ones(patch.shape, bool)
+    outside[rows, cols] = False
+    assert not patch.mask[100, 100] and np.array_equal(patch.mask[outside], (truth > 0)[outside])
+    w.undo()
+    assert np.array_equal(patch.mask, truth > 0)
+
+    other = np.zeros(patch.shape, bool)
+    other[20:60, 30:90] = True
+    geojson = tmp_path / "qupath.geojson"
+    geojson.write_text(json.dumps(mask_to_geojson(other)))
+    assert w.start_from_file(geojson)
+    _wait(qtbot, w)
+    assert np.array_equal(w.mask_layer.data > 0, other)
+    w.undo()
+    assert np.array_equal(w.mask_layer.data > 0, truth > 0)
+
+    wrong = tmp_path / "wrong.geojson"
+    wrong.write_text(json.dumps({"type": "FeatureCollection", "features": []}))
+    assert not w.start_from_file(wrong)
+    w.viewer.layers.selection.active = w.viewer.add_labels(np.zeros((10, 10), np.uint8), name="small")
+    assert not w.start_from_layer()
+    assert np.array_equal(w.mask_layer.data > 0, truth > 0)
+
+
+def test_brush_strokes_made_while_a_click_runs_are_kept(widget, qtbot) -> None:
+    """A stroke painted (real mouse drag, brush mode) while a click computes is not overwritten
+    by the click's mask: both end up in the mask, the stroke as an undoable edit."""
+    w = widget
+    w.add_paths([sample_path(0)])
+    _segment(qtbot, w)
+    patch = w.session.current
+    gate = threading.Event()
+    compute = w.session.compute_click
+
+    def held(*args):
+        gate.wait(60)
+        return compute(*args)
+
+    w.session.compute_click = held
+    click(w, 150, 150)
+    assert w.busy
+    layer = w.mask_layer
+    layer.brush_size = 6
+    layer.mode = "erase" if patch.mask[20, 20] else "paint"
+    click(w, 20, 20, move=(40, 0))  # a stroke to the right of (20, 20)
+    layer.mode = "pan_zoom"
+    stroke = (layer.data > 0) != patch.mask
+    painted = layer.data > 0
+    assert stroke[20, 20:30].all()
+    gate.set()
+    qtbot.waitUntil(lambda: not w.busy and len(patch.clicks) == 1, timeout=TIMEOUT_MS)
+    assert patch.mask[150, 150] and np.array_equal(patch.mask[stroke], painted[stroke])  # click and stroke
+    assert np.array_equal(w.mask_layer.data > 0, patch.mask) and patch.brush_edited
+    w.undo()  # the stroke first
+    assert len(patch.clicks) == 1 and not np.array_equal(patch.mask[stroke], painted[stroke])
+
+
+def test_navigation_while_a_patch_segments(widget, qtbot) -> None:
+    """Next / previous work while a patch segments; the job's mask goes to its own patch, and a
+    new patch opened meanwhile is segmented (with the box ticked) once the job is done; a click
+    queued on the first patch is applied to it even after moving on."""
+    w = widget
+    w.auto_segment_box.setChecked(True)
+    gate = threading.Event()
+    compute = w.session.compute_segmentation
+
+    def held(*args):
+        gate.wait(60)
+        return compute(*args)
+
+    w.session.compute_segmentation = held
+    w.add_paths([sample_path(0), sample_path(1)])
+    first, second = w.session.patches
+    assert w.busy and w.next_button.isEnabled()
+    click(w, 40, 40)  # queued on the first patch
+    QTest.mouseClick(w.next_button, LEFT)
+    assert w.session.current is second and len(w.clicks_layer.data) == 0
+    gate.set()
+    qtbot.waitUntil(lambda: second.state == "segmented" and not w.busy, timeout=TIMEOUT_MS)
+    assert first.state == "corrected" and [(c.row, c.col) for c in first.clicks] == [(40, 40)]
+    assert np.array_equal(w.mask_layer.data > 0, second.auto_mask)
+    w.previous_patch()
+    assert np.array_equal(w.mask_layer.data > 0, first.mask) and len(w.clicks_layer.data) == 1

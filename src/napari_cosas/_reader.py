@@ -1,7 +1,8 @@
-"""Reader: exported masks (as labels) and sidecars (mask, clicks as points, image if present).
+"""Reader: the plugin's own sidecars (source image if present, mask as labels, clicks as points).
 
-Handled: ``*.json`` sidecars with ``"format": "napari-cosas-sidecar/1"``, and PNG / TIFF masks
-in a ``masks`` folder or named ``*_mask``. Anything else is left to other readers (``None``).
+The manifest claims ``*.json`` only, and only files with ``"format": "napari-cosas-sidecar/1"``
+are read (anything else is left to other readers, ``None``): PNG and TIFF files stay napari's,
+so opening an image never asks which reader to use. An exported mask opens with its sidecar.
 Clicks in sidecars are ``(row, col)`` image pixels, napari's order for a 2-D points layer.
 """
 
@@ -14,11 +15,10 @@ from typing import Any
 
 import numpy as np
 
-from .image_io import TIFF_SUFFIXES, load_image, load_mask
+from .image_io import load_image, load_mask
 from .session import SIDECAR_FORMAT, load_sidecar
 
 LayerData = tuple[Any, dict[str, Any], str]
-MASK_SUFFIXES = (".png", *TIFF_SUFFIXES)
 
 
 def _is_sidecar(path: Path) -> bool:
@@ -28,12 +28,8 @@ def _is_sidecar(path: Path) -> bool:
         return False
 
 
-def _is_mask_file(path: Path) -> bool:
-    return path.suffix.lower() in MASK_SUFFIXES and (path.parent.name == "masks" or path.stem.endswith("_mask"))
-
-
 def get_reader(path: str | list[str]) -> Callable[[str | list[str]], list[LayerData]] | None:
-    """napari reader hook: a reader function for one sidecar or mask file, else ``None``."""
+    """napari reader hook: a reader function for one sidecar, else ``None``."""
     if isinstance(path, list):
         if len(path) != 1:
             return None
@@ -41,16 +37,7 @@ def get_reader(path: str | list[str]) -> Callable[[str | list[str]], list[LayerD
     p = Path(path)
     if p.suffix.lower() == ".json" and _is_sidecar(p):
         return read_sidecar
-    if _is_mask_file(p):
-        return read_mask
     return None
-
-
-def read_mask(path: str | list[str]) -> list[LayerData]:
-    """A mask file as a labels layer ``(H, W)`` uint8 (1 = tumour)."""
-    p = Path(path[0] if isinstance(path, list) else path)
-    labels = (load_mask(p) > 0).astype(np.uint8)
-    return [(labels, {"name": p.stem, "opacity": 0.5}, "labels")]
 
 
 def read_sidecar(path: str | list[str]) -> list[LayerData]:
