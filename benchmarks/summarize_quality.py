@@ -62,6 +62,10 @@ def main() -> None:
         "click; `wand`, a colour flood fill from the clicked pixel in CIE-Lab (Gaussian blur 1.5 px, tolerance "
         "`references.WAND_TOLERANCE` chosen on held-out training images, `benchmarks/click_effects.md`) inside "
         "the click window, positive adds and negative removes, no model. "
+        "Each row is the last run that wrote its JSON file: the plain rows and the global rows come from "
+        "earlier runs of this script (the plain checkpoint `runs/click_plain.pt` is not kept in the "
+        "repository); the enhanced local rows, rerun on the interaction engine (`napari_cosas.interaction`), "
+        "reproduced the earlier run's NoC exactly. "
         "NoC counts 0 for an object whose automatic mask already reaches the threshold (`--init auto`). "
         "SPC here comes from whole-dataset runs on a shared 2-core machine; `benchmarks/click.md` has "
         "controlled per-click timings.",
