@@ -115,3 +115,22 @@ def test_cache_rejects_entries_of_another_model(tmp_path):
     group.attrs["model_id"] = "model-b"
     assert cache.get(key) is None  # mismatching attributes: discarded
     assert not cache.path(key).exists()
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_damaged_click_weights_give_a_clear_error_not_an_empty_mask(image, fast):
+    import torch
+
+    from napari_cosas.models.segmenter import ModelOutputError
+    from napari_cosas.refine import click_mask
+
+    model = build_tiny_sam()
+    with torch.no_grad():
+        model.mask_decoder.output_upscaling[0].weight[0, 0, 0, 0] = float("nan")  # one flipped bit's worth
+    predictor = ClickPredictor(model, "damaged", device="cpu", fast=fast)
+    predictor.set_image(image)
+    previous = np.zeros(image.shape[:2], dtype=bool)
+    for start in (True, False):  # the whole prediction, and one window of it
+        with pytest.raises(ModelOutputError, match="damaged"):
+            click_mask(predictor, previous, np.array([[10.0, 12.0]]), np.array([1]), None,
+                       start_from_prediction=start)

@@ -20,6 +20,7 @@ from .devices import resolve_device
 from .embedding_cache import CachedEmbedding, CacheKey, EmbeddingCache
 from .fast_decoder import TOKEN_PIXELS, FastClickDecoder
 from .image_io import as_rgb_uint8, image_sha256
+from .models.segmenter import ModelOutputError
 from .refine import LOGIT_THRESHOLD
 
 #: Bumped whenever resizing or normalisation changes, which invalidates cached embeddings.
@@ -290,7 +291,7 @@ class ClickPredictor:
         """:meth:`predict_logits` as NumPy: ``(H, W)`` float32 logits at image size (for
         ``refine.apply_click``) and ``(1, 256, 256)`` float32 low-res logits."""
         full, low_res = self.predict_logits(points_rc, labels, mask_input)
-        return full.float().cpu().numpy(), low_res.float().cpu().numpy()
+        return _finite(full.float().cpu().numpy()), low_res.float().cpu().numpy()
 
     @torch.inference_mode()
     def predict_window_logits(
@@ -318,11 +319,21 @@ class ClickPredictor:
                              f"inside the {height}x{width} image")
         if self._fast is None:
             full, _ = self.predict_logits(points_rc, labels, mask_input)
-            return full[rows, cols].float().cpu().numpy()
+            return _finite(full[rows, cols].float().cpu().numpy())
         coords, point_labels, dense_in = self._prompt_tensors(points_rc, labels, mask_input)
         row_weights, col_weights = self._resize_rows[rows], self._resize_cols[cols]
         token_rows, token_cols = _token_span(row_weights), _token_span(col_weights)
         block = self._fast.low_res_block(coords, point_labels, dense_in, token_rows, token_cols)[0, 0]
         row_weights = row_weights[:, TOKEN_PIXELS * token_rows.start:TOKEN_PIXELS * token_rows.stop]
         col_weights = col_weights[:, TOKEN_PIXELS * token_cols.start:TOKEN_PIXELS * token_cols.stop]
-        return (row_weights @ block @ col_weights.t()).cpu().numpy()
+        return _finite((row_weights @ block @ col_weights.t()).cpu().numpy())
+
+
+def _finite(logits: np.ndarray) -> np.ndarray:
+    """``logits`` unchanged, or ``ModelOutputError`` when any is NaN or infinite (damaged weights)."""
+    if not np.isfinite(logits).all():
+        raise ModelOutputError(
+            "the click model returned NaN or infinite logits, so its weights are damaged; reinstall "
+            "napari-cosas or pass a good checkpoint with --weights"
+        )
+    return logits
