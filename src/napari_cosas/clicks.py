@@ -21,12 +21,13 @@ already matches the ground truth, which it does not click (see ``evaluation.py``
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from scipy.ndimage import distance_transform_edt
 
-__all__ = ["Click", "Clicker", "next_click"]
+__all__ = ["Click", "Clicker", "click_labels", "next_click", "points_rc"]
 
 
 @dataclass(frozen=True)
@@ -115,6 +116,16 @@ def next_click(
     return Click(int(row), int(col), is_positive)
 
 
+def points_rc(clicks: Sequence[Click]) -> np.ndarray:
+    """Click positions, ``(N, 2)`` ``float64`` in ``(row, col)`` order (``(0, 2)`` when empty)."""
+    return np.array([(c.row, c.col) for c in clicks], dtype=np.float64).reshape(-1, 2)
+
+
+def click_labels(clicks: Sequence[Click]) -> np.ndarray:
+    """Click labels, ``(N,)`` ``int64``: 1 positive, 0 negative."""
+    return np.array([int(c.is_positive) for c in clicks], dtype=np.int64)
+
+
 class Clicker:
     """Ordered click history of one object: the simulator's clicker and the GUI's undo stack."""
 
@@ -143,11 +154,11 @@ class Clicker:
 
     def points_rc(self) -> np.ndarray:
         """Click positions, ``(N, 2)`` ``float64`` in ``(row, col)`` order (``(0, 2)`` when empty)."""
-        return np.array([(c.row, c.col) for c in self._clicks], dtype=np.float64).reshape(-1, 2)
+        return points_rc(self._clicks)
 
     def labels(self) -> np.ndarray:
         """Click labels, ``(N,)`` ``int64``: 1 positive, 0 negative."""
-        return np.array([int(c.is_positive) for c in self._clicks], dtype=np.int64)
+        return click_labels(self._clicks)
 
     def not_clicked_mask(self, shape: tuple[int, int]) -> np.ndarray:
         """``(H, W)`` ``bool`` mask, ``False`` exactly at the clicked pixels.

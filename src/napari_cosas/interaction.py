@@ -32,7 +32,7 @@ from typing import Literal, Protocol
 
 import numpy as np
 
-from .clicks import Click, Clicker
+from .clicks import Click, Clicker, click_labels, points_rc
 from .refine import CLICK_MEMORY, LOCAL_WINDOW, PROB_THRESHOLD, ClickEffect, ClickLogits, click_mask
 
 __all__ = [
@@ -75,8 +75,8 @@ class ClickContext:
         logits: ``(1, 256, 256)`` low-res logits the previous click left as the next mask prompt
             (a global click), else ``None``.
         auto_prob: ``(H, W)`` float32 automatic probabilities the object started from, or ``None``.
-        untouched: no click or edit changed the starting mask yet.
-        first: the new click is the first on a mask nobody edited.
+        untouched: no click or edit changed the starting mask yet (the new click is the first
+            on a mask nobody edited).
     """
 
     previous: np.ndarray
@@ -84,7 +84,6 @@ class ClickContext:
     logits: np.ndarray | None
     auto_prob: np.ndarray | None
     untouched: bool
-    first: bool
 
     @property
     def click(self) -> Click:
@@ -92,11 +91,11 @@ class ClickContext:
 
     def points_rc(self) -> np.ndarray:
         """``(N, 2)`` float64 ``(row, col)`` of the clicks."""
-        return np.array([(c.row, c.col) for c in self.clicks], dtype=np.float64).reshape(-1, 2)
+        return points_rc(self.clicks)
 
     def labels(self) -> np.ndarray:
         """``(N,)`` int64 labels of the clicks, 1 positive, 0 negative."""
-        return np.array([int(c.is_positive) for c in self.clicks], dtype=np.int64)
+        return click_labels(self.clicks)
 
 
 class Corrector(Protocol):
@@ -152,7 +151,7 @@ class ModelCorrector:
     def correct(self, context: ClickContext) -> tuple[np.ndarray, np.ndarray | None]:
         mask, low_res = click_mask(
             self.model, context.previous, context.points_rc(), context.labels(), self.prompt(context),
-            effect=self.effect, start_from_prediction=context.first and self.first_click == "global",
+            effect=self.effect, start_from_prediction=context.untouched and self.first_click == "global",
             window=self.window, memory=self.memory,
         )
         return mask, low_res if self.effect == "global" else None
@@ -280,7 +279,7 @@ class Interaction:
 
     @property
     def untouched(self) -> bool:
-        """No click and no edit since the start (or the last reset)."""
+        """No click and no edit since the start (or the last reset): the mask is the start mask."""
         return not self.clicker.clicks and not self.edited
 
     @property
@@ -298,7 +297,7 @@ class Interaction:
         """The state before ``click``, as a corrector sees it."""
         return ClickContext(
             previous=self._mask, clicks=(*self.clicker.clicks, click), logits=self.logits,
-            auto_prob=self.auto_prob, untouched=self.untouched, first=self.untouched,
+            auto_prob=self.auto_prob, untouched=self.untouched,
         )
 
     # -- clicks ------------------------------------------------------------------------------
@@ -355,7 +354,7 @@ class Interaction:
 
     def reset(self) -> bool:
         """Back to the starting mask with no clicks (undoable); ``False`` when already there."""
-        if self.untouched and np.array_equal(self._mask, self.start_mask):
+        if self.untouched:
             return False
         clicks, records = self.clicker.clicks, tuple(self.records)
         self.clicker.reset()

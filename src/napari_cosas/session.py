@@ -237,7 +237,7 @@ class Patch:
             return "new"
         if self.exported_state == interaction.state_id:
             return "exported"
-        if interaction.untouched and np.array_equal(interaction.mask, interaction.start_mask):
+        if interaction.untouched:
             return "new" if self.auto_prob is None else "segmented"
         return "corrected"
 
