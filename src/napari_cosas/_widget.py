@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import sys
 import threading
-import time
 from collections import deque
 from collections.abc import Callable, Generator, Iterator
 from contextlib import contextmanager
@@ -22,7 +21,7 @@ import numpy as np
 from napari.qt.threading import create_worker
 from napari.utils.colormaps import DirectLabelColormap
 from napari.utils.notifications import show_error, show_info
-from qtpy.QtCore import QEvent, QObject, Qt, QTimer, Signal
+from qtpy.QtCore import QEvent, QObject, Qt, Signal
 from qtpy.QtGui import QKeySequence, QShortcut
 from qtpy.QtWidgets import (
     QApplication,
@@ -73,22 +72,14 @@ mask (undoable; <i>s</i> and <i>r</i> ask before dropping corrections), <i>Shift
 <i>n</i> next patch, <i>Shift+N</i> previous patch."""
 
 
-#: Side of the tiles a large mask change is written in (`LabelsWriter`), image pixels.
-WRITE_TILE = 256
-#: A change touching at most this many tiles is written at once (a local click: 1-4 tiles).
-WRITE_AT_ONCE_TILES = 4
-#: GUI-thread time one event-loop turn spends writing tiles before it lets Qt run (paint, input).
-WRITE_BUDGET_S = 0.04
-
-
 def write_labels(layer: Any, labels: np.ndarray) -> None:
-    """Show ``labels`` (``(H, W)`` uint8) in a napari Labels ``layer``, at once.
+    """Show ``labels`` (``(H, W)`` uint8) in a napari Labels ``layer``.
 
-    When the shape and dtype are unchanged only the changed pixels are written, with
-    ``Labels.data_setitem``, which recolours, re-contours and uploads to the GPU only their
-    bounding box (a whole-layer refresh does all 1500x1500 pixels:
-    ``benchmarks/viewer_click.md``). Like a brush stroke, the write is one step of napari's own
-    labels undo (Ctrl+Z), and emits the layer's ``paint`` event.
+    A click changes only a window of the mask: when the shape and dtype are unchanged only the
+    changed pixels are written, with ``Labels.data_setitem``, which recolours and uploads to
+    the GPU only their bounding box (a whole-layer refresh recolours, re-contours and uploads
+    all 1500x1500 pixels: ``benchmarks/viewer_click.md``). Like a brush stroke, the write is
+    one step of napari's own labels undo (Ctrl+Z), and emits the layer's ``paint`` event.
     """
     data = layer.data
     if not isinstance(data, np.ndarray) or data.shape != labels.shape or data.dtype != labels.dtype:
@@ -97,106 +88,6 @@ def write_labels(layer: Any, labels: np.ndarray) -> None:
     changed = np.nonzero(data != labels)
     if changed[0].size:
         layer.data_setitem(changed, labels[changed])
-
-
-class LabelsWriter:
-    """Shows masks in one napari Labels layer without holding the GUI thread for long.
-
-    A change that touches at most ``WRITE_AT_ONCE_TILES`` tiles of ``tile`` x ``tile`` pixels (a
-    local click) is written at once (`write_labels`). A larger one (the first click on a patch
-    replaces the automatic mask with the model's whole prediction: a third of a 1500x1500 patch
-    changes, and napari re-contours the whole bounding box in one call, 150-200 ms) is written
-    tile by tile, ``budget_s`` of GUI time per event-loop turn, so that Qt paints and takes input
-    in between; the layer then shows the old mask in the tiles not yet written for a few turns.
-
-    Only pixels that still show the old mask are written: a brush stroke made in a tile not yet
-    written is kept. Call `flush` before reading the layer's data (brush edits); `writing` is
-    true while the writer itself changes the layer (its ``paint`` events are not strokes).
-
-    Args:
-        layer: the napari Labels layer, ``(H, W)`` uint8 data, ``(row, col)`` order.
-        tile, budget_s: tile side (pixels) and GUI time per turn (seconds).
-    """
-
-    def __init__(self, layer: Any, tile: int = WRITE_TILE, budget_s: float = WRITE_BUDGET_S) -> None:
-        self.layer = layer
-        self.tile = tile
-        self.budget_s = budget_s
-        self.writing = False
-        self._old: np.ndarray | None = None  # ``(H, W)`` the layer's data when the write began
-        self._target: np.ndarray | None = None  # ``(H, W)`` the mask being written
-        self._tiles: deque[tuple[slice, slice]] = deque()
-        self._timer = QTimer()
-        self._timer.setSingleShot(True)
-        self._timer.setInterval(0)
-        self._timer.timeout.connect(self._step)
-
-    @property
-    def pending(self) -> bool:
-        """Whether some tiles of the last mask are not written yet."""
-        return bool(self._tiles)
-
-    def show(self, labels: np.ndarray) -> None:
-        """Start showing ``labels`` (``(H, W)`` uint8, not kept by the layer); replaces any write
-        in progress (the layer's current data is the new starting point)."""
-        self._timer.stop()
-        self._tiles.clear()
-        data = self.layer.data
-        same = isinstance(data, np.ndarray) and data.shape == labels.shape and data.dtype == labels.dtype
-        tiles = self._changed_tiles(data, labels) if same else []
-        if len(tiles) <= WRITE_AT_ONCE_TILES:
-            self._write(lambda: write_labels(self.layer, labels))
-            return
-        self._old, self._target = data.copy(), labels
-        self._tiles.extend(tiles)
-        self._step()
-
-    def flush(self) -> None:
-        """Write the remaining tiles now."""
-        self._timer.stop()
-        while self._tiles:
-            self._write_tile(self._tiles.popleft())
-        self._old = self._target = None
-
-    def stop(self) -> None:
-        """Drop the remaining tiles (the layer is going away)."""
-        self._timer.stop()
-        self._tiles.clear()
-
-    def _changed_tiles(self, data: np.ndarray, labels: np.ndarray) -> list[tuple[slice, slice]]:
-        """The ``(rows, cols)`` slices of the tiles where ``data`` and ``labels`` differ, row-major."""
-        diff = data != labels
-        starts = [np.arange(0, n, self.tile) for n in diff.shape]
-        touched = np.logical_or.reduceat(np.logical_or.reduceat(diff, starts[0], axis=0), starts[1], axis=1)
-        tile_rows, tile_cols = np.nonzero(touched)
-        return [
-            (slice(int(row), int(row) + self.tile), slice(int(col), int(col) + self.tile))
-            for row, col in zip(starts[0][tile_rows], starts[1][tile_cols])
-        ]
-
-    def _step(self) -> None:
-        start = time.perf_counter()
-        while self._tiles and time.perf_counter() - start < self.budget_s:
-            self._write_tile(self._tiles.popleft())
-        if self._tiles:
-            self._timer.start()
-        else:
-            self._old = self._target = None
-
-    def _write_tile(self, tile: tuple[slice, slice]) -> None:
-        data, old, target = self.layer.data[tile], self._old[tile], self._target[tile]
-        rows, cols = np.nonzero((data != target) & (data == old))
-        if rows.size:
-            self._write(lambda: self.layer.data_setitem(
-                (rows + tile[0].start, cols + tile[1].start), target[rows, cols]
-            ))
-
-    def _write(self, write: Callable[[], None]) -> None:
-        self.writing = True
-        try:
-            write()
-        finally:
-            self.writing = False
 
 
 def click_label(button: int, modifiers: Any) -> bool | None:
@@ -257,7 +148,7 @@ class CosasWidget(QWidget):
         self._image_layer: Any = None  # the layer showing the current patch
         self._own_image_layer: Any = None  # the widget's image layer (patches opened from files)
         self._source_layers: dict[int, Any] = {}  # id(patch) -> the viewer layer it came from
-        self._writer: LabelsWriter | None = None  # shows masks in the mask layer
+        self._writing_mask = False
         self._strokes_waiting = False  # brush strokes made while a job ran, not yet in the session
         self._running: _QueuedClick | None = None  # the click whose model runs now
         self._segment_when_idle: Patch | None = None  # a new patch opened while a job ran
@@ -562,29 +453,18 @@ class CosasWidget(QWidget):
             self._bind_layer_keys(layer)
             self._style_mask_layer()
         else:
-            self._mask_writer(layer).show(labels)
+            self._write_mask(layer, labels)
         self._show_clicks(patch)
         if select:
             self.viewer.layers.selection.active = layer
         self._refresh()
 
-    def _mask_writer(self, layer: Any) -> LabelsWriter:
-        """The writer of ``layer`` (a new one when the mask layer was replaced)."""
-        if self._writer is None or self._writer.layer is not layer:
-            if self._writer is not None:
-                self._writer.stop()
-            self._writer = LabelsWriter(layer)
-        return self._writer
-
-    @property
-    def mask_pending(self) -> bool:
-        """Whether the mask layer is still being written (a large change, tile by tile)."""
-        return self._writer is not None and self._writer.pending
-
-    def _flush_mask(self) -> None:
-        """Finish writing the mask layer before its data is read."""
-        if self._writer is not None:
-            self._writer.flush()
+    def _write_mask(self, layer: Any, labels: np.ndarray) -> None:
+        self._writing_mask = True
+        try:
+            write_labels(layer, labels)
+        finally:
+            self._writing_mask = False
 
     def _show_clicks(self, patch: Patch) -> None:
         """The patch's clicks, then the running and queued ones (paler), in the clicks layer.
@@ -612,7 +492,7 @@ class CosasWidget(QWidget):
 
     def _on_paint(self) -> None:
         """A brush stroke (or napari's labels undo) on the mask layer."""
-        if self._writer is not None and self._writer.writing:
+        if self._writing_mask:
             return
         if self.busy:
             self._strokes_waiting = True  # taken once the job's result is shown
@@ -626,7 +506,6 @@ class CosasWidget(QWidget):
         if not self._strokes_waiting or patch is not self.session.current or layer is None:
             return None
         self._strokes_waiting = False
-        self._flush_mask()
         shown = patch.mask if patch.mask is not None else np.zeros(patch.shape, dtype=bool)
         changed = (layer.data > 0) != shown
         return changed if changed.any() else None
@@ -645,11 +524,10 @@ class CosasWidget(QWidget):
         """Hand brush edits of the mask layer to the session."""
         patch, layer = self.session.current, self.mask_layer
         if (
-            patch is None or layer is None or self.busy or (self._writer is not None and self._writer.writing)
+            patch is None or layer is None or self.busy or self._writing_mask
             or layer.data.shape != patch.shape
         ):
             return
-        self._flush_mask()
         if self.session.sync_mask(patch, layer.data):
             self._refresh()
 
@@ -824,10 +702,10 @@ class CosasWidget(QWidget):
         where = "" if click.patch is self.session.current else f" on {click.patch.name}"
         self._message(f"{kind} click at (row {click.row}, col {click.col}){where}…")
         self._running = click
+        if click.patch is self.session.current:
+            self._show_clicks(click.patch)
         self._start(self._compute_click, click.patch, click.row, click.col, click.positive, _gui_torch_threads(),
                     on_done=self._clicked)
-        if click.patch is self.session.current:  # drawn while the model runs
-            self._show_clicks(click.patch)
 
     def _compute_click(self, patch: Patch, row: int, col: int, positive: bool, restore: int) -> ClickResult:
         """`AnnotationSession.compute_click` with `click_threads` torch threads (worker thread),
@@ -1008,8 +886,6 @@ class CosasWidget(QWidget):
         so that no worker thread outlives the viewer."""
         self._closing = True
         self._queued.clear()
-        if self._writer is not None:
-            self._writer.stop()
         for done in list(self._jobs_done):
             done.wait(timeout_s)
 
