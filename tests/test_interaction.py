@@ -9,7 +9,9 @@ import torch
 
 from napari_cosas.clicks import Click
 from napari_cosas.evaluation import evaluate_object
+from napari_cosas.focus import Focus
 from napari_cosas.interaction import MAX_UNDO, Interaction, StaleClickError
+from napari_cosas.models.focus_refiner import FocusRefiner
 from napari_cosas.models.sam_models import build_tiny_sam
 from napari_cosas.predictor import ClickPredictor
 from napari_cosas.references import OracleCorrector, WandCorrector
@@ -52,8 +54,8 @@ def _same_calls(a: list[tuple], b: list[tuple]) -> None:
                 assert u == v
 
 
-@pytest.mark.parametrize("effect", ["local", "global"])
-def test_session_and_evaluate_make_the_same_model_calls_and_masks(effect: str) -> None:
+@pytest.mark.parametrize(("effect", "refined"), [("local", False), ("local", True), ("global", False)])
+def test_session_and_evaluate_make_the_same_model_calls_and_masks(effect: str, refined: bool) -> None:
     torch.manual_seed(0)
     rng = np.random.default_rng(1)
     image = rng.integers(0, 256, (96, 80, 3), dtype=np.uint8)
@@ -61,15 +63,17 @@ def test_session_and_evaluate_make_the_same_model_calls_and_masks(effect: str) -
     gt[20:60, 15:50] = True
     prob = np.clip(gt * 0.8 + rng.normal(0, 0.3, gt.shape), 0, 1).astype(np.float32)
     predictor = ClickPredictor(build_tiny_sam(decoder="enhanced"), "tiny", device="cpu")
+    refiner = FocusRefiner().eval() if refined else None
 
     simulated = Recording(predictor)
     simulated.set_image(image)
     result = evaluate_object(simulated, gt, init="auto", init_prob=prob, max_clicks=8, stop_iou=1.01,
-                             thresholds=(0.9,), effect=effect)
+                             thresholds=(0.9,), effect=effect, focus=Focus(refiner, image) if refined else None)
     assert result.n_clicks == 8
 
     product = Recording(predictor)
-    session = AnnotationSession(ModelBundle(predictor=product), click_effect=effect)
+    session = AnnotationSession(ModelBundle(predictor=product, refiner=refiner, focus_name="cosas-default-focus"
+                                            if refined else None), click_effect=effect)
     patch = session.add_array("patch", image)
     session.select(0)
     session.apply_segmentation(patch, prob)

@@ -12,6 +12,7 @@ import torch
 
 from napari_cosas import exports as exports_mod
 from napari_cosas import session as session_mod
+from napari_cosas.focus import focus_window
 from napari_cosas.image_io import image_sha256, load_mask
 from napari_cosas.models.sam_models import build_tiny_sam
 from napari_cosas.models.segmenter import SegmenterConfig, build_segmenter
@@ -119,12 +120,19 @@ def test_global_clicks_chain_the_model_logits(session: AnnotationSession, monkey
     assert len(seen) == 1
 
 
-def test_local_click_keeps_annotations_away_from_it(session: AnnotationSession) -> None:
+@pytest.mark.parametrize("refined", [False, True])
+def test_local_click_keeps_annotations_away_from_it(session: AnnotationSession, refined: bool) -> None:
+    """A local click changes only pixels in its window: the plain local click's (11 pixels here),
+    or with the focus refiner (the session's default) its focus window or that one."""
+    if not refined:
+        session.models = ModelBundle(segmenter=session.models.segmenter(), predictor=session.models.predictor(),
+                                     focus_name=None)
+    assert (session.models.refiner() is not None) == refined
     _segment(session)
     patch = session.current
     session.click(patch, 40, 55, True)
     edited = patch.mask.copy()
-    edited[30:48, 40:64] = ~edited[30:48, 40:64]  # a brush edit in the bottom-right corner
+    edited[30:48, 44:64] = ~edited[30:48, 44:64]  # a brush edit in the bottom-right corner
     session.sync_mask(patch, edited)
     for row, col, positive in [(5, 5, True), (8, 12, False), (3, 20, True)]:
         before = patch.mask.copy()
@@ -132,8 +140,10 @@ def test_local_click_keeps_annotations_away_from_it(session: AnnotationSession) 
         assert patch.mask[row, col] == positive  # the click always changes its own pixel
         outside = np.ones(before.shape, bool)
         outside[max(0, row - 5):row + 6, max(0, col - 5):col + 6] = False  # the 11-pixel window
+        if refined:
+            outside[focus_window(before.shape, row, col)] = False
         np.testing.assert_array_equal(patch.mask[outside], before[outside])
-    np.testing.assert_array_equal(patch.mask[30:48, 40:64], edited[30:48, 40:64])
+    np.testing.assert_array_equal(patch.mask[30:48, 44:64], edited[30:48, 44:64])
 
 
 def test_brush_edit_is_kept_and_prompts_next_click(session: AnnotationSession, monkeypatch) -> None:

@@ -461,8 +461,9 @@ def test_clicks_run_with_their_own_torch_threads_and_restore_them(widget, qtbot,
 
 def test_start_from_a_labels_layer_or_a_geojson_then_correct(widget, qtbot, tmp_path: Path) -> None:
     """A sample's ground truth (a labels layer) or a QuPath GeoJSON becomes the patch's mask;
-    clicks then correct it locally (the mask away from the click is kept), undo goes back."""
+    clicks then correct it locally (the mask outside the click's windows is kept), undo goes back."""
     from napari_cosas._sample_data import sample_1
+    from napari_cosas.focus import focus_window
     from napari_cosas.refine import local_window
     from napari_cosas.session import mask_to_geojson
 
@@ -481,6 +482,7 @@ def test_start_from_a_labels_layer_or_a_geojson_then_correct(widget, qtbot, tmp_
     rows, cols = local_window(patch.shape, 100, 100)
     outside = np.ones(patch.shape, bool)
     outside[rows, cols] = False
+    outside[focus_window(patch.shape, 100, 100)] = False
     assert not patch.mask[100, 100] and np.array_equal(patch.mask[outside], (truth > 0)[outside])
     w.undo()
     assert np.array_equal(patch.mask, truth > 0)

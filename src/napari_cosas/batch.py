@@ -32,8 +32,9 @@ from .image_io import (
     save_mask,
 )
 from .interaction import FIRST_CLICK, Corrector, FirstClick
+from .models.focus_refiner import FocusRefiner
 from .predictor import ClickPredictor
-from .refine import CLICK_MEMORY, LOCAL_WINDOW, PROB_THRESHOLD, ClickEffect
+from .refine import CLICK_MEMORY, FOCUS_WINDOW, LOCAL_WINDOW, PROB_THRESHOLD, ClickEffect
 
 log = logging.getLogger(__name__)
 
@@ -184,6 +185,8 @@ def evaluate_folder(
     window: float = LOCAL_WINDOW,
     memory: int | None = CLICK_MEMORY,
     first_click: FirstClick = FIRST_CLICK,
+    refiner: FocusRefiner | None = None,
+    focus_window: float = FOCUS_WINDOW,
     reference: Reference | None = None,
     wand_tolerance: float | None = None,
     allow_lossy_masks: bool = False,
@@ -196,6 +199,8 @@ def evaluate_folder(
     image or mask file cannot be used are listed in ``skipped``.
     ``reference`` (``"oracle"`` or ``"wand"``, :mod:`napari_cosas.references`) takes the clicks
     instead of ``predictor`` (which may then be ``None``), with ``window`` as the wand's window.
+    ``refiner`` refines every local click but a first one taking the whole prediction in its
+    focus window (``focus_window`` of the longer side; :mod:`napari_cosas.focus`).
     """
     if init == "auto" and segmenter is None:
         raise ValueError("--init auto needs an automatic segmenter (--segmenter NAME).")
@@ -224,7 +229,7 @@ def evaluate_folder(
             auto_total += time.perf_counter() - start
         results, encode_seconds = evaluate_image(
             predictor, image, targets, init=init, init_prob=init_prob, max_clicks=max_clicks, effect=effect,
-            window=window, memory=memory, first_click=first_click,
+            window=window, memory=memory, first_click=first_click, refiner=refiner, focus_window=focus_window,
             reference=None if reference is None else reference_corrector(reference, window, wand_tolerance),
         )
         encode_total += encode_seconds
@@ -256,6 +261,7 @@ def evaluate_folder(
         "click_window": window,
         "click_memory": memory,
         "first_click": first_click,
+        "focus_window": focus_window if refiner is not None and reference is None else None,
         "reference": reference,
         "wand_tolerance": wand_tolerance if reference == "wand" else None,
         "model_id": predictor.model_id if reference is None else reference,

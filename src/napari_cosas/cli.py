@@ -21,10 +21,11 @@ from tqdm import tqdm
 
 from .heap import keep_freed_heap_memory
 from .interaction import FIRST_CLICK
-from .refine import CLICK_MEMORY, LOCAL_WINDOW
+from .refine import CLICK_MEMORY, FOCUS_WINDOW, LOCAL_WINDOW
 
 DEFAULT_SEGMENTER = "cosas-default-segmenter"
 DEFAULT_CLICK_MODEL = "cosas-default-click"
+DEFAULT_FOCUS = "cosas-default-focus"
 
 EVALUATE_EPILOG = """\
 JSON fields written by evaluate:
@@ -36,12 +37,12 @@ JSON fields written by evaluate:
   spc_decoder_s            seconds per click of the decoder path (prompt encoding, decoding,
                            upsampling to full resolution, thresholding; a local click after the
                            first upsamples only its window, and its time includes the local
-                           update and turning the mask into the next prompt)
+                           update, the focus refiner and turning the mask into the next prompt)
   spc_total_s              seconds per click end to end, image encoding included
   encode_s_per_image       mean seconds to encode (or load from cache) one image
   auto_mask_s_per_image    mean seconds of the automatic segmenter (--init auto only)
-  n_objects, n_images, init, objects, max_clicks, click_effect, click_window, click_memory, model_id,
-                           device
+  n_objects, n_images, init, objects, max_clicks, click_effect, click_window, click_memory,
+  first_click, refiner and focus_window (null without a refiner), reference, wand_tolerance, model_id, device
   objects_detail           per object: image, name, ious, initial_iou, clicks [[row, col,
                            positive], ...], decoder_seconds, n_clicks, noc {"80", "85", "90"}
 Protocol: RITM's next-click rule, prediction = probability > 0.49, stop at IoU >= 0.90.
@@ -140,15 +141,17 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from .batch import evaluate_folder
     from .embedding_cache import EmbeddingCache
     from .predictor import ClickPredictor
-    from .registry import load_segmenter
+    from .registry import load_focus_refiner, load_segmenter
 
     _check_writable(args.json, "--json")
     if args.plot:
         _check_writable(args.plot, "--plot")
-    predictor = None
+    predictor = refiner = None
     if args.reference is None:
         cache = None if args.no_cache else EmbeddingCache(args.cache_dir)
         predictor = ClickPredictor.from_registry(args.model, weights=args.weights, device=args.device, cache=cache)
+        if args.refiner != "none" and args.click_effect == "local":
+            refiner = load_focus_refiner(args.refiner)
     segmenter = None
     if args.init == "auto":
         segmenter = load_segmenter(args.segmenter, weights=args.segmenter_weights, device=args.device)
@@ -166,6 +169,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             window=args.click_window,
             memory=args.click_memory or None,
             first_click=args.first_click,
+            refiner=refiner,
+            focus_window=args.focus_window,
             reference=args.reference,
             wand_tolerance=args.wand_tolerance,
             allow_lossy_masks=args.allow_jpeg_masks,
@@ -173,6 +178,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         )
     finally:
         close()
+    report["refiner"] = args.refiner if refiner is not None else None
     _write_json(args.json, report)
     if args.plot:
         from .plots import plot_iou_curves
@@ -308,6 +314,19 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("global", "local"),
         help=f"what the first local click on the automatic mask may change: the model's whole prediction "
         f"(global) or only the region under it (local) (default {FIRST_CLICK}, as in the widget)",
+    )
+    p.add_argument(
+        "--refiner",
+        default=DEFAULT_FOCUS,
+        help=f"focus refiner of local clicks, a registered name or a file, or none (default {DEFAULT_FOCUS}, "
+        "as in the widget): every click but a first one taking the whole prediction is re-predicted in its "
+        "focus window and only the change connected to the click is kept",
+    )
+    p.add_argument(
+        "--focus-window",
+        type=float,
+        default=FOCUS_WINDOW,
+        help=f"side of the refiner's window as a fraction of the longer image side (default {FOCUS_WINDOW})",
     )
     p.add_argument(
         "--reference",

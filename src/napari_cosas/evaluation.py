@@ -34,9 +34,11 @@ from typing import Literal, Protocol
 import numpy as np
 
 from .clicks import Click, next_click
+from .focus import Focus
 from .interaction import FIRST_CLICK, Corrector, FirstClick, Interaction, ModelCorrector, PromptModel
 from .metrics import iou, noc
-from .refine import CLICK_MEMORY, LOCAL_WINDOW, ClickEffect
+from .models.focus_refiner import FocusRefiner
+from .refine import CLICK_MEMORY, FOCUS_WINDOW, LOCAL_WINDOW, ClickEffect
 
 __all__ = [
     "ClickModel",
@@ -97,6 +99,7 @@ def evaluate_object(
     window: float = LOCAL_WINDOW,
     memory: int | None = CLICK_MEMORY,
     first_click: FirstClick = FIRST_CLICK,
+    focus: Focus | None = None,
     corrector: Corrector | None = None,
     clock: Callable[[], float] = time.perf_counter,
 ) -> ObjectResult:
@@ -119,7 +122,8 @@ def evaluate_object(
         memory: how many of the latest clicks the model is shown (``None``: all).
         first_click: what the first local click on the automatic mask may change
             (``interaction.ModelCorrector``).
-        corrector: how clicks change the mask instead of ``model`` and the four arguments above
+        focus: the focus refiner on this image for local clicks (``focus.Focus``), or ``None``.
+        corrector: how clicks change the mask instead of ``model`` and the five arguments above
             (``model`` may then be ``None``).
         clock: seconds counter used to time each click.
     """
@@ -140,7 +144,8 @@ def evaluate_object(
     else:
         raise ValueError(f'init must be "empty" or "auto", got {init!r}')
     if corrector is None:
-        corrector = ModelCorrector(model, effect=effect, window=window, memory=memory, first_click=first_click)
+        corrector = ModelCorrector(model, effect=effect, window=window, memory=memory, first_click=first_click,
+                                   focus=focus)
     initial_iou = iou(interaction.mask, gt, ignore) if init == "auto" else None
 
     ious: list[float] = []
@@ -178,6 +183,8 @@ def evaluate_image(
     window: float = LOCAL_WINDOW,
     memory: int | None = CLICK_MEMORY,
     first_click: FirstClick = FIRST_CLICK,
+    refiner: FocusRefiner | None = None,
+    focus_window: float = FOCUS_WINDOW,
     reference: Callable[[np.ndarray, np.ndarray], Corrector] | None = None,
     clock: Callable[[], float] = time.perf_counter,
 ) -> tuple[list[ObjectResult], float]:
@@ -189,6 +196,8 @@ def evaluate_image(
         init_prob: the image's automatic probabilities for ``init="auto"``; every target starts
             from the same map (meant for ``image_target``: with instances, the other instances
             covered by the automatic mask count as false positives of each one).
+        refiner: the focus refiner of local clicks (``focus.Focus``), or ``None`` for none;
+            ``focus_window`` is its window, a fraction of the longer image side.
         reference: ``reference(image, gt)`` builds each target's corrector instead of the model
             (``references.OracleCorrector`` / ``WandCorrector``); the image is then not encoded.
         Other arguments: as in :func:`evaluate_object`.
@@ -215,6 +224,7 @@ def evaluate_image(
             window=window,
             memory=memory,
             first_click=first_click,
+            focus=None if refiner is None else Focus(refiner, image, focus_window),
             corrector=None if reference is None else reference(image, mask),
             clock=clock,
         )

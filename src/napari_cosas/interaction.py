@@ -28,12 +28,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 import numpy as np
 
 from .clicks import Click, Clicker, click_labels, points_rc
 from .refine import CLICK_MEMORY, LOCAL_WINDOW, PROB_THRESHOLD, ClickEffect, ClickLogits, click_mask
+
+if TYPE_CHECKING:
+    from .focus import Focus
 
 __all__ = [
     "MAX_UNDO",
@@ -130,6 +133,8 @@ class ModelCorrector:
         memory: how many of the latest clicks the model is shown (``None``: all).
         first_click: for ``"local"``, what the first click on an unedited mask may change:
             ``"global"`` takes the model's whole prediction, ``"local"`` only the region under it.
+        focus: for ``"local"``, the focus refiner on this image (``focus.Focus``): every click
+            but a first one taking the whole prediction is refined in its focus window.
     """
 
     model: PromptModel
@@ -137,6 +142,7 @@ class ModelCorrector:
     window: float = LOCAL_WINDOW
     memory: int | None = CLICK_MEMORY
     first_click: FirstClick = FIRST_CLICK
+    focus: Focus | None = None
 
     def prompt(self, context: ClickContext) -> np.ndarray | None:
         """The ``(1, 256, 256)`` mask prompt of ``context``'s click (see the class docstring)."""
@@ -149,9 +155,14 @@ class ModelCorrector:
         return self.model.set_initial_mask(context.previous)
 
     def correct(self, context: ClickContext) -> tuple[np.ndarray, np.ndarray | None]:
+        start_from_prediction = context.untouched and self.first_click == "global"
+        if self.focus is not None and self.effect == "local" and not start_from_prediction:
+            mask = self.focus.click(self.model, context.previous, context.points_rc(), context.labels(),
+                                    self.prompt(context), memory=self.memory, local=self.window)
+            return mask, None
         mask, low_res = click_mask(
             self.model, context.previous, context.points_rc(), context.labels(), self.prompt(context),
-            effect=self.effect, start_from_prediction=context.untouched and self.first_click == "global",
+            effect=self.effect, start_from_prediction=start_from_prediction,
             window=self.window, memory=self.memory,
         )
         return mask, low_res if self.effect == "global" else None

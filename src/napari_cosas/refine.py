@@ -33,6 +33,7 @@ from skimage.segmentation import flood
 
 __all__ = [
     "CLICK_MEMORY",
+    "FOCUS_WINDOW",
     "LOCAL_WINDOW",
     "LOGIT_THRESHOLD",
     "PROB_THRESHOLD",
@@ -51,6 +52,10 @@ LOGIT_THRESHOLD = math.log(PROB_THRESHOLD / (1.0 - PROB_THRESHOLD))
 #: Side of the square a local click may change, as a fraction of the image's longer side
 #: (270 px on a 1500x1500 patch). Chosen on held-out training images (weights/README.md).
 LOCAL_WINDOW = 0.18
+
+#: Side of a refined click's focus window (``napari_cosas.focus``), a fraction of the longer image
+#: side. Chosen on held-out training images (``benchmarks/focus_refiner.md``).
+FOCUS_WINDOW = 0.5
 
 #: How many of the latest clicks the click model is shown (each click is a decoder token; the
 #: earlier ones are kept by the mask prompt). The default model was trained on sessions of at most

@@ -33,11 +33,12 @@ from .devices import resolve_device
 if TYPE_CHECKING:
     from segment_anything.modeling import Sam
 
+    from .models.focus_refiner import FocusRefiner
     from .models.segmenter import ReinSegmenter
 
 logger = logging.getLogger(__name__)
 
-Kind = Literal["click", "backbone", "segmenter"]
+Kind = Literal["click", "backbone", "segmenter", "focus"]
 
 
 class WeightsError(RuntimeError):
@@ -163,6 +164,15 @@ _BUILTIN: tuple[ModelSpec, ...] = (
         known_hash="sha256:7a2c7b79dae2155ae58580703cf37bb6ca053fa9377ee923a72bb8e78f683c13",
         bundled=True,
         config={"format": "napari-cosas-click"},
+    ),
+    ModelSpec(
+        name="cosas-default-focus",
+        kind="focus",
+        description="napari-cosas default focus refiner of local clicks (a small U-Net, see weights/)",
+        licence="BSD-3-Clause",
+        filename="focus_default.pt",
+        known_hash="sha256:c2e0e51048fb624773e532f4c411d1148059da9423cd7203d2f765bf4485f32f",
+        bundled=True,
     ),
 )
 
@@ -513,3 +523,26 @@ def load_segmenter(
     model = ReinSegmenter.load(path, map_location="cpu")
     check_finite(model, path)
     return model.to(resolve_device(device)).eval()
+
+
+def load_focus_refiner(name_or_path: str | os.PathLike, *, weights: str | os.PathLike | None = None) -> FocusRefiner:
+    """Load a focus refiner (``napari_cosas.focus``) by registry name or from a file written by
+    ``napari-cosas train-focus``; on the CPU, in eval mode."""
+    from .models.focus_refiner import refiner_from_payload
+
+    if isinstance(name_or_path, str) and name_or_path in _REGISTRY:
+        spec = get_spec(name_or_path)
+        if spec.kind != "focus":
+            raise ValueError(f"{spec.name!r} is a {spec.kind} model, not a focus refiner")
+        path = _fetch(spec.name, weights)[0]
+    else:
+        path = Path(name_or_path).expanduser()
+        if not path.is_file():
+            names = ", ".join(s.name for s in list_models("focus"))
+            raise WeightsError(f"{str(name_or_path)!r} is neither a registered focus refiner ({names}) nor a file")
+    try:
+        refiner = refiner_from_payload(read_weights_file(path))
+    except (ValueError, RuntimeError, KeyError) as exc:
+        raise WeightsError(f"{path} is not a usable focus refiner file: {exc}") from None
+    check_finite(refiner, path)
+    return refiner

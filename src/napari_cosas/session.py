@@ -55,6 +55,7 @@ from .interaction import (
 from .refine import PROB_THRESHOLD, ClickEffect
 
 if TYPE_CHECKING:  # torch is imported only when a model is used (keeps the napari reader light)
+    from .models.focus_refiner import FocusRefiner
     from .predictor import ClickPredictor
 
 __all__ = [
@@ -76,6 +77,7 @@ __all__ = [
 PatchState = Literal["new", "segmented", "corrected", "exported"]
 DEFAULT_SEGMENTER = "cosas-default-segmenter"
 DEFAULT_CLICK = "cosas-default-click"
+DEFAULT_FOCUS = "cosas-default-focus"
 #: Masks with a side longer than this are exported as (zlib-compressed) TIFF instead of PNG.
 LARGE_SIDE = 2048
 
@@ -112,8 +114,10 @@ class ModelBundle:
 
     Args:
         segmenter_name, click_name: registry names (see :func:`available_models`).
-        device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
-        segmenter, predictor: ready models (tests, scripts); they skip loading.
+        focus_name: registry name of the focus refiner of local clicks (:mod:`napari_cosas.focus`),
+            or ``None`` for none.
+        device: ``"auto"``, ``"cpu"`` or ``"cuda"`` (the refiner runs on the CPU).
+        segmenter, predictor, refiner: ready models (tests, scripts); they skip loading.
         segmenter_id: id recorded in sidecars for an injected segmenter.
     """
 
@@ -123,15 +127,19 @@ class ModelBundle:
         click_name: str = DEFAULT_CLICK,
         device: str = "auto",
         *,
+        focus_name: str | None = DEFAULT_FOCUS,
         segmenter: Any | None = None,
         predictor: ClickPredictor | None = None,
+        refiner: FocusRefiner | None = None,
         segmenter_id: str | None = None,
     ) -> None:
         self.segmenter_name = segmenter_name
         self.click_name = click_name
+        self.focus_name = focus_name
         self.device = device
         self._segmenter = segmenter
         self._predictor = predictor
+        self._refiner = refiner
         self._segmenter_id = segmenter_id
 
     @property
@@ -160,6 +168,14 @@ class ModelBundle:
                 self.click_name, device=self.device, cache=EmbeddingCache()
             )
         return self._predictor
+
+    def refiner(self) -> FocusRefiner | None:
+        """The focus refiner (loads it on first call), or ``None`` when the bundle has none."""
+        if self._refiner is None and self.focus_name is not None:
+            from .registry import load_focus_refiner
+
+            self._refiner = load_focus_refiner(self.focus_name)
+        return self._refiner
 
 
 # ----------------------------------------------------------------------------- patches
@@ -395,9 +411,14 @@ class AnnotationSession:
             patch.interaction = Interaction(patch.shape)
         return patch.interaction.edit(mask)
 
-    def corrector(self) -> ModelCorrector:
-        """The click model with the session's click effect (its image must be set)."""
-        return ModelCorrector(self.models.predictor(), effect=self.click_effect, first_click=self.first_click)
+    def corrector(self, patch: Patch) -> ModelCorrector:
+        """The click model with the session's click effect and the focus refiner on ``patch``
+        (the predictor's image must be set to it)."""
+        from .focus import Focus
+
+        refiner = self.models.refiner()
+        return ModelCorrector(self.models.predictor(), effect=self.click_effect, first_click=self.first_click,
+                              focus=None if refiner is None else Focus(refiner, patch.load()))
 
     def compute_click(self, patch: Patch, row: float, col: float, positive: bool) -> ClickResult:
         """Run the click model for the patch's clicks plus this one (worker thread; no state change).
@@ -411,7 +432,7 @@ class AnnotationSession:
             )
         self.prepare_embedding(patch)
         interaction = patch.interaction if patch.interaction is not None else Interaction(patch.shape)
-        step = interaction.compute(self.corrector(), Click(int(row), int(col), bool(positive)))
+        step = interaction.compute(self.corrector(patch), Click(int(row), int(col), bool(positive)))
         return ClickResult(patch, interaction, step)
 
     def apply_click(self, result: ClickResult) -> None:

@@ -1,4 +1,4 @@
-"""``napari-cosas train-segmenter`` and ``napari-cosas train-decoder``."""
+"""``napari-cosas train-segmenter``, ``train-decoder``, ``record-focus`` and ``train-focus``."""
 
 from __future__ import annotations
 
@@ -153,6 +153,40 @@ def cmd_train_decoder(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_record_focus(args: argparse.Namespace) -> int:
+    import torch
+
+    from ..predictor import ClickPredictor
+    from ..registry import load_focus_refiner, load_segmenter
+    from .focus_training import record_folder
+
+    torch.set_num_threads(args.threads)
+    segmenter = load_segmenter(args.segmenter, device="cpu")
+    predictor = ClickPredictor.from_registry(args.model, device="cpu")
+    refiner = load_focus_refiner(args.refiner) if args.refiner else None
+    n = record_folder(predictor, segmenter, Path(args.data[0]), Path(args.data[1]), Path(args.out),
+                      images=args.images, max_clicks=args.max_clicks, refiner=refiner, seed=args.seed)
+    log.info("%d records written to %s", n, args.out)
+    return 0
+
+
+def cmd_train_focus(args: argparse.Namespace) -> int:
+    import torch
+
+    from ..files import atomic_write
+    from ..models.focus_refiner import refiner_payload
+    from ..registry import load_focus_refiner
+    from .focus_training import train_refiner
+
+    torch.set_num_threads(args.threads)
+    start = load_focus_refiner(args.start_from) if args.start_from else None
+    refiner = train_refiner([Path(p) for p in args.records], Path(args.out), steps=args.steps,
+                            batch_size=args.batch_size, lr=args.lr, seed=args.seed, start=start)
+    atomic_write(Path(args.out) / "refiner.pt", lambda fh: torch.save(refiner_payload(refiner), fh))
+    log.info("focus refiner written to %s", Path(args.out) / "refiner.pt")
+    return 0
+
+
 def add_training_commands(sub: argparse._SubParsersAction) -> None:
     """Register the training subcommands on the main parser."""
     p = sub.add_parser("train-segmenter", help="train Rein + head (the automatic segmenter) on image/mask folders")
@@ -232,3 +266,26 @@ def add_training_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--allow-jpeg-masks", action="store_true",
                    help="accept masks saved as JPEG, thresholded at 128 (refused by default)")
     p.set_defaults(func=cmd_train_decoder)
+
+    p = sub.add_parser("record-focus", help="play simulated click sessions and record crops for train-focus")
+    p.add_argument("--data", nargs=2, required=True, metavar=("IMAGES", "MASKS"), help="training images only")
+    p.add_argument("--out", required=True, help="the records file (.npz)")
+    p.add_argument("--model", default="cosas-default-click", help="click model (frozen)")
+    p.add_argument("--segmenter", default="cosas-default-segmenter", help="gives the automatic start masks")
+    p.add_argument("--refiner", default=None, help="a focus refiner to play the sessions with (default: none)")
+    p.add_argument("--images", type=int, default=None, help="a seeded sample of this many images (default: all)")
+    p.add_argument("--max-clicks", type=int, default=10, help="clicks per session")
+    p.add_argument("--threads", type=int, default=1, help="torch threads")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_record_focus)
+
+    p = sub.add_parser("train-focus", help="train the focus refiner on record-focus records (CPU)")
+    p.add_argument("--records", nargs="+", required=True, help=".npz files, each drawn equally often")
+    p.add_argument("--out", required=True, help="run folder: last.pt (resume), refiner.pt")
+    p.add_argument("--start-from", default=None, help="a refiner file or registered name to continue from")
+    p.add_argument("--steps", type=int, default=3000)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--threads", type=int, default=1, help="torch threads")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_train_focus)

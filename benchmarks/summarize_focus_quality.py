@@ -1,0 +1,48 @@
+"""Summarise benchmarks/results/evaluate_focus_*.json (run_focus_quality.sh) into focus_quality.md."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+from machine import cpu_model
+
+HERE = Path(__file__).parent
+DATASETS = {"glas": "GlaS testA", "ebhi": "EBHI val"}
+REFINERS = {"cosas-default-focus": "focus refiner (default)", "none": "none (plain local click)"}
+
+
+def main() -> None:
+    lines = [
+        "# The focus refiner on the test sets",
+        "",
+        f"Machine: {cpu_model()}, {os.cpu_count()} cores, torch {torch.__version__}, CPU, one torch thread per "
+        "run, two runs at a time. Command: `bash benchmarks/run_focus_quality.sh`. `evaluate --init auto`, image "
+        "targets, 20 local clicks (RITM placement), stop at IoU 0.90, default click model shown its last 5 clicks. "
+        "The refiner and its window were chosen on held-out training images (`focus_refiner.md`); these sets "
+        "are for reporting only.",
+        "",
+        "| data | refiner | NoC@80 | NoC@85 | NoC@90 | NoF@85 | NoF@90 | IoU@1 | IoU@5 | IoU@20 | largest mean-IoU drop "
+        "| SPC decoder ms |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for ds, label in DATASETS.items():
+        for refiner, name in REFINERS.items():
+            path = HERE / "results" / f"evaluate_focus_{refiner}_{ds}.json"
+            if not path.exists():
+                continue
+            r = json.loads(path.read_text())
+            curve = r["mean_iou_per_click"]
+            drop = max(0.0, *(a - b for a, b in zip(curve, curve[1:])))
+            lines.append(
+                f"| {label} ({r['n_images']}) | {name} | {r['noc80']:.2f} | {r['noc85']:.2f} | {r['noc90']:.2f} | "
+                f"{r['nof85']} | {r['nof90']} | {curve[0]:.3f} | {curve[4]:.3f} | {curve[-1]:.3f} | {drop:.4f} | "
+                f"{r['spc_decoder_s'] * 1000:.0f} |"
+            )
+    (HERE / "focus_quality.md").write_text("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()

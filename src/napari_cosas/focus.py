@@ -1,0 +1,170 @@
+"""Focus refinement: a click re-predicts the crop around it at close to native resolution.
+
+A local click (``refine.local_click``) floods the click model's coarse logits inside a small
+window; where the coarse logits are wrong the flood is too. With a refiner
+(:class:`~napari_cosas.models.focus_refiner.FocusRefiner`), a click instead
+
+1. asks the click model for its coarse logits in the *focus window*, a square of side
+   ``FOCUS_WINDOW`` of the longer image side around the click, shifted to lie inside the image;
+2. resamples the crop's image, mask, coarse logits and clicks to ``FOCUS_SIZE`` pixels and lets
+   the refiner predict the mask there (:func:`focus_inputs` builds its input);
+3. pastes back, at the window's own resolution, only the connected region (8-connectivity) of
+   the refined mask's changes that contains the clicked pixel.
+
+When the refiner leaves the clicked pixel as it was, the click falls back to the plain local
+click, so a click always changes its own pixel.
+
+Coordinates are ``(row, col)``; images ``(H, W, 3)`` uint8 RGB, masks ``(H, W)`` bool, logits
+``(H, W)`` float32.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from scipy import ndimage
+
+from .models.focus_refiner import FocusRefiner
+from .refine import FOCUS_WINDOW, LOCAL_WINDOW, LOGIT_THRESHOLD, ClickLogits, local_click, local_window
+
+__all__ = ["CLICK_RADIUS", "FOCUS_SIZE", "Focus", "focus_inputs", "focus_window"]
+
+#: Side, in pixels, of the square the refiner sees.
+FOCUS_SIZE = 96
+#: Radius, in refiner pixels, of a click's disk.
+CLICK_RADIUS = 5.0
+
+_MEAN = torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1)
+_STD = torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1)
+_EIGHT = np.ones((3, 3), dtype=bool)
+
+
+def focus_window(shape: tuple[int, int], row: int, col: int, fraction: float = FOCUS_WINDOW) -> tuple[slice, slice]:
+    """The ``(rows, cols)`` slices of the square of side ``fraction * max(shape)`` (at least 8 px)
+    that contains the click, centred on it where the image border allows (shifted inside the
+    image, cut only where the image is narrower than the square)."""
+
+    side = max(8, int(round(fraction * max(shape))))
+
+    def span(centre: int, length: int) -> slice:
+        extent = min(side, length)
+        start = min(max(centre - extent // 2, 0), length - extent)
+        return slice(start, start + extent)
+
+    return span(row, shape[0]), span(col, shape[1])
+
+
+def focus_inputs(
+    rgb: torch.Tensor,
+    previous: torch.Tensor,
+    logits: torch.Tensor,
+    points_rc: np.ndarray,
+    labels: np.ndarray,
+    size: int = FOCUS_SIZE,
+) -> torch.Tensor:
+    """The refiner's ``(FOCUS_CHANNELS, size, size)`` float32 input for one crop.
+
+    Args:
+        rgb: ``(3, h, w)`` float32 in ``[0, 1]``, the crop of the image.
+        previous: ``(h, w)`` float32 0 / 1, the mask before the click.
+        logits: ``(h, w)`` float32 coarse logits of the click model.
+        points_rc: ``(N, 2)`` float ``(row, col)`` of the clicks in crop pixels, the latest last
+            (clicks outside the crop are ignored).
+        labels: ``(N,)`` int, 1 positive, 0 negative.
+        size: side of the square the crop is resampled to.
+    """
+    h, w = previous.shape
+    planes = torch.cat([(rgb - _MEAN) / _STD, previous[None], torch.tanh(logits[None] / 4.0)])
+    planes = F.interpolate(planes[None], size=(size, size), mode="bilinear", align_corners=False,
+                           antialias=size < max(h, w))[0]
+    disks = torch.zeros(4, size, size)
+    grid_r = torch.arange(size, dtype=torch.float32)[:, None]
+    grid_c = torch.arange(size, dtype=torch.float32)[None, :]
+    scale = (size / h, size / w)
+    last = len(points_rc) - 1
+    for i, ((r, c), label) in enumerate(zip(np.asarray(points_rc, dtype=np.float64), np.asarray(labels))):
+        rs, cs = (r + 0.5) * scale[0] - 0.5, (c + 0.5) * scale[1] - 0.5
+        if not (-0.5 <= rs < size - 0.5 and -0.5 <= cs < size - 0.5):
+            continue
+        disk = ((grid_r - rs) ** 2 + (grid_c - cs) ** 2) <= CLICK_RADIUS**2
+        channel = (0 if label else 1) + (0 if i == last else 2)
+        disks[channel][disk] = 1.0
+    return torch.cat([planes, disks])
+
+
+@dataclass
+class Focus:
+    """The refiner applied to the clicks on one image.
+
+    Args:
+        refiner: the trained refiner (in eval mode).
+        image: ``(H, W, 3)`` uint8 RGB, the patch being corrected.
+        window: side of the focus window, a fraction of the longer image side.
+        size: side, in pixels, of the square the refiner sees.
+    """
+
+    refiner: FocusRefiner
+    image: np.ndarray
+    window: float = FOCUS_WINDOW
+    size: int = FOCUS_SIZE
+
+    def click(
+        self,
+        model: ClickLogits,
+        previous: np.ndarray,
+        points_rc: np.ndarray,
+        labels: np.ndarray,
+        mask_input: np.ndarray | None,
+        *,
+        memory: int | None,
+        local: float = LOCAL_WINDOW,
+    ) -> np.ndarray:
+        """The ``(H, W)`` bool mask after the latest click (the last of ``points_rc``).
+
+        Args:
+            model: the click model, its image set; it is shown the last ``memory`` clicks.
+            previous: ``(H, W)`` bool mask before the click.
+            points_rc: ``(N, 2)`` float ``(row, col)`` of all clicks so far, labels ``(N,)``.
+            mask_input: the model's mask prompt.
+            local: the window of the fallback local click, a fraction of the longer side.
+        """
+        if self.image.shape[:2] != previous.shape:
+            raise ValueError(f"the focus image is {self.image.shape[:2]} but the mask is {previous.shape}")
+        row, col = (int(v) for v in points_rc[-1])
+        positive = bool(labels[-1])
+        f_rows, f_cols = focus_window(previous.shape, row, col, self.window)
+        l_rows, l_cols = local_window(previous.shape, row, col, local)
+        rows = slice(min(f_rows.start, l_rows.start), max(f_rows.stop, l_rows.stop))
+        cols = slice(min(f_cols.start, l_cols.start), max(f_cols.stop, l_cols.stop))
+        shown = slice(-memory, None) if memory is not None else slice(None)
+        near = model.predict_window_logits(points_rc[shown], labels[shown], mask_input, rows, cols)
+        inner = (slice(f_rows.start - rows.start, f_rows.stop - rows.start),
+                 slice(f_cols.start - cols.start, f_cols.stop - cols.start))
+        refined = self.refine(previous[f_rows, f_cols], near[inner], points_rc - (f_rows.start, f_cols.start), labels,
+                              f_rows, f_cols) > LOGIT_THRESHOLD
+        seed = (row - f_rows.start, col - f_cols.start)
+        before = previous[f_rows, f_cols]
+        if refined[seed] == positive and before[seed] != positive:
+            changed, _ = ndimage.label(refined != before, structure=_EIGHT)
+            mask = previous.copy()
+            mask[f_rows, f_cols][changed == changed[seed]] = positive
+            return mask
+        near_local = near[l_rows.start - rows.start:l_rows.stop - rows.start,
+                          l_cols.start - cols.start:l_cols.stop - cols.start]
+        return local_click(previous, near_local, l_rows, l_cols, row, col, positive)
+
+    @torch.no_grad()
+    def refine(
+        self, previous: np.ndarray, logits: np.ndarray, points_rc: np.ndarray, labels: np.ndarray,
+        rows: slice, cols: slice,
+    ) -> np.ndarray:
+        """The refiner's ``(h, w)`` float32 logits for the focus window ``[rows, cols]`` (its
+        ``previous`` mask and coarse ``logits``; clicks in window pixels)."""
+        crop = torch.from_numpy(np.ascontiguousarray(self.image[rows, cols])).permute(2, 0, 1).float() / 255.0
+        x = focus_inputs(crop, torch.from_numpy(previous.astype(np.float32)), torch.from_numpy(logits.astype(np.float32)),
+                         points_rc, labels, self.size)
+        out = self.refiner(x[None])
+        return F.interpolate(out, size=previous.shape, mode="bilinear", align_corners=False)[0, 0].numpy()

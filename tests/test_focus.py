@@ -1,0 +1,144 @@
+"""Focus refinement: the window, the refiner's input, what a refined click may change, the weights
+file, and recording / training on this CPU."""
+
+from __future__ import annotations
+
+import imageio.v3 as iio
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from napari_cosas.focus import Focus, focus_inputs, focus_window
+from napari_cosas.models.focus_refiner import FOCUS_CHANNELS, FocusRefiner, refiner_payload
+from napari_cosas.models.sam_models import build_tiny_sam
+from napari_cosas.predictor import ClickPredictor
+from napari_cosas.refine import local_click, local_window
+from napari_cosas.registry import WeightsError, load_focus_refiner
+from napari_cosas.training.focus_training import RECORD_SIZE, record_folder, train_refiner
+
+
+class CoarseCopy(nn.Module):
+    """A refiner that predicts the click model's coarse mask (input channel 4) back."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return 10.0 * x[:, 4:5]
+
+
+class Fixed:
+    """A click model whose logits are a fixed ``(H, W)`` map."""
+
+    def __init__(self, logits: np.ndarray) -> None:
+        self.logits = logits
+        self.windows: list[tuple[slice, slice]] = []
+
+    def predict_window_logits(self, points_rc, labels, mask_input, rows, cols):
+        self.windows.append((rows, cols))
+        return self.logits[rows, cols].copy()
+
+
+def test_the_focus_window_is_a_square_shifted_inside_the_image() -> None:
+    rows, cols = focus_window((100, 300), 50, 299, 0.35)
+    assert (rows, cols) == (slice(0, 100), slice(195, 300))  # 105 px, cut to the 100 rows
+    rows, cols = focus_window((400, 400), 5, 200, 0.25)
+    assert (rows, cols) == (slice(0, 100), slice(150, 250))
+
+
+def test_the_refiner_input_draws_each_click_at_its_row_and_col() -> None:
+    rgb = torch.rand(3, 40, 80)
+    previous, logits = torch.zeros(40, 80), torch.zeros(40, 80)
+    points = np.array([[30.0, 5.0], [-20.0, 10.0], [10.0, 60.0]])  # earlier negative, one outside, latest
+    x = focus_inputs(rgb, previous, logits, points, np.array([0, 1, 1]), size=96)
+    assert x.shape == (FOCUS_CHANNELS, 96, 96)
+
+    def centre(channel: int) -> tuple[float, float]:
+        r, c = np.nonzero(x[channel].numpy())
+        return r.mean(), c.mean()
+
+    np.testing.assert_allclose(centre(5), ((10.5 * 96 / 40) - 0.5, (60.5 * 96 / 80) - 0.5), atol=0.5)
+    np.testing.assert_allclose(centre(8), ((30.5 * 96 / 40) - 0.5, (5.5 * 96 / 80) - 0.5), atol=0.7)
+    assert x[6].sum() == 0 and x[7].sum() == 0  # no latest negative; the earlier positive is outside
+
+
+def _two_blobs() -> tuple[np.ndarray, np.ndarray]:
+    logits = np.full((120, 120), -8.0, dtype=np.float32)
+    logits[40:60, 40:55] = 8.0  # blob A, clicked
+    logits[40:60, 65:80] = 8.0  # blob B, inside the focus window too
+    logits[100:110, 5:15] = 8.0  # outside the window
+    image = np.random.default_rng(0).integers(0, 256, (120, 120, 3), dtype=np.uint8)
+    return logits, image
+
+
+def test_a_refined_click_adds_only_the_changed_region_under_it() -> None:
+    logits, image = _two_blobs()
+    focus = Focus(CoarseCopy(), image, window=0.5, size=96)
+    previous = np.zeros((120, 120), dtype=bool)
+    previous[0:10, 0:10] = True  # a region the user made, outside the window
+    mask = focus.click(Fixed(logits), previous, np.array([[50.0, 47.0]]), np.array([1]), None, memory=5)
+    assert mask[45:55, 43:52].all()
+    assert not mask[40:60, 66:80].any()  # blob B changed too, but is not connected to the click
+    assert not mask[100:110, 5:15].any() and mask[0:10, 0:10].all()
+    assert abs(int(mask.sum()) - 100 - 20 * 15) <= 40  # blob A and the kept region, up to resampling
+
+
+def test_a_click_the_refiner_ignores_falls_back_to_the_local_click() -> None:
+    logits, image = _two_blobs()
+
+    class Nothing(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.full_like(x[:, :1], -10.0)
+
+    model = Fixed(logits)
+    previous = np.zeros((120, 120), dtype=bool)
+    mask = Focus(Nothing(), image, window=0.5, size=96).click(model, previous, np.array([[50.0, 47.0]]),
+                                                               np.array([1]), None, memory=5)
+    rows, cols = local_window(previous.shape, 50, 47)
+    np.testing.assert_array_equal(mask, local_click(previous, logits[rows, cols], rows, cols, 50, 47, True))
+    assert mask[50, 47]
+
+
+def test_refiner_weights_round_trip_and_a_wrong_file_is_named(tmp_path) -> None:
+    torch.manual_seed(0)
+    refiner = FocusRefiner().eval()
+    path = tmp_path / "refiner.pt"
+    torch.save(refiner_payload(refiner), path)
+    loaded = load_focus_refiner(path)
+    x = torch.randn(1, FOCUS_CHANNELS, 96, 96)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), refiner(x))
+    torch.save({"format": "something-else"}, tmp_path / "other.pt")
+    with pytest.raises(WeightsError, match="not a usable focus refiner file"):
+        load_focus_refiner(tmp_path / "other.pt")
+
+
+def test_the_bundled_refiner_loads() -> None:
+    refiner = load_focus_refiner("cosas-default-focus")
+    with torch.no_grad():
+        out = refiner(torch.zeros(1, FOCUS_CHANNELS, 96, 96))
+    assert out.shape == (1, 1, 96, 96) and torch.isfinite(out).all()
+
+
+def test_recording_and_training_resume(tmp_path) -> None:
+    rng = np.random.default_rng(0)
+    for folder in ("images", "masks"):
+        (tmp_path / folder).mkdir()
+    for i in range(2):
+        iio.imwrite(tmp_path / "images" / f"p{i}.png", rng.integers(0, 256, (64, 72, 3), dtype=np.uint8))
+        gt = np.zeros((64, 72), dtype=np.uint8)
+        gt[10 + i:40, 12:50 - i] = 255
+        iio.imwrite(tmp_path / "masks" / f"p{i}.png", gt)
+    torch.manual_seed(0)
+    predictor = ClickPredictor(build_tiny_sam(decoder="enhanced"), "tiny", device="cpu")
+    out = tmp_path / "records.npz"
+    n = record_folder(predictor, None, tmp_path / "images", tmp_path / "masks", out,
+                      starts=("degraded", "empty"), max_clicks=3, stop_iou=1.01)
+    records = np.load(out)
+    assert n == 2 * 2 * 2 and records["image"].shape == (n, RECORD_SIZE, RECORD_SIZE, 3)
+    latest = records["points"][:, -1]
+    assert np.all((latest >= 0) & (latest < RECORD_SIZE)) and np.all(records["labels"][:, -1] >= 0)
+
+    run = tmp_path / "run"
+    train_refiner([out], run, steps=2, batch_size=2, checkpoint_every=2)
+    assert torch.load(run / "last.pt", weights_only=True)["step"] == 2
+    train_refiner([out], run, steps=3, batch_size=2, checkpoint_every=2)
+    assert torch.load(run / "last.pt", weights_only=True)["step"] == 3
