@@ -399,6 +399,7 @@ def test_demo_reports_a_bad_patch_and_writes_its_report(tmp_path, model_files, c
     assert report["n_patches"] == 1 and Path(report["skipped"][0]["file"]).name == "b.png"
     assert "empty file" in report["skipped"][0]["reason"]
     assert "b.png" in (out / "report.md").read_text()
+    assert report["focus_refiner"] == "cosas-default-focus" and "focus refiner" in (out / "report.md").read_text()
 
 
 def test_evaluate_reports_a_bad_image_and_keeps_its_json(tmp_path, model_files, capsys):

@@ -123,6 +123,7 @@ def run_demo(
         "segmenter": models.segmenter_id,
         "click_model": models.click_id,
         "click_effect": session.click_effect,
+        "focus_refiner": models.focus_name if session.click_effect == "local" else None,
         "device": str(models.predictor().device) if records else models.device,
         "n_patches": len(records),
         "mean_dice_auto": mean("dice_auto"),
@@ -148,7 +149,8 @@ def report_markdown(report: dict) -> str:
         "# napari-cosas demo report",
         "",
         f"Segmenter `{report['segmenter']}`, click model `{report['click_model']}` ({report['click_effect']} "
-        f"clicks), device {report['device']}.",
+        f"clicks{f', focus refiner `' + report['focus_refiner'] + '`' if report.get('focus_refiner') else ''}), "
+        f"device {report['device']}.",
     ]
     if report["n_patches"]:
         lines.append(
