@@ -27,3 +27,22 @@ def test_the_core_loads_neither_napari_nor_qt() -> None:
 
 def test_the_reader_does_not_load_torch() -> None:
     assert "torch" not in _loaded_after("import napari_cosas._reader")
+
+
+def test_score_does_not_load_torch(tmp_path) -> None:
+    """``napari-cosas score`` is pure numpy: scoring a folder loads no torch."""
+    import imageio.v3 as iio
+    import numpy as np
+
+    for folder in ("pred", "gt"):
+        (tmp_path / folder).mkdir()
+        mask = np.zeros((16, 16), np.uint8)
+        mask[4:12, 4:12 if folder == "gt" else 10] = 255
+        iio.imwrite(tmp_path / folder / "a.png", mask)
+    statement = (
+        "from napari_cosas.cli import main\n"
+        f"assert main(['score', '--pred', {str(tmp_path / 'pred')!r}, '--masks', {str(tmp_path / 'gt')!r}, "
+        f"'--json', {str(tmp_path / 's.json')!r}]) == 0"
+    )
+    assert "torch" not in _loaded_after(statement)
+    assert (tmp_path / "s.json").exists()

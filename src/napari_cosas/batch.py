@@ -16,12 +16,11 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
 from . import metrics
-from .evaluation import evaluate_image, image_target, instance_targets, spc
 from .image_io import (
     ImageFormatError,
     files_by_stem,
@@ -32,9 +31,11 @@ from .image_io import (
     save_mask,
 )
 from .interaction import FIRST_CLICK, Corrector, FirstClick
-from .models.focus_refiner import FocusRefiner
-from .predictor import ClickPredictor
 from .refine import CLICK_MEMORY, FOCUS_WINDOW, LOCAL_WINDOW, PROB_THRESHOLD, ClickEffect
+
+if TYPE_CHECKING:  # torch loads only for the jobs that run a model (score is pure numpy)
+    from .models.focus_refiner import FocusRefiner
+    from .predictor import ClickPredictor
 
 log = logging.getLogger(__name__)
 
@@ -202,6 +203,8 @@ def evaluate_folder(
     ``refiner`` refines every local click but a first one taking the whole prediction in its
     focus window (``focus_window`` of the longer side; :mod:`napari_cosas.focus`).
     """
+    from .evaluation import evaluate_image, image_target, instance_targets, spc
+
     if init == "auto" and segmenter is None:
         raise ValueError("--init auto needs an automatic segmenter (--segmenter NAME).")
     if init == "auto" and objects == "instances":
