@@ -7,10 +7,7 @@
 #   bash benchmarks/click_cpu_training.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
-dev=${COSAS_DEVDATA:-.devdata}
-[ -d "$dev/glas/train" ] || .venv/bin/python scripts/prepare_training_data.py --data "${COSAS_DATA:-../shared/data}" --out "$dev"
-[ -d "$dev/glas/fit" ] || .venv/bin/python scripts/split_holdout.py "$dev/glas/train" "$dev/glas" --every 6
-[ -d "$dev/ebhi/fit" ] || .venv/bin/python scripts/split_holdout.py "$dev/ebhi/train" "$dev/ebhi" --every 30
+. benchmarks/devdata.sh
 OMP_NUM_THREADS=${THREADS:-1} .venv/bin/napari-cosas train-decoder \
   --data "$dev/glas/fit/images" "$dev/glas/fit/masks" --data "$dev/ebhi/fit/images" "$dev/ebhi/fit/masks" \
   --out runs/click_cpu --start-from weights/click_default.pt --train decoder \

@@ -10,10 +10,7 @@
 #   bash benchmarks/focus_cpu_training.sh && cp runs/focus/train1/refiner.pt weights/focus_default.pt
 set -euo pipefail
 cd "$(dirname "$0")/.."
-dev=${COSAS_DEVDATA:-.devdata}
-[ -d "$dev/glas/train" ] || .venv/bin/python scripts/prepare_training_data.py --data "${COSAS_DATA:-../shared/data}" --out "$dev"
-[ -d "$dev/glas/fit" ] || .venv/bin/python scripts/split_holdout.py "$dev/glas/train" "$dev/glas" --every 6
-[ -d "$dev/ebhi/fit" ] || .venv/bin/python scripts/split_holdout.py "$dev/ebhi/train" "$dev/ebhi" --every 30
+. benchmarks/devdata.sh
 cli=".venv/bin/napari-cosas"
 export OMP_NUM_THREADS=1
 [ -f runs/focus/rec0_glas.npz ] || $cli record-focus --data "$dev/glas/fit/images" "$dev/glas/fit/masks" \

@@ -28,7 +28,15 @@ import torch.nn.functional as F
 from scipy import ndimage
 
 from .models.focus_refiner import FocusRefiner
-from .refine import FOCUS_WINDOW, LOCAL_WINDOW, LOGIT_THRESHOLD, ClickLogits, local_click, local_window
+from .refine import (
+    FOCUS_WINDOW,
+    LOCAL_WINDOW,
+    LOGIT_THRESHOLD,
+    ClickLogits,
+    local_click,
+    local_window,
+    shown_clicks,
+)
 
 __all__ = ["CLICK_RADIUS", "FOCUS_SIZE", "Focus", "focus_inputs", "focus_window"]
 
@@ -139,14 +147,13 @@ class Focus:
         l_rows, l_cols = local_window(previous.shape, row, col, local)
         rows = slice(min(f_rows.start, l_rows.start), max(f_rows.stop, l_rows.stop))
         cols = slice(min(f_cols.start, l_cols.start), max(f_cols.stop, l_cols.stop))
-        shown = slice(-memory, None) if memory is not None else slice(None)
-        near = model.predict_window_logits(points_rc[shown], labels[shown], mask_input, rows, cols)
+        near = model.predict_window_logits(*shown_clicks(points_rc, labels, memory), mask_input, rows, cols)
         inner = (slice(f_rows.start - rows.start, f_rows.stop - rows.start),
                  slice(f_cols.start - cols.start, f_cols.stop - cols.start))
-        refined = self.refine(previous[f_rows, f_cols], near[inner], points_rc - (f_rows.start, f_cols.start), labels,
+        before = previous[f_rows, f_cols]
+        refined = self.refine(before, near[inner], points_rc - (f_rows.start, f_cols.start), labels,
                               f_rows, f_cols) > LOGIT_THRESHOLD
         seed = (row - f_rows.start, col - f_cols.start)
-        before = previous[f_rows, f_cols]
         if refined[seed] == positive and before[seed] != positive:
             changed, _ = ndimage.label(refined != before, structure=_EIGHT)
             mask = previous.copy()

@@ -43,6 +43,7 @@ __all__ = [
     "click_mask",
     "local_click",
     "local_window",
+    "shown_clicks",
 ]
 
 #: The protocol's rule "prediction = probability > 0.49" (RITM's ``pred_thr``).
@@ -117,10 +118,7 @@ def click_mask(
         prediction was computed (the next prompt of a global click), else ``None``.
     """
     previous = np.asarray(previous, dtype=bool)
-    if memory is not None and memory < 1:
-        raise ValueError(f"memory must be at least 1 click (or None for all), got {memory}")
-    shown = slice(-memory, None) if memory is not None else slice(None)
-    points_rc, labels = np.asarray(points_rc)[shown], np.asarray(labels)[shown]
+    points_rc, labels = shown_clicks(points_rc, labels, memory)
     row, col = (int(v) for v in points_rc[-1])
     positive = bool(labels[-1])
     if effect == "local" and not start_from_prediction:
@@ -132,6 +130,15 @@ def click_mask(
     mask = apply_click(previous, logits, row, col, positive, effect=effect,
                        start_from_prediction=start_from_prediction, window=window)
     return mask, low_res
+
+
+def shown_clicks(points_rc: np.ndarray, labels: np.ndarray, memory: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """The last ``memory`` of the ``(N, 2)`` ``(row, col)`` clicks and their ``(N,)`` labels, the
+    ones the click model is shown (``None``: all)."""
+    if memory is not None and memory < 1:
+        raise ValueError(f"memory must be at least 1 click (or None for all), got {memory}")
+    shown = slice(-memory, None) if memory is not None else slice(None)
+    return np.asarray(points_rc)[shown], np.asarray(labels)[shown]
 
 
 def local_click(

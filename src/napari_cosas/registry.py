@@ -497,15 +497,21 @@ def load_backbone_state(
 def segmenter_file(name_or_path: str | os.PathLike, weights: str | os.PathLike | None = None) -> Path:
     """The weights file of a registered segmenter (``weights``, if given, instead), or the
     existing file ``name_or_path``; `WeightsError` listing the registered segmenters otherwise."""
+    return _model_file(name_or_path, "segmenter", "segmenter", weights)
+
+
+def _model_file(name_or_path: str | os.PathLike, kind: Kind, noun: str, weights: str | os.PathLike | None) -> Path:
+    """The weights file of a registered ``kind`` model (``weights``, if given, instead), or the
+    existing file ``name_or_path``; `WeightsError` listing the registered ``kind`` models otherwise."""
     if isinstance(name_or_path, str) and name_or_path in _REGISTRY:
         spec = get_spec(name_or_path)
-        if spec.kind != "segmenter":
-            raise ValueError(f"{spec.name!r} is a {spec.kind} model, not a segmenter")
+        if spec.kind != kind:
+            raise ValueError(f"{spec.name!r} is a {spec.kind} model, not a {noun}")
         return fetch_weights(spec.name, weights)
     path = Path(name_or_path).expanduser()
     if not path.is_file():
-        names = ", ".join(s.name for s in list_models("segmenter"))
-        raise WeightsError(f"{str(name_or_path)!r} is neither a registered segmenter ({names}) nor a file")
+        names = ", ".join(s.name for s in list_models(kind))
+        raise WeightsError(f"{str(name_or_path)!r} is neither a registered {noun} ({names}) nor a file")
     return path
 
 
@@ -530,16 +536,7 @@ def load_focus_refiner(name_or_path: str | os.PathLike, *, weights: str | os.Pat
     ``napari-cosas train-focus``; on the CPU, in eval mode."""
     from .models.focus_refiner import refiner_from_payload
 
-    if isinstance(name_or_path, str) and name_or_path in _REGISTRY:
-        spec = get_spec(name_or_path)
-        if spec.kind != "focus":
-            raise ValueError(f"{spec.name!r} is a {spec.kind} model, not a focus refiner")
-        path = _fetch(spec.name, weights)[0]
-    else:
-        path = Path(name_or_path).expanduser()
-        if not path.is_file():
-            names = ", ".join(s.name for s in list_models("focus"))
-            raise WeightsError(f"{str(name_or_path)!r} is neither a registered focus refiner ({names}) nor a file")
+    path = _model_file(name_or_path, "focus", "focus refiner", weights)
     try:
         refiner = refiner_from_payload(read_weights_file(path))
     except (ValueError, RuntimeError, KeyError) as exc:

@@ -36,6 +36,7 @@ from ..image_io import load_image, load_mask, pair_images_and_masks
 from ..interaction import ClickContext, Interaction, ModelCorrector
 from ..metrics import iou
 from ..models.focus_refiner import FocusRefiner
+from ..refine import shown_clicks
 from .common import segmentation_loss, warmup_cosine
 from .mask_degrade import degrade_mask
 
@@ -73,11 +74,9 @@ class _Recorder:
     def _record(self, context: ClickContext) -> dict:
         click = context.click
         rows, cols = focus_window(context.previous.shape, click.row, click.col, RECORD_WINDOW)
-        memory = self.inner.memory
-        shown = slice(-memory, None) if memory is not None else slice(None)
         points, labels = context.points_rc(), context.labels()
-        logits = self.inner.model.predict_window_logits(points[shown], labels[shown], self.inner.prompt(context),
-                                                        rows, cols)
+        logits = self.inner.model.predict_window_logits(*shown_clicks(points, labels, self.inner.memory),
+                                                        self.inner.prompt(context), rows, cols)
         h, w = rows.stop - rows.start, cols.stop - cols.start
         stack = torch.from_numpy(np.concatenate([
             self.image[rows, cols].astype(np.float32),
