@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from .heap import keep_freed_heap_memory
 from .interaction import FIRST_CLICK
-from .refine import CLICK_MEMORY, FOCUS_WINDOW, LOCAL_WINDOW
+from .refine import CLICK_MEMORY, CONTEXT_MARGIN, FOCUS_WINDOW, LOCAL_WINDOW
 
 DEFAULT_SEGMENTER = "cosas-default-segmenter"
 DEFAULT_CLICK_MODEL = "cosas-default-click"
@@ -42,7 +42,8 @@ JSON fields written by evaluate:
   encode_s_per_image       mean seconds to encode (or load from cache) one image
   auto_mask_s_per_image    mean seconds of the automatic segmenter (--init auto only)
   n_objects, n_images, init, objects, max_clicks, click_effect, click_window, click_memory,
-  first_click, refiner and focus_window (null without a refiner), reference, wand_tolerance, model_id, device
+  first_click, refiner and focus_window (null without a refiner), context_margin, reference,
+  wand_tolerance, model_id, device
   objects_detail           per object: image, name, ious, initial_iou, clicks [[row, col,
                            positive], ...], decoder_seconds, n_clicks, noc {"80", "85", "90"}
 Protocol: RITM's next-click rule, prediction = probability > 0.49, stop at IoU >= 0.90.
@@ -149,7 +150,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     predictor = refiner = None
     if args.reference is None:
         cache = None if args.no_cache else EmbeddingCache(args.cache_dir)
-        predictor = ClickPredictor.from_registry(args.model, weights=args.weights, device=args.device, cache=cache)
+        predictor = ClickPredictor.from_registry(args.model, weights=args.weights, device=args.device, cache=cache,
+                                                 context_margin=args.context_margin)
         if args.refiner != "none" and args.click_effect == "local":
             refiner = load_focus_refiner(args.refiner)
     segmenter = None
@@ -179,6 +181,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     finally:
         close()
     report["refiner"] = args.refiner if refiner is not None else None
+    report["context_margin"] = args.context_margin if predictor is not None else None
     _write_json(args.json, report)
     if args.plot:
         from .plots import plot_iou_curves
@@ -225,6 +228,16 @@ def _click_memory(text: str) -> int:
     value = int(text)
     if value < 0:
         raise argparse.ArgumentTypeError(f"{value} clicks: give 0 (every click) or a positive number of clicks")
+    return value
+
+
+def _context_margin(text: str) -> int | None:
+    """``--context-margin``: ``none`` (every token) or a number of tokens, at least 0."""
+    if text == "none":
+        return None
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} tokens: give none (every token) or a number at least 0")
     return value
 
 
@@ -327,6 +340,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=FOCUS_WINDOW,
         help=f"side of the refiner's window as a fraction of the longer image side (default {FOCUS_WINDOW})",
+    )
+    p.add_argument(
+        "--context-margin",
+        type=_context_margin,
+        default=CONTEXT_MARGIN,
+        help=f"for a local click, the decoder attends to the image tokens under its window and this many "
+        f"around them, or to every token with none (default {CONTEXT_MARGIN}, as in the widget)",
     )
     p.add_argument(
         "--reference",
