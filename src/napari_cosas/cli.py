@@ -20,7 +20,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from .heap import keep_freed_heap_memory
-from .interaction import FIRST_CLICK
+from .interaction import FIRST_CLICK, GLOBAL_FIRST_CLICK_MAX_SIDE
 from .refine import CLICK_MEMORY, CONTEXT_MARGIN, FOCUS_WINDOW, LOCAL_WINDOW
 
 DEFAULT_SEGMENTER = "cosas-default-segmenter"
@@ -324,9 +324,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--first-click",
         default=FIRST_CLICK,
-        choices=("global", "local"),
+        choices=("global", "local", "by-size"),
         help=f"what the first local click on the automatic mask may change: the model's whole prediction "
-        f"(global) or only the region under it (local) (default {FIRST_CLICK}, as in the widget)",
+        f"(global), only the region under it (local), or global on patches of longer side at most "
+        f"{GLOBAL_FIRST_CLICK_MAX_SIDE} px and local on larger ones (by-size) (default {FIRST_CLICK}, as in the "
+        f"widget)",
     )
     p.add_argument(
         "--refiner",
