@@ -137,6 +137,17 @@ def test_recording_and_training_resume(tmp_path) -> None:
     latest = records["points"][:, -1]
     assert np.all((latest >= 0) & (latest < RECORD_SIZE)) and np.all(records["labels"][:, -1] >= 0)
 
+    big = tmp_path / "big"
+    for folder in ("images", "masks"):
+        (big / folder).mkdir(parents=True)
+    iio.imwrite(big / "images" / "p.png", rng.integers(0, 256, (520, 530, 3), dtype=np.uint8))
+    gt = np.zeros((520, 530), dtype=np.uint8)
+    gt[100:400, 120:420] = 255
+    iio.imwrite(big / "masks" / "p.png", gt)
+    n_big = record_folder(predictor, None, big / "images", big / "masks", tmp_path / "big.npz",
+                          starts=("degraded",), max_clicks=3, stop_iou=1.01)
+    assert n_big == 3  # above GLOBAL_FIRST_CLICK_MAX_SIDE the refiner sees the first click too
+
     run = tmp_path / "run"
     train_refiner([out], run, steps=2, batch_size=2, checkpoint_every=2)
     assert torch.load(run / "last.pt", weights_only=True)["step"] == 2

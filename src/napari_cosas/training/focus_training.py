@@ -55,7 +55,8 @@ STARTS = ("auto", "degraded", "empty")
 
 @dataclass
 class _Recorder:
-    """A corrector that stores each click's record, then lets ``inner`` correct."""
+    """A corrector that stores the record of each click the refiner would see (all but a first
+    click taking the whole prediction), then lets ``inner`` correct."""
 
     inner: ModelCorrector
     image: np.ndarray
@@ -67,7 +68,7 @@ class _Recorder:
         return self.inner.effect
 
     def correct(self, context: ClickContext) -> tuple[np.ndarray, np.ndarray | None]:
-        if not context.untouched:
+        if not (context.untouched and self.inner.takes_whole_prediction(context.previous.shape)):
             self.records.append(self._record(context))
         return self.inner.correct(context)
 
