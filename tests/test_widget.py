@@ -465,7 +465,7 @@ def test_start_from_a_labels_layer_or_a_geojson_then_correct(widget, qtbot, tmp_
     from napari_cosas._sample_data import sample_1
     from napari_cosas.focus import focus_window
     from napari_cosas.refine import local_window
-    from napari_cosas.session import mask_to_geojson
+    from napari_cosas.geojson import mask_to_geojson
 
     w = widget
     (image, image_meta, _), (truth, truth_meta, _) = sample_1()

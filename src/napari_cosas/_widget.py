@@ -43,7 +43,8 @@ from qtpy.QtWidgets import (
 
 from .heap import keep_freed_heap_memory
 from .mask_import import load_start_mask
-from .session import AnnotationSession, ClickResult, ModelBundle, Patch, available_models
+from .registry import available_models
+from .session import AnnotationSession, ClickResult, ModelBundle, Patch, PatchEvent
 
 if TYPE_CHECKING:
     import napari
@@ -151,7 +152,7 @@ class CosasWidget(QWidget):
         self._writing_mask = False
         self._strokes_waiting = False  # brush strokes made while a job ran, not yet in the session
         self._running: _QueuedClick | None = None  # the click whose model runs now
-        self._segment_when_idle: Patch | None = None  # a new patch opened while a job ran
+        self._opened_while_busy: Patch | None = None  # a patch opened while a job ran: its jobs wait
         self._progress = _Progress()
         self._build_ui()
         self._progress.changed.connect(self._on_progress)
@@ -368,11 +369,10 @@ class CosasWidget(QWidget):
             return
         self._show_patch(patch)
         self._message(f"{patch.name}: {patch.state}")
-        if patch.state == "new" and self.auto_segment_box.isChecked():
-            if self.busy:
-                self._segment_when_idle = patch
-            else:
-                self.segment()
+        if self.busy:
+            self._opened_while_busy = patch
+        else:
+            self._run_jobs(patch, "opened")
 
     def next_patch(self) -> None:
         self.select_patch(min(self.session.index + 1, len(self.session.patches) - 1))
@@ -632,8 +632,18 @@ class CosasWidget(QWidget):
         self._message("Segmenting…")
         self._start(self.session.compute_segmentation, patch, self._check_cancel,
                     on_done=lambda prob: self._segmented(patch, prob),
-                    then=lambda: self._encode(patch) if patch.state == "segmented" and patch is self.session.current
-                    else None)
+                    then=lambda: self._run_jobs(patch, "segmented"))
+
+    def _run_jobs(self, patch: Patch, event: PatchEvent) -> None:
+        """Start the first background job the session says ``patch`` needs after ``event``
+        (`AnnotationSession.jobs_after`); each job asks again when it is done."""
+        jobs = self.session.jobs_after(patch, event, segment_new=self.auto_segment_box.isChecked())
+        if not jobs:
+            return
+        if jobs[0] == "segment":
+            self.segment()
+        else:
+            self._encode(patch)
 
     def _segmented(self, patch: Patch, prob: np.ndarray) -> None:
         painted = self._painted_since(patch)
@@ -714,14 +724,14 @@ class CosasWidget(QWidget):
             return self.session.compute_click(patch, row, col, positive)
 
     def _next_queued(self) -> None:
-        """The next queued click (on whichever patch it was made), else the segmentation of a new
-        patch that was opened while a job ran."""
+        """The next queued click (on whichever patch it was made), else the jobs of the patch
+        that was opened while a job ran."""
         if self._queued:
             self._start_click(self._queued.popleft())
             return
-        patch, self._segment_when_idle = self._segment_when_idle, None
-        if patch is not None and patch is self.session.current and patch.state == "new":
-            self.segment()
+        patch, self._opened_while_busy = self._opened_while_busy, None
+        if patch is not None and patch is self.session.current:
+            self._run_jobs(patch, "opened")
 
     def _clicked(self, result: ClickResult) -> None:
         painted = self._painted_since(result.patch)
@@ -785,7 +795,7 @@ class CosasWidget(QWidget):
         self.session.sync_mask(patch, mask > 0)
         self._show_mask(patch)
         self._message(f"{patch.name}: mask from {source}; encoding the image for clicks…")
-        self._encode(patch)
+        self._run_jobs(patch, "mask set")
         return True
 
     def start_from_layer(self, layer: Any = None) -> bool:

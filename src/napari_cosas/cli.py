@@ -22,10 +22,7 @@ from tqdm import tqdm
 from .heap import keep_freed_heap_memory
 from .interaction import FIRST_CLICK
 from .refine import CLICK_MEMORY, FOCUS_WINDOW, LOCAL_WINDOW
-
-DEFAULT_SEGMENTER = "cosas-default-segmenter"
-DEFAULT_CLICK_MODEL = "cosas-default-click"
-DEFAULT_FOCUS = "cosas-default-focus"
+from .registry import DEFAULT_CLICK, DEFAULT_FOCUS, DEFAULT_SEGMENTER
 
 EVALUATE_EPILOG = """\
 JSON fields written by evaluate:
@@ -272,7 +269,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--images", required=True, help="folder of RGB patches")
     p.add_argument("--masks", required=True, help="folder of ground-truth masks paired by file stem")
-    _add_model_args(p, DEFAULT_CLICK_MODEL, "click model")
+    _add_model_args(p, DEFAULT_CLICK, "click model")
     p.add_argument(
         "--init",
         default="empty",
@@ -356,7 +353,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--images", default=None, help="folder of patches (default: the bundled EBHI sample patches)")
     p.add_argument("--masks", default=None, help="ground-truth masks for --images, paired by file stem")
     p.add_argument("--segmenter", default=DEFAULT_SEGMENTER, help="segmenter name or checkpoint path")
-    p.add_argument("--model", default=DEFAULT_CLICK_MODEL, help="click model name or checkpoint path")
+    p.add_argument("--model", default=DEFAULT_CLICK, help="click model name or checkpoint path")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--max-clicks", type=_non_negative_int, default=20, help="click budget per patch (default 20)")
     _add_jpeg_masks_arg(p)

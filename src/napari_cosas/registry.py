@@ -26,11 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-import torch
-
-from .devices import resolve_device
-
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # torch is imported where a file is read: the names here are read without it
+    import torch
     from segment_anything.modeling import Sam
 
     from .models.focus_refiner import FocusRefiner
@@ -39,6 +36,11 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 Kind = Literal["click", "backbone", "segmenter", "focus"]
+
+#: The project's default models (the widget's, the CLI's and ``demo``'s).
+DEFAULT_SEGMENTER = "cosas-default-segmenter"
+DEFAULT_CLICK = "cosas-default-click"
+DEFAULT_FOCUS = "cosas-default-focus"
 
 
 class WeightsError(RuntimeError):
@@ -199,6 +201,24 @@ def get_spec(name: str) -> ModelSpec:
         raise KeyError(
             f"unknown model {name!r}; available: {', '.join(sorted(_REGISTRY))}"
         ) from None
+
+
+def available_models(kind: Literal["click", "segmenter"]) -> list[str]:
+    """Registry names of ``kind`` whose weights are on this machine, the default first.
+
+    The project's default is always listed (loading it reports missing weights clearly); other
+    models are listed only when their file is in the weights folders or the download cache
+    (existence only: the checksum is verified when the model is loaded).
+    """
+    default = DEFAULT_CLICK if kind == "click" else DEFAULT_SEGMENTER
+    names = [default]
+    for spec in list_models(kind):
+        if spec.name == default:
+            continue
+        folders = weights_dirs() if spec.bundled else [cache_dir()]
+        if any((folder / spec.filename).is_file() for folder in folders):
+            names.append(spec.name)
+    return names
 
 
 def cache_dir() -> Path:
@@ -377,6 +397,8 @@ def read_weights_file(path: str | os.PathLike, map_location: str | torch.device 
         raise WeightsError(f"weights file {path} cannot be read ({exc.strerror or exc})") from exc
     if size == 0:
         raise WeightsError(f"weights file {path} is empty (0 bytes): copy or download it again")
+    import torch
+
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -403,6 +425,8 @@ def read_weights_file(path: str | os.PathLike, map_location: str | torch.device 
 def check_finite(module: torch.nn.Module, path: str | os.PathLike) -> None:
     """`WeightsError` naming ``path`` when a loaded parameter or buffer holds NaN or infinity
     (a damaged file: PyTorch's zip reader does not check CRCs)."""
+    import torch
+
     for name, tensor in module.state_dict().items():
         if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
             raise WeightsError(
@@ -426,6 +450,7 @@ def load_click_model(
     ``weights`` overrides the registered file. Returns ``(model in eval mode on device,
     model_id)``; ``model_id`` changes whenever the weights do (use it to key embedding caches).
     """
+    from .devices import resolve_device
     from .models.sam_models import (
         CLICK_FORMAT,
         build_sam_vit,
@@ -523,6 +548,7 @@ def load_segmenter(
 ) -> ReinSegmenter:
     """Load a trained `ReinSegmenter` by registry name or path (saved with
     `ReinSegmenter.save`; a backbone frozen at official weights is fetched by its name)."""
+    from .devices import resolve_device
     from .models.segmenter import ReinSegmenter
 
     path = segmenter_file(name_or_path, weights)
