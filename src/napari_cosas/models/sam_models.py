@@ -240,8 +240,6 @@ def save_click_model(model: Sam, path: str | os.PathLike, config: Mapping[str, A
     rebuild ``model``'s architecture through `build_click_model`.
     """
     config = json.loads(json.dumps(dict(config)))
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "format": CLICK_FORMAT,
         "config": config,

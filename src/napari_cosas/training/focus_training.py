@@ -117,7 +117,8 @@ def record_folder(
     seed: int = 0,
 ) -> int:
     """Play click sessions on (a seeded sample of ``images`` of) a folder and write their records
-    to ``out`` (``.npz``); returns the number of records."""
+    to ``out`` (``.npz``, appended when missing as numpy does; written atomically); returns the
+    number of records."""
     rng = np.random.default_rng(seed)
     pairs = sorted(pair_images_and_masks(images_dir, masks_dir), key=lambda p: p.name)
     if images is not None and images < len(pairs):
@@ -145,8 +146,8 @@ def record_folder(
                 interaction.click(recorder, click)
         log.info("%d/%d images, %d records, %.0f s", n + 1, len(pairs), len(records), time.perf_counter() - start_time)
     arrays = {key: np.stack([r[key] for r in records]) for key in records[0]}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(out, **arrays)
+    target = out if out.name.endswith(".npz") else out.with_name(out.name + ".npz")  # numpy's naming rule
+    atomic_write(target, lambda fh: np.savez(fh, **arrays))
     return len(records)
 
 
