@@ -110,7 +110,7 @@ def _answer(monkeypatch, button: QMessageBox.StandardButton) -> list[str]:
 def test_click_label_reads_vispy_modifiers() -> None:
     from vispy.util import keys
 
-    from napari_cosas._widget import click_label
+    from napari_cosas._widget_canvas import click_label
 
     assert click_label(1, ()) is True and click_label(2, ()) is False
     assert click_label(1, (keys.CONTROL,)) is False and click_label(1, (keys.META,)) is False
@@ -360,25 +360,25 @@ def test_keys_reach_the_widget_whatever_is_selected(widget, qtbot, tmp_path: Pat
     assert w.session.index == 0 and w.out_edit.text().endswith("n")
 
 
-def test_write_labels_shows_each_new_mask() -> None:
+def test_update_labels_layer_shows_each_new_mask() -> None:
     """A click's mask replaces what the layer showed, changed pixels only when the shape is the
     same; a patch of another shape replaces the layer's data."""
     from napari.layers import Labels
 
-    from napari_cosas._widget import write_labels
+    from napari_cosas._widget_layers import update_labels_layer
 
     layer = Labels(np.zeros((40, 30), np.uint8))
     new = np.zeros((40, 30), np.uint8)
     new[5:15, 10:20] = 1
-    write_labels(layer, new)
+    update_labels_layer(layer, new)
     np.testing.assert_array_equal(layer.data, new)
     assert layer.data is not new  # the session's mask is never the layer's buffer
     new[5:15, 10:20] = 0
     new[30:35, 0:5] = 1
-    write_labels(layer, new)
+    update_labels_layer(layer, new)
     np.testing.assert_array_equal(layer.data, new)
     other = np.ones((20, 25), np.uint8)
-    write_labels(layer, other)
+    update_labels_layer(layer, other)
     assert layer.data.shape == (20, 25) and layer.data.all()
 
 
