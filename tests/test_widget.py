@@ -428,7 +428,7 @@ def test_closing_the_window_asks_about_unsaved_corrections(widget, qtbot, monkey
 def test_clicks_run_with_their_own_torch_threads_and_restore_them(widget, qtbot, monkeypatch) -> None:
     """A click runs its model with `click_threads()` torch threads in its worker; afterwards the
     GUI thread and newly started threads have torch's count as before (nothing process-wide)."""
-    import napari_cosas._widget as widget_module
+    import napari_cosas._widget_clicks as widget_module
 
     assert widget_module.click_threads() == max(1, min(torch.get_num_threads(), (os.cpu_count() or 1) - 1))
     w = widget

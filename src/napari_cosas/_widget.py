@@ -10,30 +10,33 @@ names) holds the actions and ties them together:
 * ``_widget_ui.py``: the panel's controls and layout, the patch list's text;
 * ``_widget_layers.py``: the image, mask and clicks layers (:class:`PatchLayers`);
 * ``_widget_canvas.py``: mouse clicks on the canvas and the key bindings;
+* ``_widget_clicks.py``: the click model's runs, one at a time, and the clicks queued meanwhile;
+* ``_widget_brush.py``: brush strokes on the mask layer, handed to the session;
+* ``_widget_close.py``: what closing the viewer asks and waits for;
 * ``_widget_jobs.py``: the worker thread runner (:class:`JobRunner`) and torch thread counts;
 * ``_widget_process.py``: the process-wide changes made when the widget opens (all of them).
 """
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from napari.utils.notifications import show_error, show_info
-from qtpy.QtWidgets import QMessageBox, QWidget
+from qtpy.QtWidgets import QWidget
 
 from ._widget_brush import BrushEdits
 from ._widget_canvas import bind_keys, bind_layer_keys, canvas_clicks
 from ._widget_close import CloseGuard
-from ._widget_jobs import JobRunner, click_threads, gui_torch_threads, torch_threads
-from ._widget_layers import PatchLayers, PendingClick
+from ._widget_clicks import ClickQueue
+from ._widget_jobs import JobRunner
+from ._widget_layers import PatchLayers
 from ._widget_process import prepare_process
-from ._widget_ui import click_stats, default_export_dir, setup_ui, show_patch_list
+from ._widget_ui import click_stats, confirm_drop, default_export_dir, setup_ui, show_patch_list
 from .mask_import import load_start_mask
-from .session import AnnotationSession, ClickResult, ModelBundle, Patch, PatchEvent
+from .session import AnnotationSession, ModelBundle, Patch, PatchEvent
 
 if TYPE_CHECKING:
     import napari
@@ -53,8 +56,6 @@ class CosasWidget(QWidget):
         self.viewer = napari_viewer
         self.session = AnnotationSession(models if models is not None else ModelBundle())
         self.jobs = JobRunner(on_busy=self._set_busy, on_finished=self._after_job, on_error=self._on_error)
-        self._queued: deque[PendingClick] = deque()
-        self._running: PendingClick | None = None  # the click whose model runs now
         self._opened_while_busy: Patch | None = None  # a patch opened while a job ran: its jobs wait
         setup_ui(self)
         self.layers = PatchLayers(
@@ -62,6 +63,8 @@ class CosasWidget(QWidget):
             bind_keys=lambda layer: bind_layer_keys(layer, self._key_actions()),
         )
         self.brush = BrushEdits(self.session, self.layers, busy=lambda: self.busy, changed=self._refresh)
+        self.clicks = ClickQueue(self.session, self.jobs, self.layers, self.brush, message=self._message,
+                                 show_mask=lambda patch: self._show_mask(patch, select=False))
         self.jobs.progress.changed.connect(self._on_progress)
         self.on_mouse_drag = canvas_clicks(self.viewer, lambda: self.layers.image_layer, self.add_click)
         self.viewer.mouse_drag_callbacks.append(self.on_mouse_drag)
@@ -109,18 +112,14 @@ class CosasWidget(QWidget):
     def add_viewer_images(self) -> None:
         """List the viewer's image layers (other than the widget's own) as patches; each is shown
         in its own layer (no copy on top of it)."""
-        sources = self.layers.source_layers
-        known = {id(layer) for layer in sources.values()}
         added = []
-        for layer in list(self.viewer.layers):
-            if layer.__class__.__name__ != "Image" or layer is self.layers.own_image_layer or id(layer) in known:
-                continue
+        for layer in self.layers.unlisted_images():
             try:
                 patch = self.session.add_array(layer.name, np.asarray(layer.data), layer.source.path)
             except ValueError as exc:
                 show_error(f"{layer.name}: {exc}")
                 continue
-            sources[id(patch)] = layer
+            self.layers.source_layers[id(patch)] = layer
             added.append(patch)
         self._added(added)
 
@@ -186,14 +185,10 @@ class CosasWidget(QWidget):
 
     # -- the mask layer and brush strokes --------------------------------------------------------
 
-    def _pending(self) -> list[PendingClick]:
-        """The running click, then the queued ones."""
-        return [*([self._running] if self._running is not None else []), *self._queued]
-
     def _show_mask(self, patch: Patch, select: bool = True) -> None:
         """Write the patch's mask and clicks into the layers; with ``select``, make the mask layer
         the selected one (not after a click: the user's choice of layer stays)."""
-        self.layers.show_mask(patch, self._pending(), select)
+        self.layers.show_mask(patch, self.clicks.pending(), select)
         self._refresh()
 
     # -- jobs -----------------------------------------------------------------------------------
@@ -201,10 +196,7 @@ class CosasWidget(QWidget):
     def _after_job(self, then: Callable[[], None] | None) -> None:
         """After each job (`JobRunner`): a failed click's point goes, strokes made during a job
         that showed no new mask are taken, ``then()`` runs, then the next queued click."""
-        if self._running is not None:  # the click failed: its point goes
-            failed, self._running = self._running, None
-            if failed.patch is self.session.current:
-                self.layers.show_clicks(failed.patch, self._pending())
+        self.clicks.job_finished()
         self.brush.take_waiting()
         if then is not None:
             then()
@@ -230,18 +222,6 @@ class CosasWidget(QWidget):
             return None
         return self.session.current
 
-    def _confirm_drop(self, patch: Patch, what: str) -> bool:
-        """Ask before ``what`` drops the unsaved corrections of ``patch``; ``True`` when there are
-        none (exported corrections are on disk)."""
-        if not patch.unsaved or (not patch.clicks and not patch.brush_edited):
-            return True
-        answer = QMessageBox.question(
-            self, "Drop corrections?",
-            f"{what} drops the {len(patch.clicks)} click(s) and brush edits of {patch.name}. Continue?",
-            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, QMessageBox.StandardButton.No,
-        )
-        return answer == QMessageBox.StandardButton.Yes
-
     def _run_jobs(self, patch: Patch, event: PatchEvent) -> None:
         """Start the first background job the session says ``patch`` needs after ``event``
         (`AnnotationSession.jobs_after`); each job asks again when it is done."""
@@ -258,7 +238,7 @@ class CosasWidget(QWidget):
     def segment(self) -> None:
         """Automatic mask in a worker, then the jobs the session asks for (the click embedding)."""
         patch = self._ready("segmenting")
-        if patch is None or not self._confirm_drop(patch, "Segmenting again"):
+        if patch is None or not confirm_drop(self, patch, "Segmenting again"):
             return
         self.progress_bar.setRange(0, 1)
         self.progress_bar.setValue(0)
@@ -299,57 +279,21 @@ class CosasWidget(QWidget):
         if not patch.contains(row, col):
             self._message(f"Click at (row {row}, col {col}) is outside the image: ignored.")
             return
-        kind = "Positive" if positive else "Negative"
-        if self.busy:
-            self._queued.append(PendingClick(patch, row, col, positive))
-            self.layers.show_clicks(patch, self._pending())
-            self._message(f"{kind} click at (row {row}, col {col}) queued ({len(self._queued)} waiting).")
-            return
-        self.brush.sync()
-        self._start_click(PendingClick(patch, row, col, positive))
-
-    def _start_click(self, click: PendingClick) -> None:
-        kind = "Positive" if click.positive else "Negative"
-        where = "" if click.patch is self.session.current else f" on {click.patch.name}"
-        self._message(f"{kind} click at (row {click.row}, col {click.col}){where}…")
-        self._running = click
-        if click.patch is self.session.current:
-            self.layers.show_clicks(click.patch, self._pending())
-        self.jobs.start(self._compute_click, click.patch, click.row, click.col, click.positive, gui_torch_threads(),
-                        on_done=self._clicked)
-
-    def _compute_click(self, patch: Patch, row: int, col: int, positive: bool, restore: int) -> ClickResult:
-        """`AnnotationSession.compute_click` with `click_threads` torch threads (worker thread),
-        then torch's count back to ``restore``, the GUI thread's."""
-        with torch_threads(click_threads(), restore):
-            return self.session.compute_click(patch, row, col, positive)
+        self.clicks.add(patch, row, col, positive)
 
     def _next_queued(self) -> None:
         """The next queued click (on whichever patch it was made), else the jobs of the patch
         that was opened while a job ran."""
-        if self._queued:
-            self._start_click(self._queued.popleft())
+        if self.clicks.start_next():
             return
         patch, self._opened_while_busy = self._opened_while_busy, None
         if patch is not None and patch is self.session.current:
             self._run_jobs(patch, "opened")
 
-    def _clicked(self, result: ClickResult) -> None:
-        painted = self.brush.painted_since(result.patch)
-        self._running = None
-        self.session.apply_click(result)
-        self.brush.keep(result.patch, painted)
-        if result.patch is self.session.current:
-            self._show_mask(result.patch, select=False)
-        waiting = f" ({len(self._queued)} waiting)" if self._queued else ""
-        self._message(f"Click done in {result.latency_s * 1000:.0f} ms{waiting}.")
-
     def undo(self) -> None:
         """Undo the last click or brush edit (a queued click first)."""
         patch = self.session.current
-        if patch is not None and self._queued and self._queued[-1].patch is patch:
-            self._queued.pop()
-            self.layers.show_clicks(patch, self._pending())
+        if patch is not None and self.clicks.drop_last(patch):
             self._message("Queued click removed.")
             return
         patch = self._ready("undo")
@@ -374,7 +318,7 @@ class CosasWidget(QWidget):
 
     def reset(self) -> None:
         patch = self._ready("reset")
-        if patch is not None and self._confirm_drop(patch, "Reset"):
+        if patch is not None and confirm_drop(self, patch, "Reset"):
             self.session.reset(patch)
             self._show_mask(patch)
 
@@ -460,7 +404,7 @@ class CosasWidget(QWidget):
     def shutdown(self, timeout_s: float = 60.0) -> None:
         """Stop taking work and wait for the running job (a segmentation stops at its next window),
         so that no worker thread outlives the viewer."""
-        self._queued.clear()
+        self.clicks.queued.clear()
         self.jobs.shutdown(timeout_s)
 
     # -- status ----------------------------------------------------------------------------------

@@ -104,6 +104,12 @@ class PatchLayers:
     def clicks_layer(self) -> Any:
         return self._layer(CLICKS_LAYER)
 
+    def unlisted_images(self) -> list[Any]:
+        """The viewer's image layers that are neither the widget's own nor a listed patch's source."""
+        known = {id(layer) for layer in self.source_layers.values()}
+        return [layer for layer in self.viewer.layers if layer.__class__.__name__ == "Image"
+                and layer is not self.own_image_layer and id(layer) not in known]
+
     def show_image(self, patch: Patch) -> None:
         """Show ``patch``'s image (its source layer, or the widget's image layer), hide the others."""
         source = self.source_layers.get(id(patch))

@@ -23,9 +23,11 @@ from qtpy.QtWidgets import (
     QLabel,
     QLineEdit,
     QListWidget,
+    QMessageBox,
     QProgressBar,
     QPushButton,
     QVBoxLayout,
+    QWidget,
 )
 
 from ._widget_layers import MASK_DISPLAYS
@@ -185,6 +187,19 @@ def _open_start_mask(w: CosasWidget) -> None:
     )
     if path:
         w.start_from_file(path)
+
+
+def confirm_drop(parent: QWidget, patch: Patch, what: str) -> bool:
+    """Ask before ``what`` drops the unsaved corrections of ``patch``; ``True`` when there are
+    none (exported corrections are on disk)."""
+    if not patch.unsaved or (not patch.clicks and not patch.brush_edited):
+        return True
+    answer = QMessageBox.question(
+        parent, "Drop corrections?",
+        f"{what} drops the {len(patch.clicks)} click(s) and brush edits of {patch.name}. Continue?",
+        QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, QMessageBox.StandardButton.No,
+    )
+    return answer == QMessageBox.StandardButton.Yes
 
 
 def show_patch_list(patch_list: QListWidget, session: AnnotationSession) -> None:
