@@ -278,15 +278,15 @@ def test_output_files_follow_the_umask(tmp_path, bundle, model_files):
 # ----------------------------------------------------------------------------- 4. silently wrong results
 
 
-def test_weights_override_gets_the_model_id_of_its_own_bytes(tmp_path, model_files, monkeypatch):
+def test_weights_override_gets_the_model_id_of_its_own_bytes(tmp_path, model_files, monkeypatch, register):
     cache = tmp_path / "cache"
     cache.mkdir()
     registered = cache / "registered.pt"
     registered.write_bytes(model_files["click"].read_bytes())
     digest = hashlib.sha256(registered.read_bytes()).hexdigest()
     monkeypatch.setenv("NAPARI_COSAS_CACHE", str(cache))
-    monkeypatch.setitem(registry._REGISTRY, "test-click", ModelSpec(
-        name="test-click", kind="click", description="", licence="", filename="registered.pt",
+    register(ModelSpec(
+        name="test-click", architecture="convnext_sam", description="", licence="", filename="registered.pt",
         url="http://127.0.0.1:9/registered.pt", known_hash=f"sha256:{digest}"))
     _, registered_id = registry.load_click_model("test-click")
     _, other_id = registry.load_click_model("test-click", weights=model_files["click_other"])

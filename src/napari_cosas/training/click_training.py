@@ -37,7 +37,7 @@ from ..devices import resolve_device
 from ..files import atomic_write
 from ..models.enhanced_decoder import EnhancedMaskDecoder
 from ..predictor import LOGIT_THRESHOLD, clipped_logits
-from ..registry import read_weights_file
+from ..checkpoints import read_weights_file
 from ..refine import LOCAL_WINDOW
 from .augment import random_dihedral, stain_jitter
 from .common import load_resume_checkpoint, segmentation_loss, warmup_cosine

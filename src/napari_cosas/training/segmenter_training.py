@@ -26,7 +26,7 @@ from ..files import atomic_write
 from ..image_io import load_image, load_mask, pair_images_and_masks
 from ..models.segmenter import ReinSegmenter, SegmenterConfig, build_segmenter
 from ..refine import PROB_THRESHOLD
-from ..registry import load_backbone_state
+from ..registry import load_backbone_state, load_segmenter
 from .augment import random_crop, random_dihedral, stain_jitter
 from .common import load_resume_checkpoint, segmentation_loss, warmup_cosine
 
@@ -132,7 +132,7 @@ def initial_model(config: SegmenterTrainConfig) -> ReinSegmenter:
     if not config.init_from:
         weights = model_config.backbone_weights
         return build_segmenter(model_config, load_backbone_state(weights) if weights else None)
-    init = ReinSegmenter.load(config.init_from)
+    init = load_segmenter(config.init_from)
     if init.config.backbone != model_config.backbone:
         raise ValueError(f"{config.init_from} holds a {init.config.backbone!r} segmenter, not "
                          f"{model_config.backbone!r}: pass --backbone {init.config.backbone}")
