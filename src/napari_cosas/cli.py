@@ -137,6 +137,7 @@ def cmd_score(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .batch import evaluate_folder
     from .embedding_cache import EmbeddingCache
+    from .evaluation import EvalProtocol
     from .predictor import ClickPredictor
     from .registry import load_focus_refiner, load_segmenter
 
@@ -158,16 +159,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             predictor,
             args.images,
             args.masks,
-            init=args.init,
+            EvalProtocol(init=args.init, max_clicks=args.max_clicks, effect=args.click_effect,
+                         window=args.click_window, memory=args.click_memory or None,
+                         first_click=args.first_click, focus_window=args.focus_window),
             objects=args.objects,
             segmenter=segmenter,
-            max_clicks=args.max_clicks,
-            effect=args.click_effect,
-            window=args.click_window,
-            memory=args.click_memory or None,
-            first_click=args.first_click,
             refiner=refiner,
-            focus_window=args.focus_window,
             reference=args.reference,
             wand_tolerance=args.wand_tolerance,
             allow_lossy_masks=args.allow_jpeg_masks,
@@ -192,6 +189,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from ._sample_data import SAMPLE_DIR, SAMPLES
     from .demo import run_demo
+    from .evaluation import EvalProtocol
     from .image_io import pair_images_and_masks
     from .session import ModelBundle
 
@@ -204,7 +202,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     else:
         pairs = [(SAMPLE_DIR / f"{name}.png", SAMPLE_DIR / f"{name}_mask.png") for name in SAMPLES]
     models = ModelBundle(args.segmenter, args.model, device=args.device)
-    report = run_demo(pairs, args.out, models=models, max_clicks=args.max_clicks, log=log.info)
+    report = run_demo(pairs, args.out, models=models, protocol=EvalProtocol(init="auto", max_clicks=args.max_clicks),
+                      log=log.info)
     print(Path(args.out, "report.md").read_text())
     return 1 if report["skipped"] or not report["n_patches"] else 0
 

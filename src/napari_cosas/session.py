@@ -26,7 +26,7 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal, Protocol
 
 import numpy as np
 
@@ -68,6 +68,7 @@ __all__ = [
     "Patch",
     "PatchEvent",
     "PatchJob",
+    "Segmenter",
 ]
 
 PatchState = Literal["new", "segmented", "corrected", "exported"]
@@ -78,6 +79,17 @@ PatchEvent = Literal["opened", "segmented", "mask set"]
 
 
 # ----------------------------------------------------------------------------- models
+
+
+class Segmenter(Protocol):
+    """What the session, the folder jobs and ``demo`` need from an automatic segmenter
+    (``models.segmenter.ReinSegmenter`` implements it)."""
+
+    def predict_proba(
+        self, image: np.ndarray, *, progress: Callable[[int, int], None] | None = None
+    ) -> np.ndarray:
+        """``(H, W, 3)`` uint8 RGB -> ``(H, W)`` float32 tumour probabilities; ``progress(done,
+        total)`` after each batch of windows."""
 
 
 class ModelBundle:
@@ -99,7 +111,7 @@ class ModelBundle:
         device: str = "auto",
         *,
         focus_name: str | None = DEFAULT_FOCUS,
-        segmenter: Any | None = None,
+        segmenter: Segmenter | None = None,
         predictor: ClickPredictor | None = None,
         refiner: FocusRefiner | None = None,
         segmenter_id: str | None = None,
@@ -121,7 +133,7 @@ class ModelBundle:
     def click_id(self) -> str:
         return self._predictor.model_id if self._predictor is not None else self.click_name
 
-    def segmenter(self) -> Any:
+    def segmenter(self) -> Segmenter:
         """The ``ReinSegmenter`` (loads it on first call; raises ``WeightsError`` if missing)."""
         if self._segmenter is None:
             self._segmenter = load_segmenter(self.segmenter_name, device=self.device)

@@ -9,7 +9,6 @@ the official weights named by ``SegmenterConfig.backbone_weights`` (which
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import asdict, dataclass, fields
 from os import PathLike
 from typing import Any, Callable, Mapping
@@ -21,6 +20,7 @@ from torch import Tensor, nn
 
 from ..files import atomic_write
 from ..checkpoints import read_weights_file
+from ..devices import inference_autocast
 from .backbones import ReinBackbone, build_backbone
 from .compact_state import expand_state_dict
 from .head import ReinHead
@@ -72,10 +72,13 @@ class SegmenterConfig:
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
 
 
-def _autocast(device: torch.device) -> contextlib.AbstractContextManager:
-    if device.type == "cuda":
-        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
+def normalise_batch(images: Tensor, config: SegmenterConfig, device: torch.device) -> Tensor:
+    """``(B, H, W, 3)`` uint8 -> ``(B, 3, H, W)`` float32 on ``device``, normalised with the
+    config's mean / std (what the segmenter is trained and run on)."""
+    x = images.to(device).permute(0, 3, 1, 2).float() / 255.0
+    mean = torch.tensor(config.mean, device=device).view(1, 3, 1, 1)
+    std = torch.tensor(config.std, device=device).view(1, 3, 1, 1)
+    return (x - mean) / std
 
 
 def _window_starts(length: int, crop: int, stride: int) -> list[int]:
@@ -115,11 +118,7 @@ class ReinSegmenter(nn.Module):
 
     def normalise(self, image: np.ndarray) -> Tensor:
         """``(H, W, 3)`` uint8 -> ``(1, 3, H, W)`` normalised float32 on the module's device."""
-        x = torch.from_numpy(np.ascontiguousarray(image)).to(self.device)
-        x = x.permute(2, 0, 1)[None].float().div_(255.0)
-        mean = torch.tensor(self.config.mean, device=x.device).view(1, 3, 1, 1)
-        std = torch.tensor(self.config.std, device=x.device).view(1, 3, 1, 1)
-        return (x - mean) / std
+        return normalise_batch(torch.from_numpy(np.ascontiguousarray(image))[None], self.config, self.device)
 
     def predict_proba(
         self,
@@ -171,7 +170,7 @@ class ReinSegmenter(nn.Module):
         was_training = self.training
         self.eval()
         try:
-            with torch.inference_mode(), _autocast(self.device):
+            with torch.inference_mode(), inference_autocast(self.device):
                 x = self.normalise(padded)
                 total = torch.zeros(ph, pw, device=x.device)
                 count = torch.zeros(ph, pw, device=x.device)

@@ -24,7 +24,7 @@ from .. import metrics
 from ..devices import resolve_device
 from ..files import atomic_write
 from ..image_io import load_image, load_mask, pair_images_and_masks
-from ..models.segmenter import ReinSegmenter, SegmenterConfig, build_segmenter
+from ..models.segmenter import ReinSegmenter, SegmenterConfig, build_segmenter, normalise_batch
 from ..refine import PROB_THRESHOLD
 from ..registry import load_backbone_state, load_segmenter
 from .augment import random_crop, random_dihedral, stain_jitter
@@ -87,14 +87,6 @@ class CropStream(IterableDataset):
             stacked = np.stack([mask, ok], axis=-1)
             image, stacked = random_dihedral(image, stacked, rng)
             yield image, stacked[..., 0].astype(np.float32), stacked[..., 1].astype(np.float32)
-
-
-def normalise_batch(images: Tensor, config: SegmenterConfig, device: torch.device) -> Tensor:
-    """``(B, H, W, 3)`` uint8 -> ``(B, 3, H, W)`` float normalised with the model's mean / std."""
-    x = images.to(device).permute(0, 3, 1, 2).float() / 255.0
-    mean = torch.tensor(config.mean, device=device).view(1, 3, 1, 1)
-    std = torch.tensor(config.std, device=device).view(1, 3, 1, 1)
-    return (x - mean) / std
 
 
 def validate(model: ReinSegmenter, samples: Sequence[Sample]) -> dict[str, float]:
