@@ -46,3 +46,52 @@ def test_score_does_not_load_torch(tmp_path) -> None:
     )
     assert "torch" not in _loaded_after(statement)
     assert (tmp_path / "s.json").exists()
+
+
+def _package_imports() -> dict[str, set[str]]:
+    """Each module of the package and the package modules it imports, at import time or inside a
+    function (imports under ``if TYPE_CHECKING:`` are for type checkers only and left out)."""
+    import ast
+    from pathlib import Path
+
+    root = Path(napari_cosas.__file__).parent
+    files = {}
+    for path in root.rglob("*.py"):
+        parts = ("napari_cosas", *path.relative_to(root).with_suffix("").parts)
+        files[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    graph: dict[str, set[str]] = {}
+    for name, path in files.items():
+        package = name.split(".") if path.name == "__init__.py" else name.split(".")[:-1]
+        found: set[str] = set()
+        stack = [ast.parse(path.read_text())]
+        while stack:
+            for node in ast.iter_child_nodes(stack.pop()):
+                if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+                    continue
+                if isinstance(node, ast.ImportFrom):
+                    base = ".".join([*package[: len(package) - node.level + 1], node.module or ""]).strip(".") \
+                        if node.level else node.module or ""
+                    found |= {f"{base}.{a.name}" if f"{base}.{a.name}" in files else base for a in node.names}
+                elif isinstance(node, ast.Import):
+                    found |= {a.name for a in node.names}
+                stack.append(node)
+        graph[name] = {m for m in found if m in files and m != name}
+    return graph
+
+
+def test_no_import_cycles_in_the_package() -> None:
+    """No module of the package reaches itself through its imports (lazy ones included)."""
+    graph = _package_imports()
+    assert "napari_cosas.checkpoints" in graph["napari_cosas.models.segmenter"]
+    cycles = []
+    for start in graph:
+        seen, frontier = set(), list(graph[start])
+        while frontier:
+            module = frontier.pop()
+            if module == start:
+                cycles.append(start)
+                break
+            if module not in seen:
+                seen.add(module)
+                frontier.extend(graph[module])
+    assert cycles == []

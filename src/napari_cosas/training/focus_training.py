@@ -24,6 +24,7 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -39,6 +40,10 @@ from ..models.focus_refiner import FocusRefiner
 from ..refine import shown_clicks
 from .common import segmentation_loss, warmup_cosine
 from .mask_degrade import degrade_mask
+
+if TYPE_CHECKING:
+    from ..predictor import ClickPredictor
+    from ..session import Segmenter
 
 __all__ = ["RECORD_SIZE", "RECORD_WINDOW", "record_folder", "train_refiner"]
 
@@ -103,8 +108,8 @@ class _Recorder:
 
 
 def record_folder(
-    predictor,
-    segmenter,
+    predictor: ClickPredictor,
+    segmenter: Segmenter,
     images_dir: Path,
     masks_dir: Path,
     out: Path,
