@@ -1,4 +1,5 @@
-"""The core never imports napari or Qt, and opening a sidecar in napari does not load torch."""
+"""The core never imports napari or Qt, opening a sidecar in napari does not load torch, the package
+has no import cycle, and the widget hides triton only while it imports the model stack."""
 
 from __future__ import annotations
 
@@ -95,3 +96,19 @@ def test_no_import_cycles_in_the_package() -> None:
                 seen.add(module)
                 frontier.extend(graph[module])
     assert cycles == []
+
+
+def test_the_widget_hides_triton_only_while_it_imports_the_model_stack() -> None:
+    """`_widget_process.import_model_stack` loads torch, timm and segment-anything without
+    triton, and leaves ``import triton`` to work again afterwards (nothing hidden for good)."""
+    import importlib.util
+
+    has_triton = importlib.util.find_spec("triton") is not None
+    statement = (
+        "from napari_cosas._widget_process import import_model_stack\n"
+        "import_model_stack()\n"
+        "assert 'torch' in sys.modules and 'timm' in sys.modules and 'segment_anything' in sys.modules\n"
+        "assert 'triton' not in sys.modules\n"
+        + ("import triton\n" if has_triton else "")
+    )
+    assert ("triton" in _loaded_after(statement)) == has_triton
