@@ -55,9 +55,10 @@ from napari_cosas.models.segmenter import (
     SegmenterConfig,
     build_segmenter,
 )
+from napari_cosas.model_bundle import ModelBundle
 from napari_cosas.predictor import ClickPredictor
 from napari_cosas.registry import ChecksumMismatchError, ModelSpec, WeightsError
-from napari_cosas.session import AnnotationSession, ModelBundle
+from napari_cosas.session import AnnotationSession
 
 SRC = str(Path(napari_cosas.__file__).resolve().parents[1])
 TINY_SEGMENTER = SegmenterConfig(backbone="test_convnext", crop=64, stride=43, head_dim=32, neck_dim=32)
@@ -165,7 +166,8 @@ def test_atomic_write_never_replaces_when_asked_not_to(tmp_path):
 EXPORT_WORKER = """
 import sys, time
 import numpy as np
-from napari_cosas.session import AnnotationSession, ModelBundle
+from napari_cosas.model_bundle import ModelBundle
+from napari_cosas.session import AnnotationSession
 
 out, writer, rounds, start = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
 session = AnnotationSession(ModelBundle(segmenter_id="none"))

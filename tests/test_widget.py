@@ -21,10 +21,10 @@ from qtpy.QtWidgets import QApplication, QMessageBox
 
 from napari_cosas._sample_data import sample_path
 from napari_cosas.image_io import load_mask
+from napari_cosas.model_bundle import ModelBundle
 from napari_cosas.models.sam_models import build_tiny_sam
 from napari_cosas.models.segmenter import SegmenterConfig, build_segmenter
 from napari_cosas.predictor import ClickPredictor
-from napari_cosas.session import ModelBundle
 
 pytestmark = pytest.mark.gui
 TIMEOUT_MS = 120_000

@@ -37,7 +37,7 @@ if TYPE_CHECKING:  # torch loads only for the jobs that run a model (score is pu
     from .evaluation import EvalProtocol
     from .models.focus_refiner import FocusRefiner
     from .predictor import ClickPredictor
-    from .session import Segmenter
+    from .model_bundle import Segmenter
 
 log = logging.getLogger(__name__)
 
@@ -75,11 +75,11 @@ def segment_folder(
 ) -> SegmentResult:
     """Write ``<out_dir>/<stem>.png`` (0 / 255) with the automatic mask of every image.
 
-    ``segmenter`` is a ``ReinSegmenter`` (any `session.Segmenter`); the mask is probability > 0.49. Before any work this
-    refuses (``FileExistsError`` / ``ValueError`` naming the files): ``out_dir`` being the
-    images folder, two images sharing a stem, and, unless ``overwrite``, masks that already
-    exist in ``out_dir`` (a ground-truth folder given as ``--out`` stays intact). An input
-    image is never replaced, even with ``overwrite``.
+    ``segmenter`` is a ``ReinSegmenter`` (any `model_bundle.Segmenter`); the mask is probability
+    > 0.49. Before any work this refuses (``FileExistsError`` / ``ValueError`` naming the
+    files): ``out_dir`` being the images folder, two images sharing a stem, and, unless
+    ``overwrite``, masks that already exist in ``out_dir`` (a ground-truth folder given as
+    ``--out`` stays intact). An input image is never replaced, even with ``overwrite``.
     """
     images_dir, out_dir = Path(images_dir), Path(out_dir)
     files = list(files_by_stem(images_dir).values())

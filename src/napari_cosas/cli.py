@@ -191,7 +191,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
     from .evaluation import EvalProtocol
     from .image_io import pair_images_and_masks
-    from .session import ModelBundle
+    from .model_bundle import ModelBundle
 
     _check_writable(args.out, "--out", folder=True)
     if args.images or args.masks:

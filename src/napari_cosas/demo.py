@@ -24,7 +24,8 @@ from .clicks import next_click
 from .evaluation import EvalProtocol
 from .files import atomic_write
 from .image_io import encode_image, load_mask
-from .session import AnnotationSession, ModelBundle
+from .model_bundle import ModelBundle
+from .session import AnnotationSession
 
 #: Overlay colours (RGB): automatic mask, refined mask, ground truth.
 COLOURS = {"auto": (255, 210, 0), "refined": (0, 220, 0), "truth": (40, 120, 255)}

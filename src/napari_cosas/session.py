@@ -12,7 +12,7 @@ Work that takes time is split in two so that a front end can run it in a worker 
 ``apply_*`` methods mutate state (call them on the GUI thread). Which of those jobs a patch
 needs next (its automatic mask, its click embedding) is :meth:`AnnotationSession.jobs_after`'s
 to say. What an export writes and records is :mod:`napari_cosas.exports`'s (the outline:
-:mod:`napari_cosas.geojson`); the models' names and files are :mod:`napari_cosas.registry`'s.
+:mod:`napari_cosas.geojson`); the models it uses are a :class:`~napari_cosas.model_bundle.ModelBundle`.
 
 Coordinates: clicks and masks use napari's ``(row, col)`` pixel order; the click model's
 ``(x, y)`` conversion happens in :mod:`napari_cosas.predictor`.
@@ -26,7 +26,7 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import Literal
 
 import numpy as np
 
@@ -52,23 +52,17 @@ from .interaction import (
     ModelCorrector,
     StaleClickError,
 )
+from .model_bundle import ModelBundle
 from .refine import PROB_THRESHOLD, ClickEffect
-from .registry import DEFAULT_CLICK, DEFAULT_FOCUS, DEFAULT_SEGMENTER, load_focus_refiner, load_segmenter
-
-if TYPE_CHECKING:  # torch is imported only when a model is used
-    from .models.focus_refiner import FocusRefiner
-    from .predictor import ClickPredictor
 
 __all__ = [
     "AnnotationSession",
     "ClickOutsideError",
     "ClickRecord",
     "ClickResult",
-    "ModelBundle",
     "Patch",
     "PatchEvent",
     "PatchJob",
-    "Segmenter",
 ]
 
 PatchState = Literal["new", "segmented", "corrected", "exported"]
@@ -76,85 +70,6 @@ PatchState = Literal["new", "segmented", "corrected", "exported"]
 PatchJob = Literal["segment", "encode"]
 #: What happened to a patch, for :meth:`AnnotationSession.jobs_after`.
 PatchEvent = Literal["opened", "segmented", "mask set"]
-
-
-# ----------------------------------------------------------------------------- models
-
-
-class Segmenter(Protocol):
-    """What the session, the folder jobs and ``demo`` need from an automatic segmenter
-    (``models.segmenter.ReinSegmenter`` implements it)."""
-
-    def predict_proba(
-        self, image: np.ndarray, *, progress: Callable[[int, int], None] | None = None
-    ) -> np.ndarray:
-        """``(H, W, 3)`` uint8 RGB -> ``(H, W)`` float32 tumour probabilities; ``progress(done,
-        total)`` after each batch of windows."""
-
-
-class ModelBundle:
-    """The automatic segmenter and the click predictor, loaded from the registry on first use.
-
-    Args:
-        segmenter_name, click_name: registry names (see :func:`napari_cosas.registry.available_models`).
-        focus_name: registry name of the focus refiner of local clicks (:mod:`napari_cosas.focus`),
-            or ``None`` for none.
-        device: ``"auto"``, ``"cpu"`` or ``"cuda"`` (the refiner runs on the CPU).
-        segmenter, predictor, refiner: ready models (tests, scripts); they skip loading.
-        segmenter_id: id recorded in sidecars for an injected segmenter.
-    """
-
-    def __init__(
-        self,
-        segmenter_name: str = DEFAULT_SEGMENTER,
-        click_name: str = DEFAULT_CLICK,
-        device: str = "auto",
-        *,
-        focus_name: str | None = DEFAULT_FOCUS,
-        segmenter: Segmenter | None = None,
-        predictor: ClickPredictor | None = None,
-        refiner: FocusRefiner | None = None,
-        segmenter_id: str | None = None,
-    ) -> None:
-        self.segmenter_name = segmenter_name
-        self.click_name = click_name
-        self.focus_name = focus_name
-        self.device = device
-        self._segmenter = segmenter
-        self._predictor = predictor
-        self._refiner = refiner
-        self._segmenter_id = segmenter_id
-
-    @property
-    def segmenter_id(self) -> str:
-        return self._segmenter_id or self.segmenter_name
-
-    @property
-    def click_id(self) -> str:
-        return self._predictor.model_id if self._predictor is not None else self.click_name
-
-    def segmenter(self) -> Segmenter:
-        """The ``ReinSegmenter`` (loads it on first call; raises ``WeightsError`` if missing)."""
-        if self._segmenter is None:
-            self._segmenter = load_segmenter(self.segmenter_name, device=self.device)
-        return self._segmenter
-
-    def predictor(self) -> ClickPredictor:
-        """The ``ClickPredictor`` with an on-disk embedding cache (loads it on first call)."""
-        if self._predictor is None:
-            from .embedding_cache import EmbeddingCache
-            from .predictor import ClickPredictor
-
-            self._predictor = ClickPredictor.from_registry(
-                self.click_name, device=self.device, cache=EmbeddingCache()
-            )
-        return self._predictor
-
-    def refiner(self) -> FocusRefiner | None:
-        """The focus refiner (loads it on first call), or ``None`` when the bundle has none."""
-        if self._refiner is None and self.focus_name is not None:
-            self._refiner = load_focus_refiner(self.focus_name)
-        return self._refiner
 
 
 # ----------------------------------------------------------------------------- patches

@@ -43,7 +43,7 @@ from .mask_degrade import degrade_mask
 
 if TYPE_CHECKING:
     from ..predictor import ClickPredictor
-    from ..session import Segmenter
+    from ..model_bundle import Segmenter
 
 __all__ = ["RECORD_SIZE", "RECORD_WINDOW", "record_folder", "train_refiner"]
 
