@@ -27,7 +27,8 @@ import tifffile
 import torch
 
 import napari_cosas
-from napari_cosas import registry
+from napari_cosas import checkpoints, registry
+from napari_cosas.checkpoints import ChecksumMismatchError, WeightsError
 from napari_cosas.cli import main
 from napari_cosas.embedding_cache import CachedEmbedding, CacheKey, EmbeddingCache
 from napari_cosas.exports import (
@@ -49,15 +50,15 @@ from napari_cosas.image_io import (
     pair_images_and_masks,
     save_mask,
 )
+from napari_cosas.model_bundle import ModelBundle
 from napari_cosas.models.sam_models import build_tiny_sam, save_click_model
 from napari_cosas.models.segmenter import (
     ModelOutputError,
     SegmenterConfig,
     build_segmenter,
 )
-from napari_cosas.model_bundle import ModelBundle
 from napari_cosas.predictor import ClickPredictor
-from napari_cosas.registry import ChecksumMismatchError, ModelSpec, WeightsError
+from napari_cosas.registry import ModelSpec
 from napari_cosas.session import AnnotationSession
 
 SRC = str(Path(napari_cosas.__file__).resolve().parents[1])
@@ -308,7 +309,7 @@ def test_bundled_weights_carry_a_checked_sha256(tmp_path, monkeypatch):
     flipped = tmp_path / spec.filename
     flipped.write_bytes(b"\x00" * 64)
     monkeypatch.delenv("NAPARI_COSAS_WEIGHTS", raising=False)
-    monkeypatch.setattr(registry, "weights_dirs", lambda: [tmp_path])
+    monkeypatch.setattr(checkpoints, "weights_dirs", lambda: [tmp_path])
     with pytest.raises(ChecksumMismatchError, match="reinstall"):
         registry.fetch_weights("cosas-default-segmenter")
 
@@ -688,7 +689,7 @@ def test_malicious_pickle_is_never_run(tmp_path):
 
     bad = tmp_path / "m.pt"
     torch.save({"state_dict": Marker()}, bad)
-    for load in (registry.load_click_model, registry.load_segmenter, lambda p: registry.read_weights_file(p)):
+    for load in (registry.load_click_model, registry.load_segmenter, lambda p: checkpoints.read_weights_file(p)):
         with pytest.raises(WeightsError):
             load(bad)
     assert not marker.exists()

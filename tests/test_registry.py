@@ -6,9 +6,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from napari_cosas import registry
+from napari_cosas import checkpoints, registry
+from napari_cosas.checkpoints import ChecksumMismatchError, WeightsError
 from napari_cosas.models.sam_models import build_tiny_sam, save_click_model
-from napari_cosas.registry import ChecksumMismatchError, ModelSpec, WeightsError
+from napari_cosas.registry import ModelSpec
 
 
 @pytest.fixture()
@@ -36,7 +37,7 @@ def test_builtin_entries():
 
 
 def test_cache_dir_env_override(cache):
-    assert registry.cache_dir() == cache
+    assert checkpoints.cache_dir() == cache
 
 
 def test_download_verify_and_cache(server, cache, register):
@@ -117,7 +118,7 @@ def test_unknown_name_lists_available():
 
 def test_missing_default_weights(tmp_path, monkeypatch):
     monkeypatch.setenv("NAPARI_COSAS_WEIGHTS", str(tmp_path))
-    monkeypatch.setattr(registry, "weights_dirs", lambda: [tmp_path])
+    monkeypatch.setattr(checkpoints, "weights_dirs", lambda: [tmp_path])
     with pytest.raises(WeightsError, match="click_default.pt") as err:
         registry.fetch_weights("cosas-default-click")
     assert "NAPARI_COSAS_WEIGHTS" in str(err.value)
@@ -125,7 +126,7 @@ def test_missing_default_weights(tmp_path, monkeypatch):
 
 def test_weights_env_var_is_searched_first(tmp_path, monkeypatch):
     monkeypatch.setenv("NAPARI_COSAS_WEIGHTS", str(tmp_path))
-    assert registry.weights_dirs()[0] == tmp_path
+    assert checkpoints.weights_dirs()[0] == tmp_path
     (tmp_path / "segmenter_default.pt").write_bytes(b"x")
     assert registry.fetch_weights("cosas-default-segmenter") == tmp_path / "segmenter_default.pt"
 

@@ -5,7 +5,7 @@ SAM-style click models, ``"backbone"`` for frozen backbones of the Rein segmente
 ``"segmenter"`` for Rein segmenters, ``"focus"`` for focus refiners). A `ModelSpec` is one
 weights file for an architecture, named ``<architecture>.<tag>`` (``sam_vit_b.sa1b``,
 ``vit_small_patch14_dinov2.lvd142m``), with where it comes from: a URL with a checksum
-(downloaded with pooch into `cache_dir`), or the project's ``weights/`` folder
+(downloaded with pooch into `checkpoints.cache_dir`), or the project's ``weights/`` folder
 (``bundled=True``, also with a SHA-256, checked on load). An architecture's name stands for its
 first weights (``sam_vit_b``), and the short names users, the CLI and the committed benchmark
 commands know are aliases (`ALIASES`: ``dinov2_vits14``, ``cosas-default-click``, ...).
@@ -23,15 +23,13 @@ and is not held to the registered hash).
 
 from __future__ import annotations
 
-import hashlib
-import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from .checkpoints import WeightsError, check_finite, read_weights_file
+from .checkpoints import WeightsError, cache_dir, check_finite, fetch_file, file_id, read_weights_file, weights_dirs
 
 if TYPE_CHECKING:  # torch is imported where a file is read: the names here are read without it
     import torch
@@ -40,18 +38,12 @@ if TYPE_CHECKING:  # torch is imported where a file is read: the names here are 
     from .models.focus_refiner import FocusRefiner
     from .models.segmenter import ReinSegmenter
 
-logger = logging.getLogger(__name__)
-
 Kind = Literal["click", "backbone", "segmenter", "focus"]
 
 #: The project's default models (the widget's, the CLI's and ``demo``'s).
 DEFAULT_SEGMENTER = "cosas-default-segmenter"
 DEFAULT_CLICK = "cosas-default-click"
 DEFAULT_FOCUS = "cosas-default-focus"
-
-
-class ChecksumMismatchError(WeightsError, ValueError):
-    """A weights file's hash differs from the registered one."""
 
 
 @dataclass(frozen=True)
@@ -332,75 +324,6 @@ def available_models(kind: Literal["click", "segmenter"]) -> list[str]:
     return names
 
 
-def cache_dir() -> Path:
-    """Download cache: ``$NAPARI_COSAS_CACHE`` or pooch's per-user cache for napari-cosas."""
-    env = os.environ.get("NAPARI_COSAS_CACHE")
-    if env:
-        return Path(env).expanduser()
-    import pooch
-
-    return Path(pooch.os_cache("napari-cosas"))
-
-
-def weights_dirs() -> list[Path]:
-    """Folders searched for bundled weights, in order: ``$NAPARI_COSAS_WEIGHTS``,
-    ``<package>/weights`` (installed package data), ``<repository>/weights`` (editable)."""
-    package = Path(__file__).resolve().parent
-    dirs = [package / "weights", package.parents[1] / "weights"]
-    env = os.environ.get("NAPARI_COSAS_WEIGHTS")
-    return ([Path(env).expanduser()] if env else []) + dirs
-
-
-def _bundled_file(spec: ModelSpec) -> tuple[Path, str | None]:
-    """The bundled file and its verified SHA-256 (``None`` for a user's file found through
-    ``$NAPARI_COSAS_WEIGHTS``, which is not held to the registered hash)."""
-    env = os.environ.get("NAPARI_COSAS_WEIGHTS")
-    for folder in weights_dirs():
-        candidate = folder / spec.filename
-        if candidate.is_file():
-            if env and folder == Path(env).expanduser():
-                return candidate, None
-            return candidate, _verify(spec, candidate)
-    searched = "\n  ".join(str(d / spec.filename) for d in weights_dirs())
-    raise WeightsError(
-        f"Weights of {short_name(spec)!r} not found. Searched:\n  {searched}\n"
-        f"Train them with the project's training command, set NAPARI_COSAS_WEIGHTS to the folder "
-        f"holding {spec.filename}, or pass an explicit path."
-    )
-
-
-def _file_hash(path: Path, alg: str) -> str:
-    digest = hashlib.new(alg)
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _verify(spec: ModelSpec, path: Path) -> str | None:
-    """Raise `ChecksumMismatchError` if ``path`` does not match the spec's checksum; return the
-    file's SHA-256 when it was computed."""
-    if spec.known_hash:
-        alg, _, expected = spec.known_hash.partition(":")
-        actual = _file_hash(path, alg)
-        ok = actual == expected.lower()
-    elif spec.sha256_prefix:
-        alg, expected = "sha256", spec.sha256_prefix + "..."
-        actual = _file_hash(path, alg)
-        ok = actual.startswith(spec.sha256_prefix.lower())
-    else:
-        return None
-    if not ok:
-        fix = (f"reinstall napari-cosas (pip install --force-reinstall napari-cosas) or restore {path.name} "
-               "from the repository" if spec.bundled
-               else f"delete it and call again to re-download from {spec.url}")
-        raise ChecksumMismatchError(
-            f"Checksum mismatch for {short_name(spec)!r}: {path} has {alg} {actual}, expected "
-            f"{expected}. The file is corrupted or incomplete: {fix}, or pass an explicit path to a good copy."
-        )
-    return actual if alg == "sha256" else None
-
-
 def fetch_weights(
     name: str,
     path: str | os.PathLike | None = None,
@@ -408,90 +331,9 @@ def fetch_weights(
     download: bool = True,
     progress: bool = False,
 ) -> Path:
-    """Local path of model ``name``'s weights.
-
-    * ``path`` given: it must be a readable file; nothing is downloaded or hashed.
-    * bundled specs: searched in `weights_dirs`.
-    * otherwise the file in `cache_dir` is used if its checksum matches; if absent it is
-      downloaded (``download=True``) with pooch and checked. A checksum mismatch raises
-      `ChecksumMismatchError` naming the file and the fix; ``download=False`` with no cached
-      file raises `WeightsError` naming the URL and where to place the file.
-    """
-    return _fetch(name, path, download=download, progress=progress)[0]
-
-
-def _fetch(
-    name: str, path: str | os.PathLike | None, *, download: bool = True, progress: bool = False
-) -> tuple[Path, str | None]:
-    """`fetch_weights`, and the file's SHA-256 when it was verified on the way (else ``None``)."""
-    spec = get_spec(name)
-    if path is not None:
-        local = Path(path).expanduser()
-        if not local.is_file() or not os.access(local, os.R_OK):
-            raise WeightsError(f"Weights file for {name!r} not found or unreadable: {local}")
-        return local, None
-    if spec.bundled:
-        return _bundled_file(spec)
-    if spec.url is None:
-        raise WeightsError(f"{name!r} has no download URL; pass an explicit path")
-    folder = cache_dir()
-    if folder.exists() and not folder.is_dir():
-        raise WeightsError(
-            f"The download cache {folder} is a file, not a folder. Point NAPARI_COSAS_CACHE at a folder "
-            f"(or unset it), or pass an explicit path to the weights of {name!r}."
-        )
-    target = folder / spec.filename
-    if target.is_file():
-        return target, _verify(spec, target)
-    if not download:
-        raise WeightsError(
-            f"Weights of {name!r} are not in the cache and download=False. Download "
-            f"{spec.url} and place it at {target} (or pass an explicit path)."
-        )
-    return _download(spec, folder, progress), None
-
-
-def _download(spec: ModelSpec, folder: Path, progress: bool) -> Path:
-    import pooch
-
-    folder.mkdir(parents=True, exist_ok=True)
-    logger.info("downloading %s from %s to %s", short_name(spec), spec.url, folder)
-    try:
-        fetched = Path(
-            pooch.retrieve(
-                spec.url,
-                known_hash=spec.known_hash,
-                fname=spec.filename,
-                path=folder,
-                progressbar=progress,
-            )
-        )
-    except ValueError as err:
-        if "hash" not in str(err).lower():
-            raise
-        raise ChecksumMismatchError(
-            f"Checksum mismatch for {short_name(spec)!r}: the file downloaded from {spec.url} does not "
-            f"have {spec.known_hash}; it was discarded (not written to {folder / spec.filename}). "
-            f"Try again later, or download it yourself and pass an explicit path. ({err})"
-        ) from err
-    except Exception as err:  # network errors of requests / urllib
-        raise WeightsError(
-            f"Could not download {short_name(spec)!r} from {spec.url}: {err}. Download it yourself and "
-            f"place it at {folder / spec.filename}, or pass an explicit path."
-        ) from err
-    if not spec.known_hash:
-        try:
-            _verify(spec, fetched)
-        except ChecksumMismatchError:
-            fetched.unlink()
-            raise
-    return fetched
-
-
-def _file_id(label: str, path: Path, verified_sha256: str | None) -> str:
-    """Model id for embedding caches: a label plus 16 hex digits of the SHA-256 of the file
-    loaded (``verified_sha256`` when the file was just checked, else hashed here)."""
-    return f"{label}-{(verified_sha256 or _file_hash(path, 'sha256'))[:16]}"
+    """Local path of model ``name``'s weights (`checkpoints.fetch_file`: an explicit ``path``, the
+    bundled folders, or the download cache, checked against the registered hash)."""
+    return fetch_file(get_spec(name), name, path, download=download, progress=progress)[0]
 
 
 def load_click_model(
@@ -524,7 +366,7 @@ def load_click_model(
         spec = get_spec(name_or_path)
         if spec.kind != "click":
             raise ValueError(f"{short_name(spec)!r} is a {spec.kind} model, not a click model")
-        path, verified = _fetch(spec.name, weights)
+        path, verified = fetch_file(spec, name_or_path, weights)
     else:
         path = Path(name_or_path).expanduser()
         if not path.is_file():
@@ -546,7 +388,7 @@ def load_click_model(
     del payload
     check_finite(model, path)
     label = short_name(spec) if spec is not None else path.stem
-    return model.to(resolve_device(device)).eval(), _file_id(label, path, verified)
+    return model.to(resolve_device(device)).eval(), file_id(label, path, verified)
 
 
 def backbone_architecture(name: str) -> str:
