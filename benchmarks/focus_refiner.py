@@ -37,7 +37,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("refiners", nargs="*", help="refiner files or registered names")
     parser.add_argument("--windows", nargs="+", type=float, default=[0.35])
-    parser.add_argument("--first-click", nargs="+", default=["global"], choices=("global", "local"))
+    parser.add_argument("--first-click", nargs="+", default=["global"], choices=("global", "local", "by-size"))
     parser.add_argument("--glas", type=Path, default=Path(".devdata/glas/holdout"))
     parser.add_argument("--ebhi", type=Path, default=Path(".devdata/ebhi/holdout"))
     parser.add_argument("--out", default="focus_refiner", help="name of the .md / .json written")

@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
 # The product's click path with the focus refiner on GlaS testA and EBHI val (read from
 # ../shared/data, never copied into the project): evaluate --init auto, local clicks, the default
-# click model, with the default refiner and without one (--refiner none), the four runs two at a
-# time (one torch thread each). Results: benchmarks/results/evaluate_focus_*.json, summarised into
+# click model. Variants "refiner:context margin:first click": the default
+# (cosas-default-focus:8:by-size), the default before the first-click rule
+# (cosas-default-focus:8:global), before the context margin (cosas-default-focus:none:global), and
+# no refiner (none:none:global, the plain local click of quality.md); each variant's two runs at a
+# time (one torch thread each). Pass variants to run only those. Results:
+# benchmarks/results/evaluate_focus_<refiner>_m<margin>_<first click>_<data>.json, summarised into
 # benchmarks/focus_quality.md by summarize_focus_quality.py.
-#   bash benchmarks/run_focus_quality.sh
+#   bash benchmarks/run_focus_quality.sh [cosas-default-focus:8:by-size ...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 data=${COSAS_DATA:-../shared/data}
@@ -13,11 +17,16 @@ trap 'rm -rf "$work"' EXIT
 mkdir -p benchmarks/results
 .venv/bin/python benchmarks/link_test_splits.py "$work" --data "$data"
 export NAPARI_COSAS_CACHE="$work/cache" OMP_NUM_THREADS=1
-run() {  # dataset, refiner
+run() {  # dataset, refiner, context margin, first click
   .venv/bin/napari-cosas evaluate --images "$work/$1/images" --masks "$work/$1/masks" --init auto --refiner "$2" \
-    --device cpu --no-cache --json "benchmarks/results/evaluate_focus_${2}_$1.json"
+    --context-margin "$3" --first-click "$4" --device cpu --no-cache \
+    --json "benchmarks/results/evaluate_focus_${2}_m${3}_${4}_$1.json"
 }
-for refiner in cosas-default-focus none; do
-  run glas "$refiner" & run ebhi "$refiner" & wait
+variants=("$@")
+[ ${#variants[@]} -gt 0 ] || variants=(cosas-default-focus:8:by-size cosas-default-focus:8:global
+                                       cosas-default-focus:none:global none:none:global)
+for variant in "${variants[@]}"; do
+  IFS=: read -r refiner margin first <<< "$variant"
+  run glas "$refiner" "$margin" "$first" & run ebhi "$refiner" "$margin" "$first" & wait
 done
 .venv/bin/python benchmarks/summarize_focus_quality.py

@@ -11,7 +11,13 @@ from machine import cpu_model
 
 HERE = Path(__file__).parent
 DATASETS = {"glas": "GlaS testA", "ebhi": "EBHI val"}
-REFINERS = {"cosas-default-focus": "focus refiner (default)", "none": "none (plain local click)"}
+#: (refiner, context margin, first click) -> the row's name.
+VARIANTS = {
+    ("cosas-default-focus", "8", "by-size"): "focus refiner, context margin 8, first click by size (default)",
+    ("cosas-default-focus", "8", "global"): "focus refiner, context margin 8, first click global",
+    ("cosas-default-focus", "none", "global"): "focus refiner, every token, first click global",
+    ("none", "none", "global"): "none (plain local click), every token, first click global",
+}
 
 
 def main() -> None:
@@ -21,16 +27,17 @@ def main() -> None:
         f"Machine: {cpu_model()}, {os.cpu_count()} cores, torch {torch.__version__}, CPU, one torch thread per "
         "run, two runs at a time. Command: `bash benchmarks/run_focus_quality.sh`. `evaluate --init auto`, image "
         "targets, 20 local clicks (RITM placement), stop at IoU 0.90, default click model shown its last 5 clicks. "
-        "The refiner and its window were chosen on held-out training images (`focus_refiner.md`); these sets "
-        "are for reporting only.",
+        "The refiner and its window were chosen on held-out training images (`focus_refiner.md`), the context "
+        "margin (`attention_context.md`) and the first-click rule (`focus_first_click.md`) too; these sets are for reporting only. SPC: the decoder path's seconds "
+        "per click (model, refiner, local update), two runs sharing the two cores.",
         "",
         "| data | refiner | NoC@80 | NoC@85 | NoC@90 | NoF@85 | NoF@90 | IoU@1 | IoU@5 | IoU@20 | largest mean-IoU drop "
         "| SPC decoder ms |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for ds, label in DATASETS.items():
-        for refiner, name in REFINERS.items():
-            path = HERE / "results" / f"evaluate_focus_{refiner}_{ds}.json"
+        for (refiner, margin, first), name in VARIANTS.items():
+            path = HERE / "results" / f"evaluate_focus_{refiner}_m{margin}_{first}_{ds}.json"
             if not path.exists():
                 continue
             r = json.loads(path.read_text())

@@ -38,7 +38,8 @@ def main() -> None:
         "| decoder / reference | click effect | clicks shown | init | data | NoC@80 | NoC@85 | NoC@90 | NoF@85 | NoF@90 | IoU@1 | IoU@5 | IoU@20 | SPC decoder ms | SPC total ms |",
         "|---|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for path in sorted(RESULTS.glob("evaluate_*.json"), key=lambda p: (p.stem.split("_")[2] != "local", p.stem)):
+    runs = [p for p in RESULTS.glob("evaluate_*.json") if not p.stem.startswith("evaluate_focus_")]
+    for path in sorted(runs, key=lambda p: (p.stem.split("_")[2] != "local", p.stem)):
         _, decoder, effect, init, ds = path.stem.split("_")
         r = json.loads(path.read_text())
         curve = r["mean_iou_per_click"]
@@ -69,7 +70,23 @@ def main() -> None:
         "NoC counts 0 for an object whose automatic mask already reaches the threshold (`--init auto`). "
         "SPC here comes from whole-dataset runs on a shared 2-core machine; `benchmarks/click.md` has "
         "controlled per-click timings.",
+        "",
+        "## The product's default clicks",
+        "",
+        "The rows above predate the focus refiner. The widget's and `evaluate`'s default clicks (local, "
+        "focus-refined, the decoder attending to the tokens around the click, the first click by patch size) "
+        "on the same sets, from `bash benchmarks/run_focus_quality.sh` (all its rows in `focus_quality.md`):",
+        "",
+        "| data | NoC@80 | NoC@85 | NoC@90 | NoF@85 | NoF@90 | IoU@1 | IoU@5 | IoU@20 |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
+    for ds, label in DATASETS.items():
+        path = RESULTS / f"evaluate_focus_cosas-default-focus_m8_by-size_{ds}.json"
+        if path.exists():
+            r = json.loads(path.read_text())
+            curve = r["mean_iou_per_click"]
+            lines.append(f"| {label} | {r['noc80']:.2f} | {r['noc85']:.2f} | {r['noc90']:.2f} | {r['nof85']} | "
+                         f"{r['nof90']} | {curve[0]:.3f} | {curve[4]:.3f} | {curve[-1]:.3f} |")
     (Path(__file__).parent / "quality.md").write_text("\n".join(lines) + "\n")
 
 

@@ -15,6 +15,7 @@ from napari_cosas.evaluation import (
     instance_targets,
     spc,
 )
+from napari_cosas.interaction import FIRST_CLICK, GLOBAL_FIRST_CLICK_MAX_SIDE, ModelCorrector
 
 
 def _box(shape, r0, r1, c0, c1):
@@ -258,6 +259,25 @@ def test_local_first_click_takes_the_whole_prediction():
     model = FakeModel(lambda pts, lab: gt.copy())  # one click finds both regions
     res = evaluate_object(model, gt, EvalProtocol(effect="local"))
     assert res.ious == [1.0]
+
+
+@pytest.mark.parametrize("side", [GLOBAL_FIRST_CLICK_MAX_SIDE, GLOBAL_FIRST_CLICK_MAX_SIDE + 1])
+def test_the_default_first_click_is_global_on_small_patches_only(side):
+    """By default (``by-size``) the first click on the automatic mask takes the model's whole
+    prediction on a patch of longer side at most ``GLOBAL_FIRST_CLICK_MAX_SIDE`` px; on a larger
+    patch it changes only the region under the click, the far region stays as it was."""
+    assert FIRST_CLICK == "by-size"
+    shape = (side // 2, side)
+    gt = _box(shape, 10, 60, 10, 60) | _box(shape, 100, 160, side - 70, side - 10)
+    model = FakeModel(lambda pts, lab: gt.copy())  # the whole prediction is right everywhere
+    auto = np.full(shape, 0.1, np.float32)  # misses both; the click lands in the larger
+    res = evaluate_object(model, gt, EvalProtocol(init="auto", max_clicks=1), name="x", init_prob=auto)
+    assert res.n_clicks == 1
+    if side <= GLOBAL_FIRST_CLICK_MAX_SIDE:
+        assert res.ious == [1.0]
+    else:
+        assert res.ious[0] < 1.0 and res.ious[0] > res.initial_iou
+    assert ModelCorrector(model).takes_whole_prediction(shape) == (side <= GLOBAL_FIRST_CLICK_MAX_SIDE)
 
 
 def test_the_model_sees_the_latest_clicks_only():

@@ -134,7 +134,7 @@ def test_window_logits_are_the_full_logits_cropped(sam, embedding, original_size
     """A local click reads only its window: the window path equals the full path's crop, at the
     centre, at every border and for a single pixel (the tokens it upscales are chosen right)."""
     image = np.random.default_rng(7).integers(0, 256, (*original_size, 3), dtype=np.uint8)
-    predictor = ClickPredictor(sam, "tiny", device="cpu", fast=fast)
+    predictor = ClickPredictor(sam, "tiny", device="cpu", fast=fast, context_margin=None)
     predictor.set_image(image)
     predictor.embedding = embedding
     predictor._prepare_image_terms()
@@ -154,6 +154,92 @@ def test_window_logits_are_the_full_logits_cropped(sam, embedding, original_size
         assert window.shape == (rows.stop - rows.start, cols.stop - cols.start)
         assert window.dtype == np.float32
         np.testing.assert_allclose(window, full[rows, cols], atol=ATOL, rtol=0)
+
+
+def _context_reference(sam, embedding, points_rc, labels, mask, original_size, region):
+    """SAM's decoder modules on the embedding, positional encoding and dense prompt cropped to
+    the token ``region``; the region's low-resolution logits placed in a 256x256 canvas and
+    post-processed as SAM does: ``(H, W)`` logits (valid inside windows whose tokens the region
+    holds)."""
+    from segment_anything.utils.transforms import ResizeLongestSide
+
+    xy = ResizeLongestSide(1024).apply_coords(points_rc[:, ::-1].copy(), original_size)
+    rows, cols = region
+    with torch.inference_mode():
+        sparse, dense = sam.prompt_encoder(
+            points=(torch.as_tensor(xy, dtype=torch.float32)[None], torch.as_tensor(labels)[None]),
+            boxes=None,
+            masks=torch.as_tensor(mask)[None],
+        )
+        decoder = sam.mask_decoder
+        image = decoder.image_context(embedding, sam.prompt_encoder.get_dense_pe()) \
+            if hasattr(decoder, "image_context") else embedding
+        crop = [t[..., rows, cols] for t in (image, sam.prompt_encoder.get_dense_pe(), dense)]
+        if hasattr(decoder, "forward_with_context"):
+            low, _ = decoder.forward_with_context(crop[0], crop[1], sparse, crop[2], False)
+        else:
+            low, _ = decoder(crop[0], crop[1], sparse, crop[2], False)
+        canvas = torch.zeros(1, 1, 256, 256)
+        canvas[..., 4 * rows.start:4 * rows.stop, 4 * cols.start:4 * cols.stop] = low
+        input_size = ResizeLongestSide(1024).get_preprocess_shape(*original_size, 1024)
+        return sam.postprocess_masks(canvas, input_size, original_size)[0, 0].numpy()
+
+
+@pytest.mark.parametrize("original_size", [(580, 775), (775, 580)])
+@pytest.mark.parametrize("fast", [True, False])
+def test_context_margin_window_at_the_image_edge(sam, embedding, original_size, fast):
+    """A window on the last rows / columns of a non-square image reads one padding token (the
+    bilinear resize to full resolution reaches one low-resolution pixel past the image): a local
+    click there works with any margin."""
+    image = np.random.default_rng(3).integers(0, 256, (*original_size, 3), dtype=np.uint8)
+    height, width = original_size
+    rows, cols = slice(height - 300, height), slice(width - 300, width)
+    points, labels = np.array([[height - 10.0, width - 10.0]]), np.array([1])
+    for margin in (0, 8):
+        predictor = ClickPredictor(sam, "tiny", device="cpu", fast=fast, context_margin=margin)
+        predictor.set_image(image)
+        predictor.embedding = embedding
+        predictor._prepare_image_terms()
+        window = predictor.predict_window_logits(points, labels, None, rows, cols)
+        assert window.shape == (300, 300) and np.isfinite(window).all()
+
+
+@pytest.mark.parametrize("original_size", [(1500, 1500), (522, 775)])
+@pytest.mark.parametrize("fast", [True, False])
+def test_context_margin_confines_the_attention_to_the_image_tokens_near_the_window(
+    sam, embedding, original_size, fast
+):
+    """With a ``context_margin`` the decoder attends only to the tokens near the window and never
+    to the padding of a non-square image: a margin wider than the grid gives SAM's decoder on the
+    tokens that cover the image; a small one gives the decoder on the window's tokens and that
+    many around them, and differs from the full attention."""
+    image = np.random.default_rng(7).integers(0, 256, (*original_size, 3), dtype=np.uint8)
+    points, labels = np.array([[300.0, 500.0], [420.0, 400.0]]), np.array([1, 0])
+    mask = (4 * np.random.default_rng(8).standard_normal((1, 256, 256))).astype(np.float32)
+    rows, cols = slice(240, 480), slice(380, 600)
+    outputs = {}
+    for margin in (None, 100, 2):
+        predictor = ClickPredictor(sam, "tiny", device="cpu", fast=fast, context_margin=margin)
+        predictor.set_image(image)
+        predictor.embedding = embedding
+        predictor._prepare_image_terms()
+        outputs[margin] = predictor.predict_window_logits(points, labels, mask, rows, cols)
+    scale = 1024 / max(original_size)
+    image_tokens = slice(0, -(-round(original_size[0] * scale) // 16)), slice(0, -(-round(original_size[1] * scale) // 16))
+    whole = _context_reference(sam, embedding, points, labels, mask, original_size, image_tokens)
+    np.testing.assert_allclose(outputs[100], whole[rows, cols], atol=ATOL, rtol=0)
+    if original_size[0] == original_size[1]:
+        np.testing.assert_allclose(outputs[100], outputs[None], atol=ATOL, rtol=0)
+    near = tuple(slice(max(0, int(s.start * scale) // 16 - 2), min(t.stop, -(-int(np.ceil(s.stop * scale)) // 16) + 2))
+                 for s, t in zip((rows, cols), image_tokens))
+    local = _context_reference(sam, embedding, points, labels, mask, original_size, near)
+    np.testing.assert_allclose(outputs[2], local[rows, cols], atol=ATOL, rtol=0)
+    assert np.abs(outputs[2] - outputs[None]).max() > 10 * ATOL
+
+
+def test_context_margin_must_not_be_negative(sam):
+    with pytest.raises(ValueError, match="context_margin must be None or at least 0"):
+        ClickPredictor(sam, "tiny", device="cpu", context_margin=-1)
 
 
 def test_window_outside_the_image_is_refused(sam):

@@ -20,8 +20,8 @@ from pathlib import Path
 from tqdm import tqdm
 
 from .heap import keep_freed_heap_memory
-from .interaction import FIRST_CLICK
-from .refine import CLICK_MEMORY, FOCUS_WINDOW, LOCAL_WINDOW
+from .interaction import FIRST_CLICK, GLOBAL_FIRST_CLICK_MAX_SIDE
+from .refine import CLICK_MEMORY, CONTEXT_MARGIN, FOCUS_WINDOW, LOCAL_WINDOW
 from .registry import DEFAULT_CLICK, DEFAULT_FOCUS, DEFAULT_SEGMENTER
 
 EVALUATE_EPILOG = """\
@@ -39,7 +39,8 @@ JSON fields written by evaluate:
   encode_s_per_image       mean seconds to encode (or load from cache) one image
   auto_mask_s_per_image    mean seconds of the automatic segmenter (--init auto only)
   n_objects, n_images, init, objects, max_clicks, click_effect, click_window, click_memory,
-  first_click, refiner and focus_window (null without a refiner), reference, wand_tolerance, model_id, device
+  first_click, refiner and focus_window (null without a refiner), context_margin, reference,
+  wand_tolerance, model_id, device
   objects_detail           per object: image, name, ious, initial_iou, clicks [[row, col,
                            positive], ...], decoder_seconds, n_clicks, noc {"80", "85", "90"}
 Protocol: RITM's next-click rule, prediction = probability > 0.49, stop at IoU >= 0.90.
@@ -147,7 +148,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     predictor = refiner = None
     if args.reference is None:
         cache = None if args.no_cache else EmbeddingCache(args.cache_dir)
-        predictor = ClickPredictor.from_registry(args.model, weights=args.weights, device=args.device, cache=cache)
+        predictor = ClickPredictor.from_registry(args.model, weights=args.weights, device=args.device, cache=cache,
+                                                 context_margin=args.context_margin)
         if args.refiner != "none" and args.click_effect == "local":
             refiner = load_focus_refiner(args.refiner)
     segmenter = None
@@ -173,6 +175,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     finally:
         close()
     report["refiner"] = args.refiner if refiner is not None else None
+    report["context_margin"] = args.context_margin if predictor is not None else None
     _write_json(args.json, report)
     if args.plot:
         from .plots import plot_iou_curves
@@ -221,6 +224,16 @@ def _click_memory(text: str) -> int:
     value = int(text)
     if value < 0:
         raise argparse.ArgumentTypeError(f"{value} clicks: give 0 (every click) or a positive number of clicks")
+    return value
+
+
+def _context_margin(text: str) -> int | None:
+    """``--context-margin``: ``none`` (every token) or a number of tokens, at least 0."""
+    if text == "none":
+        return None
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} tokens: give none (every token) or a number at least 0")
     return value
 
 
@@ -307,9 +320,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--first-click",
         default=FIRST_CLICK,
-        choices=("global", "local"),
+        choices=("global", "local", "by-size"),
         help=f"what the first local click on the automatic mask may change: the model's whole prediction "
-        f"(global) or only the region under it (local) (default {FIRST_CLICK}, as in the widget)",
+        f"(global), only the region under it (local), or global on patches of longer side at most "
+        f"{GLOBAL_FIRST_CLICK_MAX_SIDE} px and local on larger ones (by-size) (default {FIRST_CLICK}, as in the "
+        f"widget)",
     )
     p.add_argument(
         "--refiner",
@@ -323,6 +338,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=FOCUS_WINDOW,
         help=f"side of the refiner's window as a fraction of the longer image side (default {FOCUS_WINDOW})",
+    )
+    p.add_argument(
+        "--context-margin",
+        type=_context_margin,
+        default=CONTEXT_MARGIN,
+        help=f"for a local click, the decoder attends to the image tokens under its window and this many "
+        f"around them, or to every token with none (default {CONTEXT_MARGIN}, as in the widget)",
     )
     p.add_argument(
         "--reference",

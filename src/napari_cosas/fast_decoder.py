@@ -27,7 +27,9 @@ rounding), but cheaper:
 * the extra layers' gated blend ``x + g * (new - x)`` as one ``torch.lerp``;
 * **only the tokens a window needs** (`low_res_block`): each image token becomes its own 4x4
   block of low-resolution logits, so a click that changes only a window of the mask upscales
-  only the tokens under that window (the attention layers still see every token).
+  only the tokens under that window; the attention layers see every token, or, given a
+  ``context``, only the tokens of that region around the window (every product then shrinks
+  with the region: this changes the result, see ``ClickPredictor``'s ``context_margin``).
 
 Shapes: image tokens ``(HW, C)`` float32 (``C = 256``, ``HW = 64 * 64``), prompt tokens
 ``(T, C)``, low-resolution logits ``(1, 1, 4h, 4w)`` (``(1, 1, 256, 256)`` for SAM).
@@ -46,6 +48,8 @@ from torch import Tensor, nn
 from .models.enhanced_decoder import EnhancedMaskDecoder
 
 Layer = tuple[TwoWayAttentionBlock, Tensor | None, Tensor | None]
+#: ``(rows, cols)`` unit-step slices of the image token grid.
+TokenRegion = tuple[slice, slice]
 
 #: Each image token becomes its own ``TOKEN_PIXELS x TOKEN_PIXELS`` block of low-resolution
 #: logits (the output upscaling's two stride-2 transposed convolutions).
@@ -54,6 +58,12 @@ TOKEN_PIXELS = 4
 def _heads_weight(linear: nn.Linear, heads: int) -> Tensor:
     """``(D, C)`` projection weight as ``(heads, D / heads, C)`` (a view)."""
     return linear.weight.view(heads, -1, linear.weight.shape[1])
+
+
+def _crop_tokens(tokens: Tensor, h: int, w: int, region: TokenRegion) -> Tensor:
+    """The ``(rows * cols, C)`` tokens of ``region`` out of ``(h * w, C)`` row-major tokens."""
+    cropped = tokens.view(h, w, -1)[region[0], region[1]]
+    return cropped.reshape(-1, tokens.shape[1])
 
 
 def _uses_token_side(attn: Attention, num_tokens: int) -> bool:
@@ -203,15 +213,28 @@ class FastClickDecoder:
         mask_input: Tensor | None,
         token_rows: slice,
         token_cols: slice,
+        context: TokenRegion | None = None,
     ) -> Tensor:
         """The low-resolution logits of the image tokens ``[token_rows, token_cols]`` only:
-        ``(1, 1, TOKEN_PIXELS * rows, TOKEN_PIXELS * cols)`` float32, equal (within float
-        tolerance) to the same rows and columns of ``low_res_logits(...)``.
-        Arguments as in `low_res_logits`; the slices have unit step, inside the token grid."""
+        ``(1, 1, TOKEN_PIXELS * rows, TOKEN_PIXELS * cols)`` float32.
+
+        Without a ``context`` they equal (within float tolerance) the same rows and columns of
+        ``low_res_logits(...)``. With one, ``(rows, cols)`` token slices that contain the block,
+        the attention layers see only the image tokens of that region: the result equals the
+        decoder's output on the image embedding, positional encoding and dense prompt cropped to
+        the region. Arguments as in `low_res_logits`; the slices have unit step, inside the grid.
+        """
         sparse, dense = self.prompt_encoder(points=(coords_xy, labels), boxes=None, masks=mask_input)
-        keys, hyper = self.decode_keys(sparse, dense)
         h, w = self._grid
-        block = keys.view(h, w, -1)[token_rows, token_cols]
+        region = context or (slice(0, h), slice(0, w))
+        if not (region[0].start <= token_rows.start < token_rows.stop <= region[0].stop
+                and region[1].start <= token_cols.start < token_cols.stop <= region[1].stop):
+            raise ValueError(f"the token block {token_rows}, {token_cols} is not inside the context {region}")
+        keys, hyper = self.decode_keys(sparse, dense, context)
+        block = keys.view(region[0].stop - region[0].start, region[1].stop - region[1].start, -1)[
+            token_rows.start - region[0].start:token_rows.stop - region[0].start,
+            token_cols.start - region[1].start:token_cols.stop - region[1].start,
+        ]
         return self._upscale(block.reshape(-1, block.shape[-1]), hyper, block.shape[:2])
 
     def decode(self, sparse: Tensor, dense: Tensor) -> Tensor:
@@ -219,17 +242,27 @@ class FastClickDecoder:
         keys, hyper = self.decode_keys(sparse, dense)
         return self._upscale(keys, hyper, self._grid)
 
-    def decode_keys(self, sparse: Tensor, dense: Tensor) -> tuple[Tensor, Tensor]:
-        """The two-way transformer's image tokens ``(h * w, C)`` (row-major over the token
-        grid) and the mask's hypernetwork weights ``(C / 8,)``, from encoded prompts."""
+    def decode_keys(
+        self, sparse: Tensor, dense: Tensor, region: TokenRegion | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """The two-way transformer's image tokens ``(rows * cols, C)`` (row-major over the token
+        grid, or over ``region``, ``(rows, cols)`` token slices the attention is confined to) and
+        the mask's hypernetwork weights ``(C / 8,)``, from encoded prompts."""
         if self._image_tokens is None or self._key_pe is None:
             raise RuntimeError("FastClickDecoder.set_image must be called before decoding.")
         d = self.decoder
         tokens = torch.cat([d.iou_token.weight, d.mask_tokens.weight, sparse[0]], dim=0)
-        keys = self._image_tokens + dense[0].flatten(1).t()
+        image_tokens, key_pe = self._image_tokens, self._key_pe
+        dense_tokens = dense[0]
+        if region is not None:
+            h, w = self._grid
+            image_tokens = _crop_tokens(image_tokens, h, w, region)
+            key_pe = _crop_tokens(key_pe, h, w, region)
+            dense_tokens = dense_tokens[:, region[0], region[1]]
+        keys = image_tokens + dense_tokens.flatten(1).t()
         queries = tokens
         for block, query_gate, key_gate in self.layers:
-            new_q, new_k = two_way_block(block, queries, keys, tokens, self._key_pe)
+            new_q, new_k = two_way_block(block, queries, keys, tokens, key_pe)
             if query_gate is None:
                 queries, keys = new_q, new_k
             else:
@@ -239,7 +272,7 @@ class FastClickDecoder:
         t = d.transformer
         mask_query = queries[1:2]
         attn_out = tokens_to_image(
-            t.final_attn_token_to_image, mask_query + tokens[1:2], keys + self._key_pe, keys
+            t.final_attn_token_to_image, mask_query + tokens[1:2], keys + key_pe, keys
         )
         mask_query = t.norm_final_attn(mask_query + attn_out)
         return keys, d.output_hypernetworks_mlps[0](mask_query[0])

@@ -47,6 +47,7 @@ __all__ = [
     "Corrector",
     "FIRST_CLICK",
     "FirstClick",
+    "GLOBAL_FIRST_CLICK_MAX_SIDE",
     "Interaction",
     "ModelCorrector",
     "StaleClickError",
@@ -55,9 +56,15 @@ __all__ = [
 #: Changes kept for undo per object; older ones can no longer be undone (their clicks are kept).
 MAX_UNDO = 200
 
-FirstClick = Literal["global", "local"]
+FirstClick = Literal["global", "local", "by-size"]
 #: What the first local click on an unedited mask may change (``ModelCorrector.first_click``).
-FIRST_CLICK: FirstClick = "global"
+#: Chosen on held-out training images (``benchmarks/focus_first_click.md``).
+FIRST_CLICK: FirstClick = "by-size"
+#: With ``"by-size"`` the first click takes the model's whole prediction on a patch whose longer
+#: side is at most this many pixels (seen by the click model at twice its size or more, like the
+#: 224-px EBHI patches, where it mends the automatic mask everywhere), and stays local on a larger
+#: one (the 775-px GlaS patches, where the whole prediction spoils as much as it mends).
+GLOBAL_FIRST_CLICK_MAX_SIDE = 512
 
 
 class ClickOutsideError(ValueError):
@@ -132,7 +139,9 @@ class ModelCorrector:
         window: side of a local click's window, a fraction of the longer image side.
         memory: how many of the latest clicks the model is shown (``None``: all).
         first_click: for ``"local"``, what the first click on an unedited mask may change:
-            ``"global"`` takes the model's whole prediction, ``"local"`` only the region under it.
+            ``"global"`` takes the model's whole prediction, ``"local"`` only the region under it,
+            ``"by-size"`` the first on a patch of longer side at most `GLOBAL_FIRST_CLICK_MAX_SIDE`
+            pixels, the second on a larger one.
         focus: for ``"local"``, the focus refiner on this image (``focus.Focus``): every click
             but a first one taking the whole prediction is refined in its focus window.
     """
@@ -154,8 +163,14 @@ class ModelCorrector:
             return self.model.set_initial_mask(context.auto_prob)
         return self.model.set_initial_mask(context.previous)
 
+    def takes_whole_prediction(self, shape: tuple[int, int]) -> bool:
+        """Whether the first click on an unedited ``(H, W)`` mask takes the model's whole prediction."""
+        if self.first_click == "by-size":
+            return max(shape) <= GLOBAL_FIRST_CLICK_MAX_SIDE
+        return self.first_click == "global"
+
     def correct(self, context: ClickContext) -> tuple[np.ndarray, np.ndarray | None]:
-        start_from_prediction = context.untouched and self.first_click == "global"
+        start_from_prediction = context.untouched and self.takes_whole_prediction(context.previous.shape)
         if self.focus is not None and self.effect == "local" and not start_from_prediction:
             mask = self.focus.click(self.model, context.previous, context.points_rc(), context.labels(),
                                     self.prompt(context), memory=self.memory, local=self.window)

@@ -18,10 +18,10 @@ from segment_anything.utils.transforms import ResizeLongestSide
 
 from .devices import resolve_device
 from .embedding_cache import CachedEmbedding, CacheKey, EmbeddingCache
-from .fast_decoder import TOKEN_PIXELS, FastClickDecoder
+from .fast_decoder import TOKEN_PIXELS, FastClickDecoder, TokenRegion
 from .image_io import as_rgb_uint8, image_sha256
 from .models.segmenter import ModelOutputError
-from .refine import LOGIT_THRESHOLD
+from .refine import CONTEXT_MARGIN, LOGIT_THRESHOLD
 
 #: Bumped whenever resizing or normalisation changes, which invalidates cached embeddings.
 PREPROCESS_VERSION = "sam-resize-longest-pil/1"
@@ -93,6 +93,11 @@ class ClickPredictor:
         cache: an ``EmbeddingCache``, or ``None`` to keep embeddings in memory only.
         fast: decode clicks with `FastClickDecoder` (same output within float tolerance,
             about twice as fast on CPU); ``False`` runs the decoder modules as written.
+        context_margin: for a window's logits (`predict_window_logits`), the decoder's
+            attention sees only the image tokens under the window and this many tokens around
+            it (cut at the image's edge, so never the padding of a non-square image); ``None``:
+            every token of the padded grid, SAM's own decoding. A click then costs in proportion
+            to the tokens seen (default `CONTEXT_MARGIN`).
     """
 
     def __init__(
@@ -103,7 +108,10 @@ class ClickPredictor:
         device: str | torch.device = "auto",
         cache: EmbeddingCache | None = None,
         fast: bool = True,
+        context_margin: int | None = CONTEXT_MARGIN,
     ) -> None:
+        if context_margin is not None and context_margin < 0:
+            raise ValueError(f"context_margin must be None or at least 0, not {context_margin}")
         self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
         self.model_id = model_id
@@ -119,6 +127,7 @@ class ClickPredictor:
         self.last_encode_from_cache = False
         self.fast = fast
         self._fast: FastClickDecoder | None = None
+        self.context_margin = context_margin
 
     @classmethod
     def from_registry(
@@ -128,12 +137,13 @@ class ClickPredictor:
         weights: str | None = None,
         device: str = "auto",
         cache: EmbeddingCache | None = None,
+        context_margin: int | None = CONTEXT_MARGIN,
     ) -> ClickPredictor:
         """Build from a registry name (``cosas-default-click``, ``sam_vit_b``, ...) or a checkpoint path."""
         from .registry import load_click_model
 
         model, model_id = load_click_model(name, weights=weights, device="cpu")
-        return cls(model, model_id, device=device, cache=cache)
+        return cls(model, model_id, device=device, cache=cache, context_margin=context_margin)
 
     @property
     def is_image_set(self) -> bool:
@@ -178,12 +188,28 @@ class ClickPredictor:
         if self.fast:
             self._fast = FastClickDecoder(self.model.prompt_encoder, decoder)
             self._fast.set_image(self._context if self._context is not None else self.embedding, self._image_pe)
-            low_res = TOKEN_PIXELS * self.embedding.shape[-1]
-            img_size = self.model.image_encoder.img_size
-            self._resize_rows, self._resize_cols = (
-                postprocess_matrix(low_res, img_size, n_in, n_out).to(self.device)
-                for n_in, n_out in zip(self.input_size, self.original_size)
-            )
+        low_res = TOKEN_PIXELS * self.embedding.shape[-1]
+        img_size = self.model.image_encoder.img_size
+        self._resize_rows, self._resize_cols = (
+            postprocess_matrix(low_res, img_size, n_in, n_out).to(self.device)
+            for n_in, n_out in zip(self.input_size, self.original_size)
+        )
+
+    def _context_region(self, token_rows: slice, token_cols: slice) -> TokenRegion | None:
+        """The token region the decoder attends to for a window's token block: the block and
+        ``context_margin`` tokens around it, the margin inside the tokens that cover the image
+        (``None`` without a margin). The block itself may hold one padding token: the bilinear
+        resize to full resolution reads one low-resolution pixel past the image's last row or
+        column."""
+        if self.context_margin is None:
+            return None
+        token_size = self.model.image_encoder.img_size / self.embedding.shape[-1]
+        spans = []
+        for block, length in zip((token_rows, token_cols), self.input_size):
+            tokens = math.ceil(length / token_size)
+            spans.append(slice(max(0, block.start - self.context_margin),
+                               max(block.stop, min(tokens, block.stop + self.context_margin))))
+        return spans[0], spans[1]
 
     def _require_image(self) -> None:
         if self.embedding is None:
@@ -264,14 +290,28 @@ class ClickPredictor:
             low_res = self._fast.low_res_logits(coords, point_labels, dense_in)
             full = self.model.postprocess_masks(low_res, self.input_size, self.original_size)
             return full[0, 0], low_res[0]
-        sparse, dense = self.model.prompt_encoder(points=(coords, point_labels), boxes=None, masks=dense_in)
-        decoder = self.model.mask_decoder
-        if self._context is not None:
-            low_res, _ = decoder.forward_with_context(self._context, self._image_pe, sparse, dense, False)
-        else:
-            low_res, _ = decoder(self.embedding, self._image_pe, sparse, dense, False)
+        low_res = self._eager_low_res(coords, point_labels, dense_in)
         full = self.model.postprocess_masks(low_res, self.input_size, self.original_size)
         return full[0, 0], low_res[0]
+
+    def _eager_low_res(
+        self, coords: torch.Tensor, labels: torch.Tensor, dense_in: torch.Tensor | None,
+        region: TokenRegion | None = None,
+    ) -> torch.Tensor:
+        """The decoder modules as written: ``(1, 1, 4 * rows, 4 * cols)`` low-resolution logits of
+        the token grid, or of ``region`` (the embedding, positional encoding and dense prompt
+        cropped to it first, what `FastClickDecoder.low_res_block` computes with a context)."""
+        sparse, dense = self.model.prompt_encoder(points=(coords, labels), boxes=None, masks=dense_in)
+        image = self._context if self._context is not None else self.embedding
+        image_pe = self._image_pe
+        if region is not None:
+            image, image_pe, dense = (t[..., region[0], region[1]] for t in (image, image_pe, dense))
+        decoder = self.model.mask_decoder
+        if self._context is not None:
+            low_res, _ = decoder.forward_with_context(image, image_pe, sparse, dense, False)
+        else:
+            low_res, _ = decoder(image, image_pe, sparse, dense, False)
+        return low_res
 
     def predict(
         self, points_rc: np.ndarray, labels: np.ndarray, mask_input: np.ndarray | None = None
@@ -299,7 +339,8 @@ class ClickPredictor:
     ) -> np.ndarray:
         """The full-resolution logits of one window only (what a local click reads).
 
-        The decoder's attention layers run over every image token, but only the tokens under
+        The decoder's attention layers run over every image token (or, with a
+        ``context_margin``, over the tokens around the window only), but only the tokens under
         the window are upscaled and only the window is interpolated to full resolution
         (`FastClickDecoder.low_res_block`, `postprocess_matrix`).
 
@@ -309,21 +350,25 @@ class ClickPredictor:
                 image (``refine.local_window``).
 
         Returns:
-            ``(rows, cols)``-sized float32 logits, equal within float tolerance to
-            ``predict_full_logits(...)[0][rows, cols]``.
+            ``(rows, cols)``-sized float32 logits; without a ``context_margin`` equal within float
+            tolerance to ``predict_full_logits(...)[0][rows, cols]``.
         """
         self._require_image()
         height, width = self.original_size
         if not (0 <= rows.start < rows.stop <= height and 0 <= cols.start < cols.stop <= width):
             raise ValueError(f"window rows {rows.start}:{rows.stop}, cols {cols.start}:{cols.stop} is not "
                              f"inside the {height}x{width} image")
-        if self._fast is None:
-            full, _ = self.predict_logits(points_rc, labels, mask_input)
-            return _finite(full[rows, cols].float().cpu().numpy())
         coords, point_labels, dense_in = self._prompt_tensors(points_rc, labels, mask_input)
         row_weights, col_weights = self._resize_rows[rows], self._resize_cols[cols]
         token_rows, token_cols = _token_span(row_weights), _token_span(col_weights)
-        block = self._fast.low_res_block(coords, point_labels, dense_in, token_rows, token_cols)[0, 0]
+        context = self._context_region(token_rows, token_cols)
+        if self._fast is not None:
+            block = self._fast.low_res_block(coords, point_labels, dense_in, token_rows, token_cols, context)[0, 0]
+        else:
+            origin = (0, 0) if context is None else (context[0].start, context[1].start)
+            low_res = self._eager_low_res(coords, point_labels, dense_in, context)[0, 0]
+            block = low_res[TOKEN_PIXELS * (token_rows.start - origin[0]):TOKEN_PIXELS * (token_rows.stop - origin[0]),
+                            TOKEN_PIXELS * (token_cols.start - origin[1]):TOKEN_PIXELS * (token_cols.stop - origin[1])]
         row_weights = row_weights[:, TOKEN_PIXELS * token_rows.start:TOKEN_PIXELS * token_rows.stop]
         col_weights = col_weights[:, TOKEN_PIXELS * token_cols.start:TOKEN_PIXELS * token_cols.stop]
         return _finite((row_weights @ block @ col_weights.t()).cpu().numpy())

@@ -33,6 +33,7 @@ from skimage.segmentation import flood
 
 __all__ = [
     "CLICK_MEMORY",
+    "CONTEXT_MARGIN",
     "FOCUS_WINDOW",
     "LOCAL_WINDOW",
     "LOGIT_THRESHOLD",
@@ -57,6 +58,12 @@ LOCAL_WINDOW = 0.18
 #: Side of a refined click's focus window (``napari_cosas.focus``), a fraction of the longer image
 #: side. Chosen on held-out training images (``benchmarks/focus_refiner.md``).
 FOCUS_WINDOW = 0.5
+
+#: For a local click's window the click model's decoder attends to the window's image tokens and
+#: this many tokens around them (``ClickPredictor``'s ``context_margin``; ``None``: every token).
+#: Chosen on held-out training images (``benchmarks/attention_context.md``: no NoC worse than with
+#: every token, and a click's decoding about 1.8x cheaper on a 1500x1500 patch).
+CONTEXT_MARGIN: int | None = 8
 
 #: How many of the latest clicks the click model is shown (each click is a decoder token; the
 #: earlier ones are kept by the mask prompt). The default model was trained on sessions of at most
