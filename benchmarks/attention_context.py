@@ -26,6 +26,7 @@ import torch
 from holdout import header, noc_sums
 
 from napari_cosas.batch import evaluate_folder
+from napari_cosas.evaluation import EvalProtocol
 from napari_cosas.predictor import ClickPredictor
 from napari_cosas.registry import load_focus_refiner, load_segmenter
 
@@ -86,7 +87,7 @@ def _load_models() -> None:
 
 def _evaluate(name: str, folder: Path, margin: int | None) -> dict:
     predictor = ClickPredictor.from_registry("cosas-default-click", device="cpu", context_margin=margin)
-    report = evaluate_folder(predictor, folder / "images", folder / "masks", init="auto",
+    report = evaluate_folder(predictor, folder / "images", folder / "masks", EvalProtocol(init="auto"),
                              segmenter=_MODELS["segmenter"], refiner=_MODELS["refiner"])
     curve = np.asarray(report["mean_iou_per_click"])
     row = {"data": f"{name} ({report['n_images']})", "margin": margin,

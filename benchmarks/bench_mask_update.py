@@ -2,7 +2,7 @@
 
 After a click the widget shows the new mask in its Labels layer on the GUI thread, so this time
 adds to every click. A local click changes one region inside a window (270x270 on a 1500x1500
-patch); the widget writes only the changed pixels (`_widget.write_labels`) instead of replacing
+patch); the widget writes only the changed pixels (`_widget_layers.update_labels_layer`) instead of replacing
 the layer's data. Both ways run round-robin on the same sequence of masks, each followed by
 ``QApplication.processEvents()`` (the layer's update and the canvas repaint, as when the widget
 returns to the event loop). Run it under a display, e.g.
@@ -29,7 +29,7 @@ from qtpy.QtWidgets import QApplication
 from skimage.draw import disk
 
 from machine import cpu_model
-from napari_cosas._widget import write_labels
+from napari_cosas._widget_layers import update_labels_layer
 from napari_cosas.refine import local_window
 
 SIDE = 1500
@@ -65,7 +65,7 @@ def run(calls: int, warmup: int) -> dict:
     def replace(layer, labels):
         layer.data = labels.copy()
 
-    ways = {"replace_data": replace, "write_changed": write_labels}
+    ways = {"replace_data": replace, "write_changed": update_labels_layer}
     layers = {name: viewer.add_labels(masks[0].copy(), name=name, opacity=0.5) for name in ways}
     for _ in range(5):
         app.processEvents()
@@ -113,7 +113,7 @@ median; the two ways run round-robin, only the measured layer visible.
 | way | median ms |
 | --- | ---: |
 | replace the layer's data (`layer.data = mask`) | {r['replace_data_ms']:.1f} |
-| write the changed pixels, refresh (`_widget.write_labels`, the widget's way) | {r['write_changed_ms']:.1f} |
+| write the changed pixels, refresh (`_widget_layers.update_labels_layer`, the widget's way) | {r['write_changed_ms']:.1f} |
 
 Replacing is {r['replace_over_write']:.2f}x the time of writing the changed pixels. On a laptop
 with a GPU the repaint is cheaper; the ratio here is for software rendering.

@@ -22,6 +22,7 @@ import torch
 from holdout import header, noc_sums
 
 from napari_cosas.batch import evaluate_folder
+from napari_cosas.evaluation import EvalProtocol
 from napari_cosas.predictor import ClickPredictor
 from napari_cosas.registry import load_click_model, load_segmenter
 
@@ -48,7 +49,8 @@ def main() -> None:
     rows = []
     for name, folder in (("GlaS held-out", args.glas), ("EBHI held-out", args.ebhi)):
         for label, predictor in models.items():
-            report = evaluate_folder(predictor, folder / "images", folder / "masks", init="auto", segmenter=segmenter)
+            report = evaluate_folder(predictor, folder / "images", folder / "masks", EvalProtocol(init="auto"),
+                                     segmenter=segmenter)
             curve = report["mean_iou_per_click"]
             rows.append({"data": f"{name} ({report['n_images']})", "model": label,
                          **{k: report[k] for k in ("noc80", "noc85", "noc90", "nof90")},

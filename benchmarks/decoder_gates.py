@@ -23,6 +23,7 @@ from machine import cpu_model
 from link_test_splits import TEST_SPLITS, link_test_split
 
 from napari_cosas.batch import evaluate_folder
+from napari_cosas.evaluation import EvalProtocol
 from napari_cosas.predictor import ClickPredictor
 from napari_cosas.registry import load_click_model, load_segmenter
 
@@ -55,8 +56,8 @@ def main() -> None:
             folder = link_test_split(args.data, dataset, Path(tmp) / dataset)
             for variant, model in (("shipped", shipped), ("gates_zero", gates_off)):
                 predictor = ClickPredictor(model, f"{model_id}-{variant}", device="cpu")
-                report = evaluate_folder(predictor, folder / "images", folder / "masks", init="auto",
-                                         segmenter=segmenter, effect="global")
+                report = evaluate_folder(predictor, folder / "images", folder / "masks",
+                                         EvalProtocol(init="auto", effect="global"), segmenter=segmenter)
                 curve = report["mean_iou_per_click"]
                 result["protocol"][f"{dataset}_{variant}"] = {
                     **{k: report[k] for k in ("noc80", "noc85", "noc90", "nof90")},

@@ -17,6 +17,7 @@ import json
 import logging
 import os
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +25,7 @@ import torch
 from holdout import header, noc_sums
 
 from napari_cosas.batch import evaluate_folder
+from napari_cosas.evaluation import EvalProtocol
 from napari_cosas.predictor import ClickPredictor
 from napari_cosas.registry import load_focus_refiner, load_segmenter
 
@@ -84,11 +86,13 @@ def _load_models() -> None:
 
 
 def _evaluate(name: str, folder: Path, setting: dict) -> dict:
-    extra = {}
+    protocol = EvalProtocol(init="auto", first_click=setting["first_click"])
+    refiner = None
     if setting["refiner"] is not None:
-        extra = {"refiner": load_focus_refiner(setting["refiner"]), "focus_window": setting["focus_window"]}
-    report = evaluate_folder(_MODELS["predictor"], folder / "images", folder / "masks", init="auto",
-                             segmenter=_MODELS["segmenter"], first_click=setting["first_click"], **extra)
+        refiner = load_focus_refiner(setting["refiner"])
+        protocol = replace(protocol, focus_window=setting["focus_window"])
+    report = evaluate_folder(_MODELS["predictor"], folder / "images", folder / "masks", protocol,
+                             segmenter=_MODELS["segmenter"], refiner=refiner)
     curve = np.asarray(report["mean_iou_per_click"])
     row = {"data": f"{name} ({report['n_images']})", **setting,
            **{k: report[k] for k in ("noc80", "noc85", "noc90", "nof90", "spc_decoder_s")},

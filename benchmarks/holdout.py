@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 from collections.abc import Callable, Sequence
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +19,12 @@ import torch
 from machine import cpu_model
 
 from napari_cosas.batch import evaluate_folder
+from napari_cosas.evaluation import EvalProtocol
 from napari_cosas.predictor import ClickPredictor
 from napari_cosas.registry import load_segmenter
+
+#: The keys of a setting that are `EvalProtocol` fields (the others go to `evaluate_folder`).
+PROTOCOL_FIELDS = {f.name for f in fields(EvalProtocol)}
 
 
 def parse_folders(description: str) -> argparse.Namespace:
@@ -31,16 +36,18 @@ def parse_folders(description: str) -> argparse.Namespace:
 
 
 def evaluate_settings(args: argparse.Namespace, settings: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per (data set, setting): the setting's ``evaluate_folder`` keywords, NoC@80/85/90,
-    NoF@90, decoder SPC and the mean IoU after clicks 1, 5 and 20."""
+    """One row per (data set, setting): the setting's `EvalProtocol` fields and ``evaluate_folder``
+    keywords, NoC@80/85/90, NoF@90, decoder SPC and the mean IoU after clicks 1, 5 and 20."""
     torch.set_num_threads(int(os.environ.get("THREADS", os.cpu_count() or 1)))
     segmenter = load_segmenter("cosas-default-segmenter", device="cpu")
     predictor = ClickPredictor.from_registry("cosas-default-click", device="cpu")
     rows = []
     for name, folder in (("GlaS held-out", args.glas), ("EBHI held-out", args.ebhi)):
         for setting in settings:
-            report = evaluate_folder(predictor, folder / "images", folder / "masks", init="auto",
-                                     segmenter=segmenter, **setting)
+            protocol = EvalProtocol(init="auto", **{k: v for k, v in setting.items() if k in PROTOCOL_FIELDS})
+            others = {k: v for k, v in setting.items() if k not in PROTOCOL_FIELDS}
+            report = evaluate_folder(predictor, folder / "images", folder / "masks", protocol,
+                                     segmenter=segmenter, **others)
             curve = report["mean_iou_per_click"]
             rows.append({
                 "data": f"{name} ({report['n_images']})", **setting,

@@ -166,7 +166,8 @@ def soak(clicks: int, side: int = 1500, seed: int = 0) -> dict:
 
     from napari_cosas.models.sam_models import build_tiny_sam
     from napari_cosas.predictor import ClickPredictor
-    from napari_cosas.session import AnnotationSession, ModelBundle
+    from napari_cosas.model_bundle import ModelBundle
+    from napari_cosas.session import AnnotationSession
 
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)

@@ -27,3 +27,24 @@ def server(tmp_path):
 
     yield f"http://127.0.0.1:{httpd.server_address[1]}", www, stop
     stop()
+
+
+@pytest.fixture()
+def register():
+    """Register weights (``ModelSpec``) or architectures for one test, through the registry's
+    public API; they are removed afterwards. Returns what it registered."""
+    from napari_cosas import registry
+
+    added = []
+
+    def add(entry):
+        if hasattr(entry, "filename"):  # weights (test_registry reloads the module: no isinstance)
+            registry.register(entry)
+        else:
+            registry.register_architecture(entry)
+        added.append(entry.name)
+        return entry
+
+    yield add
+    for name in reversed(added):
+        registry.unregister(name)

@@ -27,7 +27,8 @@ import tifffile
 import torch
 
 import napari_cosas
-from napari_cosas import registry
+from napari_cosas import checkpoints, registry
+from napari_cosas.checkpoints import ChecksumMismatchError, WeightsError
 from napari_cosas.cli import main
 from napari_cosas.embedding_cache import CachedEmbedding, CacheKey, EmbeddingCache
 from napari_cosas.exports import (
@@ -49,6 +50,7 @@ from napari_cosas.image_io import (
     pair_images_and_masks,
     save_mask,
 )
+from napari_cosas.model_bundle import ModelBundle
 from napari_cosas.models.sam_models import build_tiny_sam, save_click_model
 from napari_cosas.models.segmenter import (
     ModelOutputError,
@@ -56,8 +58,8 @@ from napari_cosas.models.segmenter import (
     build_segmenter,
 )
 from napari_cosas.predictor import ClickPredictor
-from napari_cosas.registry import ChecksumMismatchError, ModelSpec, WeightsError
-from napari_cosas.session import AnnotationSession, ModelBundle
+from napari_cosas.registry import ModelSpec
+from napari_cosas.session import AnnotationSession
 
 SRC = str(Path(napari_cosas.__file__).resolve().parents[1])
 TINY_SEGMENTER = SegmenterConfig(backbone="test_convnext", crop=64, stride=43, head_dim=32, neck_dim=32)
@@ -165,7 +167,8 @@ def test_atomic_write_never_replaces_when_asked_not_to(tmp_path):
 EXPORT_WORKER = """
 import sys, time
 import numpy as np
-from napari_cosas.session import AnnotationSession, ModelBundle
+from napari_cosas.model_bundle import ModelBundle
+from napari_cosas.session import AnnotationSession
 
 out, writer, rounds, start = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
 session = AnnotationSession(ModelBundle(segmenter_id="none"))
@@ -278,15 +281,15 @@ def test_output_files_follow_the_umask(tmp_path, bundle, model_files):
 # ----------------------------------------------------------------------------- 4. silently wrong results
 
 
-def test_weights_override_gets_the_model_id_of_its_own_bytes(tmp_path, model_files, monkeypatch):
+def test_weights_override_gets_the_model_id_of_its_own_bytes(tmp_path, model_files, monkeypatch, register):
     cache = tmp_path / "cache"
     cache.mkdir()
     registered = cache / "registered.pt"
     registered.write_bytes(model_files["click"].read_bytes())
     digest = hashlib.sha256(registered.read_bytes()).hexdigest()
     monkeypatch.setenv("NAPARI_COSAS_CACHE", str(cache))
-    monkeypatch.setitem(registry._REGISTRY, "test-click", ModelSpec(
-        name="test-click", kind="click", description="", licence="", filename="registered.pt",
+    register(ModelSpec(
+        name="test-click", architecture="convnext_sam", description="", licence="", filename="registered.pt",
         url="http://127.0.0.1:9/registered.pt", known_hash=f"sha256:{digest}"))
     _, registered_id = registry.load_click_model("test-click")
     _, other_id = registry.load_click_model("test-click", weights=model_files["click_other"])
@@ -306,7 +309,7 @@ def test_bundled_weights_carry_a_checked_sha256(tmp_path, monkeypatch):
     flipped = tmp_path / spec.filename
     flipped.write_bytes(b"\x00" * 64)
     monkeypatch.delenv("NAPARI_COSAS_WEIGHTS", raising=False)
-    monkeypatch.setattr(registry, "weights_dirs", lambda: [tmp_path])
+    monkeypatch.setattr(checkpoints, "weights_dirs", lambda: [tmp_path])
     with pytest.raises(ChecksumMismatchError, match="reinstall"):
         registry.fetch_weights("cosas-default-segmenter")
 
@@ -686,7 +689,7 @@ def test_malicious_pickle_is_never_run(tmp_path):
 
     bad = tmp_path / "m.pt"
     torch.save({"state_dict": Marker()}, bad)
-    for load in (registry.load_click_model, registry.load_segmenter, lambda p: registry.read_weights_file(p)):
+    for load in (registry.load_click_model, registry.load_segmenter, lambda p: checkpoints.read_weights_file(p)):
         with pytest.raises(WeightsError):
             load(bad)
     assert not marker.exists()

@@ -8,6 +8,7 @@ import pytest
 
 from napari_cosas.clicks import Click
 from napari_cosas.evaluation import (
+    EvalProtocol,
     evaluate_image,
     evaluate_object,
     image_target,
@@ -92,7 +93,7 @@ def _assert_logits_chained(model, first):
 def test_empty_init_reaches_gt_after_k_clicks_and_stops():
     gt = _box((20, 20), 4, 13, 5, 14)
     model = gt_after(gt, 3)
-    res = evaluate_object(model, gt, name="obj", clock=counting_clock(), effect="global", memory=None)
+    res = evaluate_object(model, gt, EvalProtocol(effect="global", memory=None), name="obj", clock=counting_clock())
     assert res.name == "obj"
     assert res.n_clicks == len(res.clicks) == len(res.ious) == 3
     assert res.ious == [0.0, 0.0, 1.0]
@@ -110,7 +111,7 @@ def test_empty_init_reaches_gt_after_k_clicks_and_stops():
 def test_never_reaching_uses_the_full_budget():
     gt = _box((16, 16), 2, 10, 2, 10)
     model = gt_after(gt, 1000)
-    res = evaluate_object(model, gt, max_clicks=20, effect="global", memory=None)
+    res = evaluate_object(model, gt, EvalProtocol(max_clicks=20, effect="global", memory=None))
     assert res.n_clicks == 20 and res.ious == [0.0] * 20
     assert res.noc == {"80": 20, "85": 20, "90": 20}
     assert len(set(res.clicks)) == 20  # clicked pixels are never clicked again
@@ -118,9 +119,10 @@ def test_never_reaching_uses_the_full_budget():
 
 def test_max_clicks_and_stop_iou_respected():
     gt = _box((16, 16), 2, 10, 2, 10)
-    res = evaluate_object(gt_after(gt, 1000), gt, max_clicks=5, effect="global", memory=None)
+    res = evaluate_object(gt_after(gt, 1000), gt, EvalProtocol(max_clicks=5, effect="global", memory=None))
     assert res.n_clicks == 5
-    res = evaluate_object(gt_after(gt, 2), gt, stop_iou=0.5, thresholds=(0.5,), effect="global", memory=None)
+    res = evaluate_object(gt_after(gt, 2), gt,
+                          EvalProtocol(stop_iou=0.5, thresholds=(0.5,), effect="global", memory=None))
     assert res.n_clicks == 2 and res.noc == {"50": 2}
 
 
@@ -128,7 +130,7 @@ def test_disc_model_positive_and_negative_clicks():
     shape = (40, 40)
     gt = _box(shape, 5, 25, 5, 25)
     model = disc_model(shape, 4)
-    res = evaluate_object(model, gt, max_clicks=20, effect="global", memory=None)
+    res = evaluate_object(model, gt, EvalProtocol(max_clicks=20, effect="global", memory=None))
     assert res.clicks[0] == Click(14, 14, True)
     assert 1 <= res.n_clicks <= 20 and len(res.ious) == res.n_clicks
     assert res.ious[-1] >= 0.9 or res.n_clicks == 20
@@ -146,7 +148,7 @@ def test_auto_init_first_click_from_auto_mask_errors():
     prob[15:26, 15:26] = 0.7  # FP 11x11 blob, larger than any FN
     prob[0, 29] = 0.49  # exactly the threshold: background
     model = gt_after(gt, 2)
-    res = evaluate_object(model, gt, init="auto", init_prob=prob, effect="global", memory=None)
+    res = evaluate_object(model, gt, EvalProtocol(init="auto", effect="global", memory=None), init_prob=prob)
     assert res.initial_iou == pytest.approx(64 / (64 + 121))
     assert res.clicks[0] == Click(20, 20, False)
     assert res.n_clicks == 2 and res.ious[-1] == 1.0
@@ -159,7 +161,7 @@ def test_auto_init_already_good_makes_no_click():
     gt = _box((12, 12), 2, 10, 2, 10)
     prob = gt.astype(np.float32) * 0.9
     model = gt_after(gt, 1)
-    res = evaluate_object(model, gt, init="auto", init_prob=prob, effect="global", memory=None)
+    res = evaluate_object(model, gt, EvalProtocol(init="auto", effect="global", memory=None), init_prob=prob)
     assert res.n_clicks == 0 and res.ious == [] and res.clicks == []
     assert res.initial_iou == 1.0 and res.decoder_seconds == 0.0
     assert res.noc == {"80": 0, "85": 0, "90": 0}
@@ -180,11 +182,11 @@ def test_ignore_is_used_for_clicks_and_iou():
 def test_invalid_arguments():
     gt = _box((8, 8), 1, 5, 1, 5)
     with pytest.raises(ValueError, match="init_prob"):
-        evaluate_object(gt_after(gt, 1), gt, init="auto")
+        evaluate_object(gt_after(gt, 1), gt, EvalProtocol(init="auto"))
     with pytest.raises(ValueError, match="init"):
-        evaluate_object(gt_after(gt, 1), gt, init="bogus")
+        evaluate_object(gt_after(gt, 1), gt, EvalProtocol(init="bogus"))
     with pytest.raises(ValueError, match="shape"):
-        evaluate_object(gt_after(gt, 1), gt, init="auto", init_prob=np.zeros((4, 4)))
+        evaluate_object(gt_after(gt, 1), gt, EvalProtocol(init="auto"), init_prob=np.zeros((4, 4)))
     with pytest.raises(ValueError):
         evaluate_object(gt_after(gt, 1), gt[None])
 
@@ -199,7 +201,7 @@ def test_evaluate_image_encodes_once_and_spc():
     model = FakeModel(lambda pts, lab: union.copy())
     image = np.zeros((20, 20, 3), np.uint8)
     results, encode_s = evaluate_image(
-        model, image, targets, max_clicks=3, effect="global", memory=None, clock=counting_clock()
+        model, image, targets, EvalProtocol(max_clicks=3, effect="global", memory=None), clock=counting_clock()
     )
     assert len(model.images) == 1 and model.images[0] is image
     assert encode_s == pytest.approx(1.0)
@@ -212,7 +214,7 @@ def test_evaluate_image_encodes_once_and_spc():
 
 def test_spc_without_clicks_is_nan():
     gt = _box((12, 12), 2, 10, 2, 10)
-    res = evaluate_object(gt_after(gt, 1), gt, init="auto", init_prob=gt * 0.9)
+    res = evaluate_object(gt_after(gt, 1), gt, EvalProtocol(init="auto"), init_prob=gt * 0.9)
     assert all(math.isnan(x) for x in spc([res], 1.0))
 
 
@@ -236,9 +238,9 @@ def test_local_clicks_keep_changes_away_from_the_click_out():
         # the first click gives half the object; later clicks complete it but also add a blob far away
         return _box(shape, 20, 25, 20, 30) if len(pts) == 1 else gt | spurious
 
-    global_ = evaluate_object(FakeModel(respond), gt, max_clicks=3, effect="global", memory=None)
+    global_ = evaluate_object(FakeModel(respond), gt, EvalProtocol(max_clicks=3, effect="global", memory=None))
     local_model = FakeModel(respond)
-    local = evaluate_object(local_model, gt, max_clicks=3, effect="local")
+    local = evaluate_object(local_model, gt, EvalProtocol(max_clicks=3, effect="local"))
     assert global_.ious[1] < 0.9
     assert local.ious == [0.5, 1.0] and local.n_clicks == 2
     # the mask, not the model's raw logits, is the prompt of the next click (made when it comes)
@@ -255,7 +257,7 @@ def test_local_first_click_takes_the_whole_prediction():
     shape = (100, 100)
     gt = _box(shape, 10, 20, 10, 20) | _box(shape, 70, 80, 70, 80)
     model = FakeModel(lambda pts, lab: gt.copy())  # one click finds both regions
-    res = evaluate_object(model, gt, effect="local")
+    res = evaluate_object(model, gt, EvalProtocol(effect="local"))
     assert res.ious == [1.0]
 
 
@@ -269,7 +271,7 @@ def test_the_default_first_click_is_global_on_small_patches_only(side):
     gt = _box(shape, 10, 60, 10, 60) | _box(shape, 100, 160, side - 70, side - 10)
     model = FakeModel(lambda pts, lab: gt.copy())  # the whole prediction is right everywhere
     auto = np.full(shape, 0.1, np.float32)  # misses both; the click lands in the larger
-    res = evaluate_object(model, gt, name="x", init="auto", init_prob=auto, max_clicks=1)
+    res = evaluate_object(model, gt, EvalProtocol(init="auto", max_clicks=1), name="x", init_prob=auto)
     assert res.n_clicks == 1
     if side <= GLOBAL_FIRST_CLICK_MAX_SIDE:
         assert res.ious == [1.0]
@@ -285,7 +287,7 @@ def test_the_model_sees_the_latest_clicks_only():
 
     gt = _box((40, 40), 0, 40, 0, 40)
     capped, every = gt_after(gt, 1000), gt_after(gt, 1000)
-    evaluate_object(capped, gt, max_clicks=CLICK_MEMORY + 3)
-    evaluate_object(every, gt, max_clicks=CLICK_MEMORY + 3, memory=None)
+    evaluate_object(capped, gt, EvalProtocol(max_clicks=CLICK_MEMORY + 3))
+    evaluate_object(every, gt, EvalProtocol(max_clicks=CLICK_MEMORY + 3, memory=None))
     assert [len(c[0]) for c in capped.calls] == [min(k, CLICK_MEMORY) for k in range(1, CLICK_MEMORY + 4)]
     assert [len(c[0]) for c in every.calls] == list(range(1, CLICK_MEMORY + 4))

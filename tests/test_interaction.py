@@ -8,14 +8,15 @@ import pytest
 import torch
 
 from napari_cosas.clicks import Click
-from napari_cosas.evaluation import evaluate_object
+from napari_cosas.evaluation import EvalProtocol, evaluate_object
 from napari_cosas.focus import Focus
 from napari_cosas.interaction import MAX_UNDO, Interaction, StaleClickError
+from napari_cosas.model_bundle import ModelBundle
 from napari_cosas.models.focus_refiner import FocusRefiner
 from napari_cosas.models.sam_models import build_tiny_sam
 from napari_cosas.predictor import ClickPredictor
 from napari_cosas.references import OracleCorrector, WandCorrector
-from napari_cosas.session import AnnotationSession, ModelBundle
+from napari_cosas.session import AnnotationSession
 
 
 class Recording:
@@ -67,8 +68,9 @@ def test_session_and_evaluate_make_the_same_model_calls_and_masks(effect: str, r
 
     simulated = Recording(predictor)
     simulated.set_image(image)
-    result = evaluate_object(simulated, gt, init="auto", init_prob=prob, max_clicks=8, stop_iou=1.01,
-                             thresholds=(0.9,), effect=effect, focus=Focus(refiner, image) if refined else None)
+    result = evaluate_object(simulated, gt, EvalProtocol(init="auto", max_clicks=8, stop_iou=1.01, thresholds=(0.9,),
+                                                         effect=effect),
+                             init_prob=prob, focus=Focus(refiner, image) if refined else None)
     assert result.n_clicks == 8
 
     product = Recording(predictor)

@@ -6,9 +6,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from napari_cosas import registry
+from napari_cosas import checkpoints, registry
+from napari_cosas.checkpoints import ChecksumMismatchError, WeightsError
 from napari_cosas.models.sam_models import build_tiny_sam, save_click_model
-from napari_cosas.registry import ChecksumMismatchError, ModelSpec, WeightsError
+from napari_cosas.registry import ModelSpec
 
 
 @pytest.fixture()
@@ -18,16 +19,14 @@ def cache(tmp_path, monkeypatch) -> Path:
     return folder
 
 
-def _spec(monkeypatch, name, url, content=None, **kw) -> ModelSpec:
+def _spec(register, name, url, content=None, **kw) -> ModelSpec:
     known = f"sha256:{hashlib.sha256(content).hexdigest()}" if content is not None else None
-    spec = ModelSpec(name=name, kind="backbone", description="test", licence="none",
-                     filename=f"{name}.pth", url=url, known_hash=known, **kw)
-    monkeypatch.setitem(registry._REGISTRY, name, spec)
-    return spec
+    return register(ModelSpec(name=name, architecture="convnext_atto", description="test", licence="none",
+                              filename=f"{name}.pth", url=url, known_hash=known, **kw))
 
 
 def test_builtin_entries():
-    names = {s.name for s in registry.list_models()}
+    names = set(registry.model_names())
     assert {"sam_vit_b", "sam_vit_l", "sam_vit_h", "dinov2_vits14", "dinov2_vitb14",
             "dinov2_vitl14", "convnext_atto", "cosas-default-segmenter",
             "cosas-default-click"} <= names
@@ -38,14 +37,14 @@ def test_builtin_entries():
 
 
 def test_cache_dir_env_override(cache):
-    assert registry.cache_dir() == cache
+    assert checkpoints.cache_dir() == cache
 
 
-def test_download_verify_and_cache(server, cache, monkeypatch):
+def test_download_verify_and_cache(server, cache, register):
     url, www, stop = server
     content = b"good weights" * 100
     (www / "good.pth").write_bytes(content)
-    _spec(monkeypatch, "good", f"{url}/good.pth", content)
+    _spec(register, "good", f"{url}/good.pth", content)
     path = registry.fetch_weights("good")
     assert path == cache / "good.pth" and path.read_bytes() == content
     stop()  # second call must not need the server
@@ -53,18 +52,18 @@ def test_download_verify_and_cache(server, cache, monkeypatch):
     assert registry.fetch_weights("good", download=False) == path
 
 
-def test_corrupted_download_rejected(server, cache, monkeypatch):
+def test_corrupted_download_rejected(server, cache, register):
     url, www, _ = server
     (www / "bad.pth").write_bytes(b"corrupted")
-    _spec(monkeypatch, "bad", f"{url}/bad.pth", b"the real content")
+    _spec(register, "bad", f"{url}/bad.pth", b"the real content")
     with pytest.raises(ChecksumMismatchError, match="Checksum mismatch") as err:
         registry.fetch_weights("bad")
     assert f"{url}/bad.pth" in str(err.value)
     assert not (cache / "bad.pth").exists()
 
 
-def test_corrupted_cached_file_rejected(cache, monkeypatch):
-    _spec(monkeypatch, "stale", "http://127.0.0.1:9/stale.pth", b"the real content")
+def test_corrupted_cached_file_rejected(cache, register):
+    _spec(register, "stale", "http://127.0.0.1:9/stale.pth", b"the real content")
     cache.mkdir()
     (cache / "stale.pth").write_bytes(b"truncated")
     with pytest.raises(ChecksumMismatchError, match="Checksum mismatch") as err:
@@ -73,29 +72,29 @@ def test_corrupted_cached_file_rejected(cache, monkeypatch):
     assert str(cache / "stale.pth") in message and "delete" in message
 
 
-def test_sha256_prefix_check(server, cache, monkeypatch):
+def test_sha256_prefix_check(server, cache, register):
     url, www, _ = server
     content = b"prefix-checked"
     (www / "p.pth").write_bytes(content)
     good = hashlib.sha256(content).hexdigest()[:8]
-    _spec(monkeypatch, "pre", f"{url}/p.pth", sha256_prefix=good)
+    _spec(register, "pre", f"{url}/p.pth", sha256_prefix=good)
     assert registry.fetch_weights("pre").read_bytes() == content
-    _spec(monkeypatch, "pre2", f"{url}/p.pth", sha256_prefix="00000000")
+    _spec(register, "pre2", f"{url}/p.pth", sha256_prefix="00000000")
     with pytest.raises(ChecksumMismatchError):
         registry.fetch_weights("pre2")
     assert not (cache / "pre2.pth").exists()
 
 
-def test_missing_remote_file(server, cache, monkeypatch):
+def test_missing_remote_file(server, cache, register):
     url, _, _ = server
-    _spec(monkeypatch, "gone", f"{url}/gone.pth", b"x")
+    _spec(register, "gone", f"{url}/gone.pth", b"x")
     with pytest.raises(WeightsError, match="Could not download") as err:
         registry.fetch_weights("gone")
     assert str(cache / "gone.pth") in str(err.value)
 
 
-def test_download_false_names_url_and_target(cache, monkeypatch):
-    _spec(monkeypatch, "offline", "https://example.invalid/offline.pth", b"x")
+def test_download_false_names_url_and_target(cache, register):
+    _spec(register, "offline", "https://example.invalid/offline.pth", b"x")
     with pytest.raises(WeightsError) as err:
         registry.fetch_weights("offline", download=False)
     assert "https://example.invalid/offline.pth" in str(err.value)
@@ -119,7 +118,7 @@ def test_unknown_name_lists_available():
 
 def test_missing_default_weights(tmp_path, monkeypatch):
     monkeypatch.setenv("NAPARI_COSAS_WEIGHTS", str(tmp_path))
-    monkeypatch.setattr(registry, "weights_dirs", lambda: [tmp_path])
+    monkeypatch.setattr(checkpoints, "weights_dirs", lambda: [tmp_path])
     with pytest.raises(WeightsError, match="click_default.pt") as err:
         registry.fetch_weights("cosas-default-click")
     assert "NAPARI_COSAS_WEIGHTS" in str(err.value)
@@ -127,7 +126,7 @@ def test_missing_default_weights(tmp_path, monkeypatch):
 
 def test_weights_env_var_is_searched_first(tmp_path, monkeypatch):
     monkeypatch.setenv("NAPARI_COSAS_WEIGHTS", str(tmp_path))
-    assert registry.weights_dirs()[0] == tmp_path
+    assert checkpoints.weights_dirs()[0] == tmp_path
     (tmp_path / "segmenter_default.pt").write_bytes(b"x")
     assert registry.fetch_weights("cosas-default-segmenter") == tmp_path / "segmenter_default.pt"
 

@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 import torch
 
-from napari_cosas import metrics, registry
+from napari_cosas import metrics
 from napari_cosas.cli import main
 from napari_cosas.image_io import save_mask
 from napari_cosas.models.segmenter import ReinSegmenter, SegmenterConfig, build_segmenter
 from napari_cosas.refine import PROB_THRESHOLD
-from napari_cosas.registry import ModelSpec, load_segmenter
+from napari_cosas.registry import Architecture, ModelSpec, load_segmenter
 from napari_cosas.training.segmenter_training import SegmenterTrainConfig, initial_model, train_segmenter
 
 SMALL = dict(backbone="test_convnext", num_tokens=8, rank=4, head_dim=32, head_heads=2, head_layers=2,
@@ -48,17 +48,17 @@ def _backbone_params(model: ReinSegmenter) -> dict[str, torch.Tensor]:
 
 
 @pytest.fixture()
-def official_backbone(server, tmp_path, monkeypatch) -> dict[str, torch.Tensor]:
+def official_backbone(server, tmp_path, monkeypatch, register) -> dict[str, torch.Tensor]:
     """A registered backbone "tiny_official" served from 127.0.0.1; returns its weights."""
     url, www, _ = server
     torch.manual_seed(123)
     state = build_segmenter(SegmenterConfig(**SMALL)).backbone.backbone.state_dict()
     torch.save(state, www / "tiny_official.pth")
     digest = hashlib.sha256((www / "tiny_official.pth").read_bytes()).hexdigest()
-    spec = ModelSpec(name="tiny_official", kind="backbone", description="test", licence="none",
-                     filename="tiny_official.pth", url=f"{url}/tiny_official.pth",
-                     known_hash=f"sha256:{digest}", config={"timm_name": "test_convnext"})
-    monkeypatch.setitem(registry._REGISTRY, spec.name, spec)
+    register(Architecture("test_convnext", "backbone", "test", segmenter_backbone="test_convnext"))
+    register(ModelSpec(name="tiny_official", architecture="test_convnext", description="test", licence="none",
+                       filename="tiny_official.pth", url=f"{url}/tiny_official.pth",
+                       known_hash=f"sha256:{digest}"))
     monkeypatch.setenv("NAPARI_COSAS_CACHE", str(tmp_path / "cache"))
     return state
 
@@ -69,7 +69,7 @@ def test_rein_trained_on_an_official_frozen_backbone_reloads_with_it(official_ba
     train_segmenter([_pairs()], config, tmp_path / "run", device="cpu")
     stored = torch.load(tmp_path / "run" / "segmenter.pt", weights_only=True)["state_dict"]
     assert stored and not any(k.startswith("backbone.backbone.") for k in stored)
-    loaded = ReinSegmenter.load(tmp_path / "run" / "segmenter.pt")
+    loaded = load_segmenter(tmp_path / "run" / "segmenter.pt")
     for key, value in official_backbone.items():
         torch.testing.assert_close(loaded.backbone.backbone.state_dict()[key], value, rtol=0, atol=0)
     assert not any(p.requires_grad for p in loaded.backbone.backbone.parameters())
@@ -150,7 +150,7 @@ def test_a_fine_tune_keeps_its_start_when_no_step_validates_better(tmp_path):
     assert metrics.cosas_score(kept.predict_proba(image) > PROB_THRESHOLD, mask) == pytest.approx(best["cosas_score"])
 
 
-def test_rein_on_a_frozen_official_sam_encoder_from_the_cli(server, tmp_path, monkeypatch):
+def test_rein_on_a_frozen_official_sam_encoder_from_the_cli(server, tmp_path, monkeypatch, register):
     """``--backbone-weights`` also takes an official SAM checkpoint (a click spec): its image
     encoder becomes the frozen backbone, and ``--backbone`` follows from it."""
     url, www, _ = server
@@ -160,17 +160,16 @@ def test_rein_on_a_frozen_official_sam_encoder_from_the_cli(server, tmp_path, mo
     checkpoint["mask_decoder.iou_token.weight"] = torch.zeros(1, 8)
     torch.save(checkpoint, www / "tiny_sam.pth")
     digest = hashlib.sha256((www / "tiny_sam.pth").read_bytes()).hexdigest()
-    spec = ModelSpec(name="tiny_sam", kind="click", description="test", licence="none", filename="tiny_sam.pth",
-                     url=f"{url}/tiny_sam.pth", known_hash=f"sha256:{digest}",
-                     config={"format": "sam_official", "backbone": "test_sam_vit"})
-    monkeypatch.setitem(registry._REGISTRY, spec.name, spec)
+    register(Architecture("test_sam_vit", "click", "test", segmenter_backbone="test_sam_vit"))
+    register(ModelSpec(name="tiny_sam", architecture="test_sam_vit", description="test", licence="none",
+                       filename="tiny_sam.pth", url=f"{url}/tiny_sam.pth", known_hash=f"sha256:{digest}"))
     monkeypatch.setenv("NAPARI_COSAS_CACHE", str(tmp_path / "cache"))
     images, masks = _exported(tmp_path)
     out = tmp_path / "run"
     assert main(["train-segmenter", "--data", str(images), str(masks), "--out", str(out), "--backbone-weights",
                  "tiny_sam", "--steps", "1", "--batch-size", "1", "--crop", "64", "--workers", "0",
                  "--device", "cpu"]) == 0
-    trained = ReinSegmenter.load(out / "segmenter.pt")
+    trained = load_segmenter(out / "segmenter.pt")
     assert trained.config.backbone == "test_sam_vit" and trained.config.backbone_weights == "tiny_sam"
     for key, value in encoder.state_dict().items():
         torch.testing.assert_close(trained.backbone.backbone.state_dict()[key], value, rtol=0, atol=0)

@@ -11,21 +11,16 @@ import pytest
 import torch
 
 from napari_cosas import exports as exports_mod
-from napari_cosas import session as session_mod
+from napari_cosas.exports import SIDECAR_FORMAT
 from napari_cosas.focus import focus_window
+from napari_cosas.geojson import mask_to_geojson, ring_signed_area
 from napari_cosas.image_io import image_sha256, load_mask
+from napari_cosas.model_bundle import ModelBundle
 from napari_cosas.models.sam_models import build_tiny_sam
 from napari_cosas.models.segmenter import SegmenterConfig, build_segmenter
 from napari_cosas.predictor import ClickPredictor
-from napari_cosas.session import (
-    SIDECAR_FORMAT,
-    AnnotationSession,
-    ClickOutsideError,
-    ModelBundle,
-    available_models,
-    mask_to_geojson,
-    ring_signed_area,
-)
+from napari_cosas.registry import available_models
+from napari_cosas.session import AnnotationSession, ClickOutsideError
 
 
 @pytest.fixture(scope="module")
@@ -220,7 +215,7 @@ def test_export_files_and_versioning(session: AnnotationSession, tmp_path: Path)
 
 
 def test_export_large_patch_is_tiff(tmp_path: Path, models: ModelBundle, monkeypatch) -> None:
-    monkeypatch.setattr(session_mod, "LARGE_SIDE", 40)
+    monkeypatch.setattr(exports_mod, "LARGE_SIDE", 40)
     s = AnnotationSession(models)
     patch = s.add_array("big", np.zeros((30, 50, 3), np.uint8))
     s.select(0)

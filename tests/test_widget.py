@@ -21,10 +21,10 @@ from qtpy.QtWidgets import QApplication, QMessageBox
 
 from napari_cosas._sample_data import sample_path
 from napari_cosas.image_io import load_mask
+from napari_cosas.model_bundle import ModelBundle
 from napari_cosas.models.sam_models import build_tiny_sam
 from napari_cosas.models.segmenter import SegmenterConfig, build_segmenter
 from napari_cosas.predictor import ClickPredictor
-from napari_cosas.session import ModelBundle
 
 pytestmark = pytest.mark.gui
 TIMEOUT_MS = 120_000
@@ -110,7 +110,7 @@ def _answer(monkeypatch, button: QMessageBox.StandardButton) -> list[str]:
 def test_click_label_reads_vispy_modifiers() -> None:
     from vispy.util import keys
 
-    from napari_cosas._widget import click_label
+    from napari_cosas._widget_canvas import click_label
 
     assert click_label(1, ()) is True and click_label(2, ()) is False
     assert click_label(1, (keys.CONTROL,)) is False and click_label(1, (keys.META,)) is False
@@ -360,25 +360,25 @@ def test_keys_reach_the_widget_whatever_is_selected(widget, qtbot, tmp_path: Pat
     assert w.session.index == 0 and w.out_edit.text().endswith("n")
 
 
-def test_write_labels_shows_each_new_mask() -> None:
+def test_update_labels_layer_shows_each_new_mask() -> None:
     """A click's mask replaces what the layer showed, changed pixels only when the shape is the
     same; a patch of another shape replaces the layer's data."""
     from napari.layers import Labels
 
-    from napari_cosas._widget import write_labels
+    from napari_cosas._widget_layers import update_labels_layer
 
     layer = Labels(np.zeros((40, 30), np.uint8))
     new = np.zeros((40, 30), np.uint8)
     new[5:15, 10:20] = 1
-    write_labels(layer, new)
+    update_labels_layer(layer, new)
     np.testing.assert_array_equal(layer.data, new)
     assert layer.data is not new  # the session's mask is never the layer's buffer
     new[5:15, 10:20] = 0
     new[30:35, 0:5] = 1
-    write_labels(layer, new)
+    update_labels_layer(layer, new)
     np.testing.assert_array_equal(layer.data, new)
     other = np.ones((20, 25), np.uint8)
-    write_labels(layer, other)
+    update_labels_layer(layer, other)
     assert layer.data.shape == (20, 25) and layer.data.all()
 
 
@@ -428,7 +428,7 @@ def test_closing_the_window_asks_about_unsaved_corrections(widget, qtbot, monkey
 def test_clicks_run_with_their_own_torch_threads_and_restore_them(widget, qtbot, monkeypatch) -> None:
     """A click runs its model with `click_threads()` torch threads in its worker; afterwards the
     GUI thread and newly started threads have torch's count as before (nothing process-wide)."""
-    import napari_cosas._widget as widget_module
+    import napari_cosas._widget_clicks as widget_module
 
     assert widget_module.click_threads() == max(1, min(torch.get_num_threads(), (os.cpu_count() or 1) - 1))
     w = widget
@@ -465,7 +465,7 @@ def test_start_from_a_labels_layer_or_a_geojson_then_correct(widget, qtbot, tmp_
     from napari_cosas._sample_data import sample_1
     from napari_cosas.focus import focus_window
     from napari_cosas.refine import local_window
-    from napari_cosas.session import mask_to_geojson
+    from napari_cosas.geojson import mask_to_geojson
 
     w = widget
     (image, image_meta, _), (truth, truth_meta, _) = sample_1()

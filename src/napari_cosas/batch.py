@@ -30,12 +30,14 @@ from .image_io import (
     pair_images_and_masks,
     save_mask,
 )
-from .interaction import FIRST_CLICK, Corrector, FirstClick
-from .refine import CLICK_MEMORY, FOCUS_WINDOW, LOCAL_WINDOW, PROB_THRESHOLD, ClickEffect
+from .interaction import Corrector
+from .refine import PROB_THRESHOLD
 
 if TYPE_CHECKING:  # torch loads only for the jobs that run a model (score is pure numpy)
+    from .evaluation import EvalProtocol
     from .models.focus_refiner import FocusRefiner
     from .predictor import ClickPredictor
+    from .model_bundle import Segmenter
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +66,7 @@ class SegmentResult:
 
 
 def segment_folder(
-    segmenter,
+    segmenter: Segmenter,
     images_dir: str | Path,
     out_dir: str | Path,
     *,
@@ -73,11 +75,11 @@ def segment_folder(
 ) -> SegmentResult:
     """Write ``<out_dir>/<stem>.png`` (0 / 255) with the automatic mask of every image.
 
-    ``segmenter`` is a ``ReinSegmenter``; the mask is probability > 0.49. Before any work this
-    refuses (``FileExistsError`` / ``ValueError`` naming the files): ``out_dir`` being the
-    images folder, two images sharing a stem, and, unless ``overwrite``, masks that already
-    exist in ``out_dir`` (a ground-truth folder given as ``--out`` stays intact). An input
-    image is never replaced, even with ``overwrite``.
+    ``segmenter`` is a ``ReinSegmenter`` (any `model_bundle.Segmenter`); the mask is probability
+    > 0.49. Before any work this refuses (``FileExistsError`` / ``ValueError`` naming the
+    files): ``out_dir`` being the images folder, two images sharing a stem, and, unless
+    ``overwrite``, masks that already exist in ``out_dir`` (a ground-truth folder given as
+    ``--out`` stays intact). An input image is never replaced, even with ``overwrite``.
     """
     images_dir, out_dir = Path(images_dir), Path(out_dir)
     files = list(files_by_stem(images_dir).values())
@@ -174,20 +176,14 @@ def reference_corrector(
 
 
 def evaluate_folder(
-    predictor: ClickPredictor,
+    predictor: ClickPredictor | None,
     images_dir: str | Path,
     masks_dir: str | Path,
+    protocol: EvalProtocol,
     *,
-    init: str = "empty",
     objects: str = "image",
-    segmenter=None,
-    max_clicks: int = 20,
-    effect: ClickEffect = "local",
-    window: float = LOCAL_WINDOW,
-    memory: int | None = CLICK_MEMORY,
-    first_click: FirstClick = FIRST_CLICK,
+    segmenter: Segmenter | None = None,
     refiner: FocusRefiner | None = None,
-    focus_window: float = FOCUS_WINDOW,
     reference: Reference | None = None,
     wand_tolerance: float | None = None,
     allow_lossy_masks: bool = False,
@@ -195,15 +191,19 @@ def evaluate_folder(
 ) -> dict:
     """The interactive protocol (design.md) over a folder; returns the JSON-ready report.
 
-    ``objects="image"`` treats ``mask > 0`` as one target, ``"instances"`` each label on its own.
-    ``init="auto"`` starts every image target from ``segmenter``'s probabilities. Images whose
-    image or mask file cannot be used are listed in ``skipped``.
+    ``protocol``: the interactive protocol (`evaluation.EvalProtocol`). ``objects="image"``
+    treats ``mask > 0`` as one target, ``"instances"`` each label on its own. ``init="auto"``
+    starts every image target from ``segmenter``'s probabilities. Images whose image or mask
+    file cannot be used are listed in ``skipped``.
     ``reference`` (``"oracle"`` or ``"wand"``, :mod:`napari_cosas.references`) takes the clicks
-    instead of ``predictor`` (which may then be ``None``), with ``window`` as the wand's window.
-    ``refiner`` refines every local click but a first one taking the whole prediction in its
-    focus window (``focus_window`` of the longer side; :mod:`napari_cosas.focus`).
+    instead of ``predictor`` (which may then be ``None``), with the protocol's ``window`` as the
+    wand's window. ``refiner`` refines every local click but a first one taking the whole
+    prediction in its focus window (``protocol.focus_window`` of the longer side;
+    :mod:`napari_cosas.focus`).
     """
     from .evaluation import evaluate_image, image_target, instance_targets, spc
+
+    init, max_clicks = protocol.init, protocol.max_clicks
 
     if init == "auto" and segmenter is None:
         raise ValueError("--init auto needs an automatic segmenter (--segmenter NAME).")
@@ -231,9 +231,8 @@ def evaluate_folder(
             init_prob = segmenter.predict_proba(image)
             auto_total += time.perf_counter() - start
         results, encode_seconds = evaluate_image(
-            predictor, image, targets, init=init, init_prob=init_prob, max_clicks=max_clicks, effect=effect,
-            window=window, memory=memory, first_click=first_click, refiner=refiner, focus_window=focus_window,
-            reference=None if reference is None else reference_corrector(reference, window, wand_tolerance),
+            predictor, image, targets, protocol, init_prob=init_prob, refiner=refiner,
+            reference=None if reference is None else reference_corrector(reference, protocol.window, wand_tolerance),
         )
         encode_total += encode_seconds
         results_all.extend(results)
@@ -260,11 +259,11 @@ def evaluate_folder(
         "init": init,
         "objects": objects,
         "max_clicks": max_clicks,
-        "click_effect": effect,
-        "click_window": window,
-        "click_memory": memory,
-        "first_click": first_click,
-        "focus_window": focus_window if refiner is not None and reference is None else None,
+        "click_effect": protocol.effect,
+        "click_window": protocol.window,
+        "click_memory": protocol.memory,
+        "first_click": protocol.first_click,
+        "focus_window": protocol.focus_window if refiner is not None and reference is None else None,
         "reference": reference,
         "wand_tolerance": wand_tolerance if reference == "wand" else None,
         "model_id": predictor.model_id if reference is None else reference,

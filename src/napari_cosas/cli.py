@@ -22,10 +22,7 @@ from tqdm import tqdm
 from .heap import keep_freed_heap_memory
 from .interaction import FIRST_CLICK, GLOBAL_FIRST_CLICK_MAX_SIDE
 from .refine import CLICK_MEMORY, CONTEXT_MARGIN, FOCUS_WINDOW, LOCAL_WINDOW
-
-DEFAULT_SEGMENTER = "cosas-default-segmenter"
-DEFAULT_CLICK_MODEL = "cosas-default-click"
-DEFAULT_FOCUS = "cosas-default-focus"
+from .registry import DEFAULT_CLICK, DEFAULT_FOCUS, DEFAULT_SEGMENTER
 
 EVALUATE_EPILOG = """\
 JSON fields written by evaluate:
@@ -141,6 +138,7 @@ def cmd_score(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .batch import evaluate_folder
     from .embedding_cache import EmbeddingCache
+    from .evaluation import EvalProtocol
     from .predictor import ClickPredictor
     from .registry import load_focus_refiner, load_segmenter
 
@@ -163,16 +161,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             predictor,
             args.images,
             args.masks,
-            init=args.init,
+            EvalProtocol(init=args.init, max_clicks=args.max_clicks, effect=args.click_effect,
+                         window=args.click_window, memory=args.click_memory or None,
+                         first_click=args.first_click, focus_window=args.focus_window),
             objects=args.objects,
             segmenter=segmenter,
-            max_clicks=args.max_clicks,
-            effect=args.click_effect,
-            window=args.click_window,
-            memory=args.click_memory or None,
-            first_click=args.first_click,
             refiner=refiner,
-            focus_window=args.focus_window,
             reference=args.reference,
             wand_tolerance=args.wand_tolerance,
             allow_lossy_masks=args.allow_jpeg_masks,
@@ -198,8 +192,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from ._sample_data import SAMPLE_DIR, SAMPLES
     from .demo import run_demo
+    from .evaluation import EvalProtocol
     from .image_io import pair_images_and_masks
-    from .session import ModelBundle
+    from .model_bundle import ModelBundle
 
     _check_writable(args.out, "--out", folder=True)
     if args.images or args.masks:
@@ -210,7 +205,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     else:
         pairs = [(SAMPLE_DIR / f"{name}.png", SAMPLE_DIR / f"{name}_mask.png") for name in SAMPLES]
     models = ModelBundle(args.segmenter, args.model, device=args.device)
-    report = run_demo(pairs, args.out, models=models, max_clicks=args.max_clicks, log=log.info)
+    report = run_demo(pairs, args.out, models=models, protocol=EvalProtocol(init="auto", max_clicks=args.max_clicks),
+                      log=log.info)
     print(Path(args.out, "report.md").read_text())
     return 1 if report["skipped"] or not report["n_patches"] else 0
 
@@ -285,7 +281,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--images", required=True, help="folder of RGB patches")
     p.add_argument("--masks", required=True, help="folder of ground-truth masks paired by file stem")
-    _add_model_args(p, DEFAULT_CLICK_MODEL, "click model")
+    _add_model_args(p, DEFAULT_CLICK, "click model")
     p.add_argument(
         "--init",
         default="empty",
@@ -378,7 +374,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--images", default=None, help="folder of patches (default: the bundled EBHI sample patches)")
     p.add_argument("--masks", default=None, help="ground-truth masks for --images, paired by file stem")
     p.add_argument("--segmenter", default=DEFAULT_SEGMENTER, help="segmenter name or checkpoint path")
-    p.add_argument("--model", default=DEFAULT_CLICK_MODEL, help="click model name or checkpoint path")
+    p.add_argument("--model", default=DEFAULT_CLICK, help="click model name or checkpoint path")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--max-clicks", type=_non_negative_int, default=20, help="click budget per patch (default 20)")
     _add_jpeg_masks_arg(p)

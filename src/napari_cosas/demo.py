@@ -21,9 +21,11 @@ from skimage.segmentation import find_boundaries
 from . import metrics
 from .batch import BAD_FILE_ERRORS, skipped_entry
 from .clicks import next_click
+from .evaluation import EvalProtocol
 from .files import atomic_write
 from .image_io import encode_image, load_mask
-from .session import AnnotationSession, ModelBundle
+from .model_bundle import ModelBundle
+from .session import AnnotationSession
 
 #: Overlay colours (RGB): automatic mask, refined mask, ground truth.
 COLOURS = {"auto": (255, 210, 0), "refined": (0, 220, 0), "truth": (40, 120, 255)}
@@ -42,20 +44,24 @@ def run_demo(
     out_dir: str | Path,
     *,
     models: ModelBundle,
-    max_clicks: int = 20,
-    stop_iou: float = 0.90,
+    protocol: EvalProtocol = EvalProtocol(init="auto"),
     log: Callable[[str], None] = lambda _msg: None,
 ) -> dict:
     """Run the main job on ``(image, ground-truth mask)`` file pairs; return the report.
 
-    ``ValueError`` before any work for a negative ``max_clicks`` or ``stop_iou`` outside ``[0, 1]``.
+    Of ``protocol`` (`evaluation.EvalProtocol`) the job uses the click budget (0: the automatic
+    mask only), the stop IoU, the click effect and the first-click rule; it always starts from
+    the automatic mask, clicks act as in the widget's session (its click window, memory and focus
+    window), and the report's NoC is at 0.80 / 0.85 / 0.90. ``ValueError`` before any work for a negative
+    ``max_clicks`` or ``stop_iou`` outside ``[0, 1]``.
     """
+    max_clicks, stop_iou = protocol.max_clicks, protocol.stop_iou
     if max_clicks < 0:
         raise ValueError(f"--max-clicks {max_clicks}: give 0 (no clicks, the automatic mask only) or more")
     if not 0.0 <= stop_iou <= 1.0:
         raise ValueError(f"stop_iou {stop_iou} is not in [0, 1]")
     out_dir = Path(out_dir)
-    session = AnnotationSession(models)
+    session = AnnotationSession(models, click_effect=protocol.effect, first_click=protocol.first_click)
     patches = session.add_files([image for image, _ in pairs])
     records, skipped = [], []
     for patch, (image_path, mask_path) in zip(patches, pairs):

@@ -42,6 +42,7 @@ from .refine import CLICK_MEMORY, FOCUS_WINDOW, LOCAL_WINDOW, ClickEffect
 
 __all__ = [
     "ClickModel",
+    "EvalProtocol",
     "ObjectResult",
     "evaluate_image",
     "evaluate_object",
@@ -51,6 +52,37 @@ __all__ = [
 ]
 
 Init = Literal["empty", "auto"]
+
+
+@dataclass(frozen=True)
+class EvalProtocol:
+    """The interactive protocol's settings: one object shared by :func:`evaluate_object`,
+    :func:`evaluate_image`, ``batch.evaluate_folder``, ``demo.run_demo`` and the CLI.
+
+    Attributes:
+        init: ``"empty"`` or ``"auto"`` (see the module docstring).
+        max_clicks: click budget.
+        stop_iou: stop once the IoU reaches it; keep it at the highest of ``thresholds``, or the
+            NoC of a higher threshold is undercounted as a failure.
+        thresholds: targets of the per-object NoC.
+        effect: ``"local"`` or ``"global"`` (see the module docstring); the time of
+            ``refine.click_mask`` and of turning the mask into its prompt counts as decoder time.
+        window: side of a local click's window as a fraction of the longer image side.
+        memory: how many of the latest clicks the model is shown (``None``: all).
+        first_click: what the first local click on the automatic mask may change
+            (``interaction.ModelCorrector``).
+        focus_window: the focus refiner's window (``focus.Focus``), a fraction of the longer side.
+    """
+
+    init: Init = "empty"
+    max_clicks: int = 20
+    stop_iou: float = 0.90
+    thresholds: tuple[float, ...] = (0.80, 0.85, 0.90)
+    effect: ClickEffect = "local"
+    window: float = LOCAL_WINDOW
+    memory: int | None = CLICK_MEMORY
+    first_click: FirstClick = FIRST_CLICK
+    focus_window: float = FOCUS_WINDOW
 
 
 class ClickModel(PromptModel, Protocol):
@@ -87,18 +119,11 @@ class ObjectResult:
 def evaluate_object(
     model: ClickModel | None,
     gt: np.ndarray,
+    protocol: EvalProtocol = EvalProtocol(),
     *,
     name: str = "object",
-    init: Init = "empty",
     init_prob: np.ndarray | None = None,
-    max_clicks: int = 20,
-    stop_iou: float = 0.90,
-    thresholds: Sequence[float] = (0.80, 0.85, 0.90),
     ignore: np.ndarray | None = None,
-    effect: ClickEffect = "local",
-    window: float = LOCAL_WINDOW,
-    memory: int | None = CLICK_MEMORY,
-    first_click: FirstClick = FIRST_CLICK,
     focus: Focus | None = None,
     corrector: Corrector | None = None,
     clock: Callable[[], float] = time.perf_counter,
@@ -108,25 +133,17 @@ def evaluate_object(
     Args:
         model: the click predictor.
         gt: ``(H, W)`` ground-truth mask of the object.
+        protocol: init, click budget, stop IoU, NoC thresholds and how clicks act (`EvalProtocol`).
         name: stored in the result.
-        init: ``"empty"`` or ``"auto"`` (see the module docstring).
-        init_prob: ``(H, W)`` ``float32`` probabilities of the automatic segmenter; required for ``"auto"``.
-        max_clicks: click budget.
-        stop_iou: stop once the IoU reaches it; keep it at the highest of ``thresholds``, or the
-            NoC of a higher threshold is undercounted as a failure.
-        thresholds: targets for the per-object NoC.
+        init_prob: ``(H, W)`` ``float32`` probabilities of the automatic segmenter; required for
+            ``protocol.init == "auto"``.
         ignore: ``(H, W)`` mask of pixels left out of click errors and IoU.
-        effect: ``"local"`` or ``"global"`` (see the module docstring); the time of
-            ``refine.click_mask`` and of turning the mask into its prompt counts as decoder time.
-        window: side of a local click's window as a fraction of the longer image side.
-        memory: how many of the latest clicks the model is shown (``None``: all).
-        first_click: what the first local click on the automatic mask may change
-            (``interaction.ModelCorrector``).
         focus: the focus refiner on this image for local clicks (``focus.Focus``), or ``None``.
-        corrector: how clicks change the mask instead of ``model`` and the five arguments above
-            (``model`` may then be ``None``).
+        corrector: how clicks change the mask instead of ``model`` with the protocol's effect,
+            window, memory, first click and ``focus`` (``model`` may then be ``None``).
         clock: seconds counter used to time each click.
     """
+    init, max_clicks, stop_iou = protocol.init, protocol.max_clicks, protocol.stop_iou
     gt = np.asarray(gt, dtype=bool)
     if gt.ndim != 2:
         raise ValueError(f"gt must be a 2-D (H, W) mask, got shape {gt.shape}")
@@ -144,8 +161,8 @@ def evaluate_object(
     else:
         raise ValueError(f'init must be "empty" or "auto", got {init!r}')
     if corrector is None:
-        corrector = ModelCorrector(model, effect=effect, window=window, memory=memory, first_click=first_click,
-                                   focus=focus)
+        corrector = ModelCorrector(model, effect=protocol.effect, window=protocol.window, memory=protocol.memory,
+                                   first_click=protocol.first_click, focus=focus)
     initial_iou = iou(interaction.mask, gt, ignore) if init == "auto" else None
 
     ious: list[float] = []
@@ -164,7 +181,7 @@ def evaluate_object(
         clicks=clicks,
         decoder_seconds=sum(r.latency_s for r in interaction.records),
         n_clicks=len(clicks),
-        noc={f"{round(t * 100):d}": noc(ious, t, max_clicks, initial_iou) for t in thresholds},
+        noc={f"{round(t * 100):d}": noc(ious, t, max_clicks, initial_iou) for t in protocol.thresholds},
     )
 
 
@@ -172,19 +189,11 @@ def evaluate_image(
     model: ClickModel | None,
     image: np.ndarray,
     targets: Sequence[tuple[str, np.ndarray]],
+    protocol: EvalProtocol = EvalProtocol(),
     *,
-    init: Init = "empty",
     init_prob: np.ndarray | None = None,
-    max_clicks: int = 20,
-    stop_iou: float = 0.90,
-    thresholds: Sequence[float] = (0.80, 0.85, 0.90),
     ignore: np.ndarray | None = None,
-    effect: ClickEffect = "local",
-    window: float = LOCAL_WINDOW,
-    memory: int | None = CLICK_MEMORY,
-    first_click: FirstClick = FIRST_CLICK,
     refiner: FocusRefiner | None = None,
-    focus_window: float = FOCUS_WINDOW,
     reference: Callable[[np.ndarray, np.ndarray], Corrector] | None = None,
     clock: Callable[[], float] = time.perf_counter,
 ) -> tuple[list[ObjectResult], float]:
@@ -196,8 +205,8 @@ def evaluate_image(
         init_prob: the image's automatic probabilities for ``init="auto"``; every target starts
             from the same map (meant for ``image_target``: with instances, the other instances
             covered by the automatic mask count as false positives of each one).
-        refiner: the focus refiner of local clicks (``focus.Focus``), or ``None`` for none;
-            ``focus_window`` is its window, a fraction of the longer image side.
+        refiner: the focus refiner of local clicks (``focus.Focus`` in ``protocol.focus_window``),
+            or ``None`` for none.
         reference: ``reference(image, gt)`` builds each target's corrector instead of the model
             (``references.OracleCorrector`` / ``WandCorrector``); the image is then not encoded.
         Other arguments: as in :func:`evaluate_object`.
@@ -213,18 +222,11 @@ def evaluate_image(
         evaluate_object(
             model,
             mask,
+            protocol,
             name=name,
-            init=init,
             init_prob=init_prob,
-            max_clicks=max_clicks,
-            stop_iou=stop_iou,
-            thresholds=thresholds,
             ignore=ignore,
-            effect=effect,
-            window=window,
-            memory=memory,
-            first_click=first_click,
-            focus=None if refiner is None else Focus(refiner, image, focus_window),
+            focus=None if refiner is None else Focus(refiner, image, protocol.focus_window),
             corrector=None if reference is None else reference(image, mask),
             clock=clock,
         )

@@ -14,6 +14,12 @@ Writing (:func:`write_export`):
 3. the sidecar, the export's manifest, replaces the empty claim last. It records the SHA-256 of
    the mask and the GeoJSON files.
 
+What an export of a patch records (:func:`sidecar_record`, the sidecar's schema; format
+:data:`SIDECAR_FORMAT`, read back by :func:`load_sidecar`) and when an unchanged patch reuses
+its earlier export (:func:`content_sha256`, :func:`reusable_export`) are decided here too; the
+session (:meth:`napari_cosas.session.AnnotationSession.export`) encodes the files and calls
+them.
+
 Reading (:func:`export_problem`, :func:`latest_exports`): an export is complete when its
 sidecar is a readable napari-cosas sidecar and the files it names exist with the recorded
 hashes. A process killed midway leaves an empty sidecar (the claim), perhaps a mask or GeoJSON,
@@ -29,10 +35,15 @@ import os
 import re
 import unicodedata
 from dataclasses import dataclass, field
+from collections.abc import Sequence
+from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .files import atomic_write, claim, is_temporary
+
+if TYPE_CHECKING:
+    from .session import Patch
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +53,8 @@ MASKS_DIR, SIDECARS_DIR, GEOJSON_DIR = "masks", "sidecars", "geojson"
 MASK_SUFFIXES = (".png", ".tif")
 #: Longest stem written (file systems allow 255 bytes per name; room for ``_vN`` and suffixes).
 MAX_STEM_BYTES = 200
+#: Masks with a side longer than this are exported as (zlib-compressed) TIFF instead of PNG.
+LARGE_SIDE = 2048
 
 
 @dataclass(frozen=True)
@@ -149,6 +162,63 @@ def write_export(
             path.unlink(missing_ok=True)
         raise
     return result
+
+
+def mask_suffix(shape: tuple[int, int]) -> str:
+    """The exported mask's suffix for a patch of ``shape`` ``(H, W)``: ``.tif`` when a side
+    exceeds :data:`LARGE_SIDE`, else ``.png``."""
+    return ".tif" if max(shape) > LARGE_SIDE else ".png"
+
+
+def now_iso() -> str:
+    """The current UTC time as an ISO 8601 string with milliseconds (the sidecar's ``created``)."""
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def sidecar_record(patch: Patch, *, segmenter_id: str, click_id: str, created: str) -> dict[str, Any]:
+    """The sidecar's record of ``patch`` (:func:`write_export` adds the stem, version and files).
+
+    Clicks are ``(row, col)`` image pixels; ``image.shape_rc`` is ``(H, W)``; ``started_from`` is
+    ``"automatic"`` (the segmenter's mask) or ``"empty"``.
+    """
+    return {
+        "format": SIDECAR_FORMAT,
+        "created": created,
+        "image": {
+            "name": patch.name,
+            "path": str(patch.path.resolve()) if patch.path is not None else None,
+            "sha256": patch.sha256,
+            "shape_rc": list(patch.shape),
+        },
+        "models": {"segmenter": segmenter_id, "click": click_id},
+        "started_from": "automatic" if patch.auto_prob is not None else "empty",
+        "brush_edited": patch.brush_edited,
+        "coordinates": "clicks are (row, col) image pixels; positive true = tumour",
+        "clicks": [
+            {"row": c.row, "col": c.col, "positive": c.positive, "timestamp": c.timestamp,
+             "latency_s": round(c.latency_s, 6), "effect": c.effect}
+            for c in patch.clicks
+        ],
+    }
+
+
+def content_sha256(mask: bytes, record: dict[str, Any]) -> str:
+    """Digest of what an export records: the mask file's bytes and the sidecar record (clicks,
+    start, brush edits, models), its ``created`` time left out."""
+    digest = hashlib.sha256(mask)
+    digest.update(json.dumps({k: v for k, v in record.items() if k != "created"}, sort_keys=True).encode())
+    return digest.hexdigest()
+
+
+def reusable_export(earlier: Sequence[ExportResult], content: str, out_dir: str | os.PathLike) -> ExportResult | None:
+    """The latest of a patch's ``earlier`` exports that holds ``content`` (:func:`content_sha256`),
+    lies in ``out_dir`` and is still complete on disk, or ``None`` (a new export is needed)."""
+    out = Path(out_dir).resolve()
+    for result in reversed(earlier):
+        if (result.content_sha256 == content and result.sidecar.parent.parent.resolve() == out
+                and export_problem(result.sidecar) is None):
+            return result
+    return None
 
 
 def _version_of(stem: str, base: str) -> int:

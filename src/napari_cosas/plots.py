@@ -5,9 +5,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from .files import atomic_write
+
 
 def plot_iou_curves(curves: Mapping[str, Sequence[float]], path: str | Path) -> Path:
-    """Mean IoU against the number of clicks, one line per entry of ``curves``; saved as PNG."""
+    """Mean IoU against the number of clicks, one line per entry of ``curves``; saved atomically
+    (PNG unless ``path`` names another format)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -25,7 +28,8 @@ def plot_iou_curves(curves: Mapping[str, Sequence[float]], path: str | Path) -> 
     ax.legend(fontsize=7)
     fig.tight_layout()
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
+    if not path.suffix:  # matplotlib's rule for a name without a suffix
+        path = path.with_name(path.name + ".png")
+    atomic_write(path, lambda fh: fig.savefig(fh, format=path.suffix[1:].lower()))
     plt.close(fig)
     return path

@@ -1,4 +1,4 @@
-"""Per-patch annotation state and export, shared by the napari widget (no napari / Qt here).
+"""Per-patch annotation state, shared by the napari widget and ``demo`` (no napari / Qt here).
 
 An :class:`AnnotationSession` holds a list of :class:`Patch` objects. Each patch moves through
 the states ``new`` (nothing computed) -> ``segmented`` (automatic mask) -> ``corrected`` (clicks
@@ -9,38 +9,38 @@ its :class:`~napari_cosas.interaction.Interaction`, the engine ``evaluate`` and 
 
 Work that takes time is split in two so that a front end can run it in a worker thread:
 ``compute_*`` methods read state and call the models (safe off the GUI thread, one at a time);
-``apply_*`` methods mutate state (call them on the GUI thread).
+``apply_*`` methods mutate state (call them on the GUI thread). Which of those jobs a patch
+needs next (its automatic mask, its click embedding) is :meth:`AnnotationSession.jobs_after`'s
+to say. What an export writes and records is :mod:`napari_cosas.exports`'s (the outline:
+:mod:`napari_cosas.geojson`); the models it uses are a :class:`~napari_cosas.model_bundle.ModelBundle`.
 
 Coordinates: clicks and masks use napari's ``(row, col)`` pixel order; the click model's
-``(x, y)`` conversion happens in :mod:`napari_cosas.predictor`; GeoJSON uses ``x = col``,
-``y = row`` in pixel units with the origin at the top-left corner of pixel ``(0, 0)``.
+``(x, y)`` conversion happens in :mod:`napari_cosas.predictor`.
 Images are ``(H, W, 3)`` uint8, masks ``(H, W)`` bool, probabilities ``(H, W)`` float32.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Literal
 
 import numpy as np
-from scipy.ndimage import binary_fill_holes
-from skimage.measure import find_contours, label, regionprops
 
 from .clicks import Click, Clicker
 from .exports import (
-    SIDECAR_FORMAT,
     ExportResult,
-    export_problem,
-    load_sidecar,
-    versioned_stem,
+    content_sha256,
+    mask_suffix,
+    now_iso,
+    reusable_export,
+    sidecar_record,
     write_export,
 )
+from .geojson import mask_to_geojson
 from .image_io import ImageFormatError, as_rgb_uint8, encode_image, image_sha256, list_images, load_image
 from .interaction import (
     FIRST_CLICK,
@@ -52,130 +52,24 @@ from .interaction import (
     ModelCorrector,
     StaleClickError,
 )
+from .model_bundle import ModelBundle
 from .refine import PROB_THRESHOLD, ClickEffect
-
-if TYPE_CHECKING:  # torch is imported only when a model is used (keeps the napari reader light)
-    from .models.focus_refiner import FocusRefiner
-    from .predictor import ClickPredictor
 
 __all__ = [
     "AnnotationSession",
     "ClickOutsideError",
     "ClickRecord",
     "ClickResult",
-    "ExportResult",
-    "ModelBundle",
     "Patch",
-    "SIDECAR_FORMAT",
-    "available_models",
-    "load_sidecar",
-    "mask_to_geojson",
-    "ring_signed_area",
-    "versioned_stem",
+    "PatchEvent",
+    "PatchJob",
 ]
 
 PatchState = Literal["new", "segmented", "corrected", "exported"]
-DEFAULT_SEGMENTER = "cosas-default-segmenter"
-DEFAULT_CLICK = "cosas-default-click"
-DEFAULT_FOCUS = "cosas-default-focus"
-#: Masks with a side longer than this are exported as (zlib-compressed) TIFF instead of PNG.
-LARGE_SIDE = 2048
-
-
-def _now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
-
-
-# ----------------------------------------------------------------------------- models
-
-
-def available_models(kind: Literal["click", "segmenter"]) -> list[str]:
-    """Registry names of ``kind`` whose weights are on this machine, the default first.
-
-    The project's default is always listed (loading it reports missing weights clearly); other
-    models are listed only when their file is in the weights folders or the download cache
-    (existence only: the checksum is verified when the model is loaded).
-    """
-    from . import registry
-
-    default = DEFAULT_CLICK if kind == "click" else DEFAULT_SEGMENTER
-    names = [default]
-    for spec in registry.list_models(kind):
-        if spec.name == default:
-            continue
-        folders = registry.weights_dirs() if spec.bundled else [registry.cache_dir()]
-        if any((folder / spec.filename).is_file() for folder in folders):
-            names.append(spec.name)
-    return names
-
-
-class ModelBundle:
-    """The automatic segmenter and the click predictor, loaded from the registry on first use.
-
-    Args:
-        segmenter_name, click_name: registry names (see :func:`available_models`).
-        focus_name: registry name of the focus refiner of local clicks (:mod:`napari_cosas.focus`),
-            or ``None`` for none.
-        device: ``"auto"``, ``"cpu"`` or ``"cuda"`` (the refiner runs on the CPU).
-        segmenter, predictor, refiner: ready models (tests, scripts); they skip loading.
-        segmenter_id: id recorded in sidecars for an injected segmenter.
-    """
-
-    def __init__(
-        self,
-        segmenter_name: str = DEFAULT_SEGMENTER,
-        click_name: str = DEFAULT_CLICK,
-        device: str = "auto",
-        *,
-        focus_name: str | None = DEFAULT_FOCUS,
-        segmenter: Any | None = None,
-        predictor: ClickPredictor | None = None,
-        refiner: FocusRefiner | None = None,
-        segmenter_id: str | None = None,
-    ) -> None:
-        self.segmenter_name = segmenter_name
-        self.click_name = click_name
-        self.focus_name = focus_name
-        self.device = device
-        self._segmenter = segmenter
-        self._predictor = predictor
-        self._refiner = refiner
-        self._segmenter_id = segmenter_id
-
-    @property
-    def segmenter_id(self) -> str:
-        return self._segmenter_id or self.segmenter_name
-
-    @property
-    def click_id(self) -> str:
-        return self._predictor.model_id if self._predictor is not None else self.click_name
-
-    def segmenter(self) -> Any:
-        """The ``ReinSegmenter`` (loads it on first call; raises ``WeightsError`` if missing)."""
-        if self._segmenter is None:
-            from .registry import load_segmenter
-
-            self._segmenter = load_segmenter(self.segmenter_name, device=self.device)
-        return self._segmenter
-
-    def predictor(self) -> ClickPredictor:
-        """The ``ClickPredictor`` with an on-disk embedding cache (loads it on first call)."""
-        if self._predictor is None:
-            from .embedding_cache import EmbeddingCache
-            from .predictor import ClickPredictor
-
-            self._predictor = ClickPredictor.from_registry(
-                self.click_name, device=self.device, cache=EmbeddingCache()
-            )
-        return self._predictor
-
-    def refiner(self) -> FocusRefiner | None:
-        """The focus refiner (loads it on first call), or ``None`` when the bundle has none."""
-        if self._refiner is None and self.focus_name is not None:
-            from .registry import load_focus_refiner
-
-            self._refiner = load_focus_refiner(self.focus_name)
-        return self._refiner
+#: Background work a front end runs for a patch: its automatic mask, its click embedding.
+PatchJob = Literal["segment", "encode"]
+#: What happened to a patch, for :meth:`AnnotationSession.jobs_after`.
+PatchEvent = Literal["opened", "segmented", "mask set"]
 
 
 # ----------------------------------------------------------------------------- patches
@@ -394,6 +288,23 @@ class AnnotationSession:
             predictor.set_image(patch.load())
             self._embedded = key
 
+    def jobs_after(self, patch: Patch, event: PatchEvent, *, segment_new: bool = True) -> list[PatchJob]:
+        """The background jobs ``patch`` needs after ``event``, in order; a front end runs them
+        (``compute_segmentation`` / ``prepare_embedding`` in a worker) and asks again after each.
+
+        * ``"opened"`` (the patch is shown): ``"segment"`` for a new patch (nothing computed or
+          edited) when ``segment_new``, else none;
+        * ``"segmented"`` (its automatic mask was applied): ``"encode"`` while it is the current
+          patch and untouched (a brush stroke during the segmentation, or another patch shown
+          meanwhile: none), so that its first click finds the embedding ready;
+        * ``"mask set"`` (a starting mask made elsewhere was applied): ``"encode"``.
+        """
+        if event == "opened":
+            return ["segment"] if segment_new and patch.state == "new" else []
+        if event == "segmented":
+            return ["encode"] if patch is self.current and patch.state == "segmented" else []
+        return ["encode"]
+
     # -- clicks, brush edits, undo, reset ---------------------------------------------------
 
     def sync_mask(self, patch: Patch, mask: np.ndarray) -> bool:
@@ -482,7 +393,7 @@ class AnnotationSession:
         """Write the mask, the GeoJSON outline and the JSON sidecar under ``out_dir``.
 
         Layout and guarantees: :mod:`napari_cosas.exports`. ``masks/<stem>.png`` (``.tif`` when
-        a side exceeds ``LARGE_SIDE``; 0 / 255 uint8), ``geojson/<stem>.geojson``,
+        a side exceeds ``exports.LARGE_SIDE``; 0 / 255 uint8), ``geojson/<stem>.geojson``,
         ``sidecars/<stem>.json`` (written last), where ``<stem>`` is the patch name made safe as
         a file name, or ``<stem>_v2``, ``<stem>_v3``, ... so that no earlier export is
         overwritten, by this process or another one. If a write fails, this export's files are
@@ -491,121 +402,17 @@ class AnnotationSession:
         """
         if patch.mask is None:
             raise ValueError(f"patch {patch.name!r} has no mask yet: segment it or click first.")
-        out = Path(out_dir)
-        suffix = ".tif" if max(patch.shape) > LARGE_SIDE else ".png"
+        suffix = mask_suffix(patch.shape)
         mask_bytes = encode_image(patch.mask.astype(np.uint8) * 255, suffix)
-        content = self._content_sha256(patch, mask_bytes)
-        for earlier in reversed(patch.exports):
-            if (earlier.content_sha256 == content and earlier.sidecar.parent.parent.resolve() == out.resolve()
-                    and export_problem(earlier.sidecar) is None):
-                patch.exported_state = patch.interaction.state_id
-                return earlier
-        result = write_export(
-            out, patch.name, mask=mask_bytes, suffix=suffix,
-            geojson=json.dumps(mask_to_geojson(patch.mask)).encode(),
-            sidecar=self._sidecar(patch), content_sha256=content,
-        )
-        patch.exports.append(result)
+        record = sidecar_record(patch, segmenter_id=self.models.segmenter_id, click_id=self.models.click_id,
+                                created=now_iso())
+        content = content_sha256(mask_bytes, record)
+        result = reusable_export(patch.exports, content, out_dir)
+        if result is None:
+            result = write_export(
+                out_dir, patch.name, mask=mask_bytes, suffix=suffix,
+                geojson=json.dumps(mask_to_geojson(patch.mask)).encode(), sidecar=record, content_sha256=content,
+            )
+            patch.exports.append(result)
         patch.exported_state = patch.interaction.state_id
         return result
-
-    def _content_sha256(self, patch: Patch, mask_bytes: bytes) -> str:
-        """Digest of what an export of ``patch`` records: mask, clicks, start, brush edits, models."""
-        record = self._sidecar(patch)
-        del record["created"]
-        digest = hashlib.sha256(mask_bytes)
-        digest.update(json.dumps(record, sort_keys=True).encode())
-        return digest.hexdigest()
-
-    def _sidecar(self, patch: Patch) -> dict[str, Any]:
-        """The sidecar's record of the patch (``exports.write_export`` adds the files)."""
-        return {
-            "format": SIDECAR_FORMAT,
-            "created": _now_iso(),
-            "image": {
-                "name": patch.name,
-                "path": str(patch.path.resolve()) if patch.path is not None else None,
-                "sha256": patch.sha256,
-                "shape_rc": list(patch.shape),
-            },
-            "models": {"segmenter": self.models.segmenter_id, "click": self.models.click_id},
-            "started_from": "automatic" if patch.auto_prob is not None else "empty",
-            "brush_edited": patch.brush_edited,
-            "coordinates": "clicks are (row, col) image pixels; positive true = tumour",
-            "clicks": [
-                {"row": c.row, "col": c.col, "positive": c.positive, "timestamp": c.timestamp,
-                 "latency_s": round(c.latency_s, 6), "effect": c.effect}
-                for c in patch.clicks
-            ],
-        }
-
-
-# ----------------------------------------------------------------------------- GeoJSON
-
-
-def ring_signed_area(ring: np.ndarray) -> float:
-    """Shoelace area of a closed ring ``(K, 2)`` of ``(x, y)``; positive when counter-clockwise
-    in a y-up frame (the GeoJSON / RFC 7946 exterior orientation)."""
-    x, y = ring[:, 0], ring[:, 1]
-    return 0.5 * float(np.sum(x[:-1] * y[1:] - x[1:] * y[:-1]))
-
-
-def _rings(mask: np.ndarray, offset: tuple[int, int], connectivity: str, exterior: bool) -> list[list[list[float]]]:
-    """Closed rings around the ``True`` pixels of ``mask`` as ``[[x, y], ...]`` lists.
-
-    ``find_contours`` returns ``(row, col)`` points at the 0.5 level between pixel centres;
-    with a 1-pixel pad removed and the half-pixel shift to corner-origin pixel units,
-    ``x = col + offset_col + 0.5`` and ``y = row + offset_row + 0.5``.
-    """
-    padded = np.pad(mask, 1).astype(np.float32)
-    rings = []
-    for contour in find_contours(padded, 0.5, fully_connected=connectivity):
-        xy = contour[:, ::-1] + np.array([offset[1] - 0.5, offset[0] - 0.5])
-        if len(xy) < 4:
-            continue
-        if (ring_signed_area(xy) > 0) != exterior:
-            xy = xy[::-1]
-        rings.append(xy.tolist())
-    return rings
-
-
-def mask_to_geojson(mask: np.ndarray, name: str = "Tumor") -> dict[str, Any]:
-    """QuPath-compatible GeoJSON of a mask's outline.
-
-    Args:
-        mask: ``(H, W)`` bool (or 0 / non-zero) mask.
-
-    Returns:
-        A ``FeatureCollection`` with one ``annotation`` feature classified ``name`` (none for an
-        empty mask): a ``Polygon`` for one 8-connected region, a ``MultiPolygon`` otherwise;
-        holes (4-connected background enclosed by a region) are interior rings. Coordinates are
-        ``[x, y] = [col, row]`` in pixel units, origin at the top-left corner of pixel
-        ``(0, 0)``; exterior rings have positive shoelace area on these numbers, holes negative.
-    """
-    mask = np.asarray(mask) > 0
-    polygons = []
-    for region in regionprops(label(mask, connectivity=2)):
-        r0, c0 = region.bbox[:2]
-        body = region.image
-        filled = binary_fill_holes(body)
-        exterior = _rings(filled, (r0, c0), "high", exterior=True)
-        if exterior:  # one ring: a filled 8-connected region has a single outer contour
-            polygons.append([exterior[0], *_rings(filled & ~body, (r0, c0), "low", exterior=False)])
-    features = []
-    if polygons:
-        geometry = (
-            {"type": "Polygon", "coordinates": polygons[0]}
-            if len(polygons) == 1
-            else {"type": "MultiPolygon", "coordinates": polygons}
-        )
-        features.append(
-            {
-                "type": "Feature",
-                "geometry": geometry,
-                "properties": {
-                    "objectType": "annotation",
-                    "classification": {"name": name, "color": [200, 0, 0]},
-                },
-            }
-        )
-    return {"type": "FeatureCollection", "features": features}

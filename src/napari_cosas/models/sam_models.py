@@ -11,8 +11,9 @@ padded bottom-right) to a ``(B, 256, 64, 64)`` float32 embedding and exposes ``i
 * `build_convnext_sam`: the project's default, a timm ConvNeXt trunk (stem + stages to stride
   16) with SAM's neck.
 
-Checkpoints: `load_sam_checkpoint` (official SAM files), `save_click_model` /
-`load_click_checkpoint` (the project's ``napari-cosas-click/1`` files, rebuilt from their config).
+Checkpoints: `load_sam_checkpoint` / `load_sam_state` (official SAM files), `save_click_model` /
+`load_click_checkpoint` / `click_model_from_payload` (the project's ``napari-cosas-click/1``
+files, rebuilt from their config); the ``*_state`` / ``*_payload`` forms take a file already read.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from segment_anything.modeling.common import LayerNorm2d
 from torch import Tensor, nn
 
 from ..files import atomic_write
-from ..registry import read_weights_file
+from ..checkpoints import read_weights_file
 from .compact_state import expand_state_dict
 from .enhanced_decoder import EnhancedMaskDecoder
 
@@ -207,13 +208,18 @@ def _load_torch_file(path: str | os.PathLike) -> Any:
 
 
 def load_sam_checkpoint(model: Sam, path: str | os.PathLike) -> Sam:
-    """Load an official SAM checkpoint (a flat `Sam` state dict) into ``model``.
+    """Load an official SAM checkpoint file (a flat `Sam` state dict) into ``model``
+    (`load_sam_state`)."""
+    return load_sam_state(model, _load_torch_file(path), path)
+
+
+def load_sam_state(model: Sam, state: Any, path: str | os.PathLike) -> Sam:
+    """Load an official SAM state dict, read from ``path`` (named in errors), into ``model``.
 
     Strict, except that an `EnhancedMaskDecoder`'s new parameters may be absent (they keep
     their identity initialisation). Raises ``KeyError`` naming missing / unexpected keys and
     ``RuntimeError`` (from PyTorch) on shape mismatches, e.g. a ViT-L file into a ViT-B model.
     """
-    state = _load_torch_file(path)
     if not isinstance(state, Mapping):
         raise ValueError(f"{path}: expected a state dict, got {type(state).__name__}")
     allowed_missing: set[str] = set()
@@ -240,8 +246,6 @@ def save_click_model(model: Sam, path: str | os.PathLike, config: Mapping[str, A
     rebuild ``model``'s architecture through `build_click_model`.
     """
     config = json.loads(json.dumps(dict(config)))
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "format": CLICK_FORMAT,
         "config": config,
@@ -251,9 +255,13 @@ def save_click_model(model: Sam, path: str | os.PathLike, config: Mapping[str, A
 
 
 def load_click_checkpoint(path: str | os.PathLike) -> tuple[Sam, dict[str, Any]]:
-    """Rebuild a click model saved by `save_click_model`; strict key check. Returns
-    ``(model in eval mode on CPU, config)``."""
-    payload = _load_torch_file(path)
+    """Rebuild a click model saved by `save_click_model` (`click_model_from_payload`)."""
+    return click_model_from_payload(_load_torch_file(path), path)
+
+
+def click_model_from_payload(payload: Any, path: str | os.PathLike) -> tuple[Sam, dict[str, Any]]:
+    """Rebuild a click model from what `save_click_model` wrote, read from ``path`` (named in
+    errors); strict key check. Returns ``(model in eval mode on CPU, config)``."""
     if not isinstance(payload, Mapping) or payload.get("format") != CLICK_FORMAT:
         found = payload.get("format") if isinstance(payload, Mapping) else type(payload).__name__
         raise ValueError(

@@ -3,12 +3,12 @@
 Inference on whole patches is by sliding window (:meth:`ReinSegmenter.predict_proba`);
 :meth:`ReinSegmenter.save` / :meth:`ReinSegmenter.load` store the config and the parameters
 that no official file holds: Rein, ViT neck and head, plus the backbone unless it is frozen at
-the official weights named by ``SegmenterConfig.backbone_weights`` (fetched on load).
+the official weights named by ``SegmenterConfig.backbone_weights`` (which
+``registry.load_segmenter`` fetches and hands to :meth:`ReinSegmenter.from_payload`).
 """
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import asdict, dataclass, fields
 from os import PathLike
 from typing import Any, Callable, Mapping
@@ -19,12 +19,16 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..files import atomic_write
-from ..registry import load_backbone_state, read_weights_file
+from ..checkpoints import read_weights_file
+from ..devices import inference_autocast
 from .backbones import ReinBackbone, build_backbone
 from .compact_state import expand_state_dict
 from .head import ReinHead
 
-__all__ = ["FORMAT", "ModelOutputError", "ReinSegmenter", "SegmenterConfig", "build_segmenter", "read_segmenter_config"]
+__all__ = [
+    "FORMAT", "ModelOutputError", "ReinSegmenter", "SegmenterConfig", "build_segmenter", "read_segmenter_config",
+    "read_segmenter_file",
+]
 
 FORMAT = "napari-cosas-segmenter/1"
 
@@ -68,10 +72,13 @@ class SegmenterConfig:
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
 
 
-def _autocast(device: torch.device) -> contextlib.AbstractContextManager:
-    if device.type == "cuda":
-        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
+def normalise_batch(images: Tensor, config: SegmenterConfig, device: torch.device) -> Tensor:
+    """``(B, H, W, 3)`` uint8 -> ``(B, 3, H, W)`` float32 on ``device``, normalised with the
+    config's mean / std (what the segmenter is trained and run on)."""
+    x = images.to(device).permute(0, 3, 1, 2).float() / 255.0
+    mean = torch.tensor(config.mean, device=device).view(1, 3, 1, 1)
+    std = torch.tensor(config.std, device=device).view(1, 3, 1, 1)
+    return (x - mean) / std
 
 
 def _window_starts(length: int, crop: int, stride: int) -> list[int]:
@@ -111,11 +118,7 @@ class ReinSegmenter(nn.Module):
 
     def normalise(self, image: np.ndarray) -> Tensor:
         """``(H, W, 3)`` uint8 -> ``(1, 3, H, W)`` normalised float32 on the module's device."""
-        x = torch.from_numpy(np.ascontiguousarray(image)).to(self.device)
-        x = x.permute(2, 0, 1)[None].float().div_(255.0)
-        mean = torch.tensor(self.config.mean, device=x.device).view(1, 3, 1, 1)
-        std = torch.tensor(self.config.std, device=x.device).view(1, 3, 1, 1)
-        return (x - mean) / std
+        return normalise_batch(torch.from_numpy(np.ascontiguousarray(image))[None], self.config, self.device)
 
     def predict_proba(
         self,
@@ -167,7 +170,7 @@ class ReinSegmenter(nn.Module):
         was_training = self.training
         self.eval()
         try:
-            with torch.inference_mode(), _autocast(self.device):
+            with torch.inference_mode(), inference_autocast(self.device):
                 x = self.normalise(padded)
                 total = torch.zeros(ph, pw, device=x.device)
                 count = torch.zeros(ph, pw, device=x.device)
@@ -222,23 +225,38 @@ class ReinSegmenter(nn.Module):
         map_location: str | torch.device = "cpu",
         backbone_state: Mapping[str, Tensor] | None = None,
     ) -> "ReinSegmenter":
-        """Rebuild a segmenter saved by :meth:`save` (``weights_only=True``, strict keys).
+        """Rebuild a segmenter saved by :meth:`save` (:meth:`from_payload` of the file read once).
 
         ``backbone_state``: the official backbone weights, for a file whose backbone is frozen
-        at ``config.backbone_weights``; by default they are fetched from the registry
-        (downloaded once, checked against their hash).
+        at ``config.backbone_weights`` (``registry.load_segmenter`` fetches them by name).
         """
-        payload = _read_file(path, map_location)
+        return cls.from_payload(read_segmenter_file(path, map_location), backbone_state, source=path).to(map_location)
+
+    @classmethod
+    def from_payload(
+        cls,
+        payload: Mapping[str, Any],
+        backbone_state: Mapping[str, Tensor] | None = None,
+        *,
+        source: str | PathLike,
+    ) -> "ReinSegmenter":
+        """Rebuild a segmenter from what :meth:`save` wrote (:func:`read_segmenter_file`), strict
+        keys; ``source`` (the file) is named in errors. ``backbone_state`` is required exactly
+        when the backbone is frozen at official weights the file leaves out."""
         config = SegmenterConfig.from_dict(payload["config"])
         if backbone_state is None and config.freeze_backbone and config.backbone_weights:
-            backbone_state = load_backbone_state(config.backbone_weights)
+            raise ValueError(
+                f"{source} keeps its backbone frozen at the official weights {config.backbone_weights!r}, "
+                "which it does not hold: load it with napari_cosas.registry.load_segmenter (which fetches "
+                "them), or pass their state dict as backbone_state"
+            )
         model = build_segmenter(config, backbone_state)
         state = expand_state_dict(payload["state_dict"])
         expected = set(model.stored_state_dict())
         missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
         if missing or unexpected:
             raise ValueError(
-                f"{path} does not hold the parameters of a "
+                f"{source} does not hold the parameters of a "
                 f"{model.config.backbone!r} segmenter (freeze_backbone="
                 f"{model.config.freeze_backbone}, backbone_weights="
                 f"{model.config.backbone_weights!r}); it should be a file written by "
@@ -247,15 +265,17 @@ class ReinSegmenter(nn.Module):
                 f"{' ...' if len(unexpected) > 10 else ''}"
             )
         model.load_state_dict(state, strict=False)
-        return model.to(map_location)
+        return model
 
 
 def read_segmenter_config(path: str | PathLike) -> SegmenterConfig:
     """The config of a segmenter file written by :meth:`ReinSegmenter.save`."""
-    return SegmenterConfig.from_dict(_read_file(path, "cpu")["config"])
+    return SegmenterConfig.from_dict(read_segmenter_file(path)["config"])
 
 
-def _read_file(path: str | PathLike, map_location: str | torch.device) -> dict[str, Any]:
+def read_segmenter_file(path: str | PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """The contents of a file written by :meth:`ReinSegmenter.save` (``format``, ``config``,
+    ``state_dict``); ``ValueError`` naming the file when it is another kind of file."""
     payload = read_weights_file(path, map_location)
     found = payload.get("format") if isinstance(payload, dict) else None
     if found != FORMAT:

@@ -37,7 +37,7 @@ from ..devices import resolve_device
 from ..files import atomic_write
 from ..models.enhanced_decoder import EnhancedMaskDecoder
 from ..predictor import LOGIT_THRESHOLD, clipped_logits
-from ..registry import read_weights_file
+from ..checkpoints import read_weights_file
 from ..refine import LOCAL_WINDOW
 from .augment import random_dihedral, stain_jitter
 from .common import load_resume_checkpoint, segmentation_loss, warmup_cosine
@@ -51,9 +51,13 @@ LOW_RES = 256
 
 @dataclass
 class ClickTrainConfig:
-    """Settings of a click-training run (saved in checkpoints, so a run can resume)."""
+    """Settings of a click-training run (saved in checkpoints, so a run can resume).
 
-    model: dict = field(default_factory=lambda: {"builder": "convnext_sam", "trunk": "convnext_atto"})
+    ``model``: the ``models.sam_models.build_click_model`` config of the model trained (recorded;
+    the default is the project's click model).
+    """
+
+    model: dict = field(default_factory=lambda: {"arch": "convnext", "trunk": "convnext_atto"})
     decoder: str = "enhanced"
     train: str = "decoder"
     init_weights: str | None = None

@@ -24,6 +24,7 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -39,6 +40,10 @@ from ..models.focus_refiner import FocusRefiner
 from ..refine import shown_clicks
 from .common import segmentation_loss, warmup_cosine
 from .mask_degrade import degrade_mask
+
+if TYPE_CHECKING:
+    from ..predictor import ClickPredictor
+    from ..model_bundle import Segmenter
 
 __all__ = ["RECORD_SIZE", "RECORD_WINDOW", "record_folder", "train_refiner"]
 
@@ -104,8 +109,8 @@ class _Recorder:
 
 
 def record_folder(
-    predictor,
-    segmenter,
+    predictor: ClickPredictor,
+    segmenter: Segmenter,
     images_dir: Path,
     masks_dir: Path,
     out: Path,
@@ -118,7 +123,8 @@ def record_folder(
     seed: int = 0,
 ) -> int:
     """Play click sessions on (a seeded sample of ``images`` of) a folder and write their records
-    to ``out`` (``.npz``); returns the number of records."""
+    to ``out`` (``.npz``, appended when missing as numpy does; written atomically); returns the
+    number of records."""
     rng = np.random.default_rng(seed)
     pairs = sorted(pair_images_and_masks(images_dir, masks_dir), key=lambda p: p.name)
     if images is not None and images < len(pairs):
@@ -146,8 +152,8 @@ def record_folder(
                 interaction.click(recorder, click)
         log.info("%d/%d images, %d records, %.0f s", n + 1, len(pairs), len(records), time.perf_counter() - start_time)
     arrays = {key: np.stack([r[key] for r in records]) for key in records[0]}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(out, **arrays)
+    target = out if out.name.endswith(".npz") else out.with_name(out.name + ".npz")  # numpy's naming rule
+    atomic_write(target, lambda fh: np.savez(fh, **arrays))
     return len(records)
 
 

@@ -24,9 +24,9 @@ from .. import metrics
 from ..devices import resolve_device
 from ..files import atomic_write
 from ..image_io import load_image, load_mask, pair_images_and_masks
-from ..models.segmenter import ReinSegmenter, SegmenterConfig, build_segmenter
+from ..models.segmenter import ReinSegmenter, SegmenterConfig, build_segmenter, normalise_batch
 from ..refine import PROB_THRESHOLD
-from ..registry import load_backbone_state
+from ..registry import load_backbone_state, load_segmenter
 from .augment import random_crop, random_dihedral, stain_jitter
 from .common import load_resume_checkpoint, segmentation_loss, warmup_cosine
 
@@ -89,14 +89,6 @@ class CropStream(IterableDataset):
             yield image, stacked[..., 0].astype(np.float32), stacked[..., 1].astype(np.float32)
 
 
-def normalise_batch(images: Tensor, config: SegmenterConfig, device: torch.device) -> Tensor:
-    """``(B, H, W, 3)`` uint8 -> ``(B, 3, H, W)`` float normalised with the model's mean / std."""
-    x = images.to(device).permute(0, 3, 1, 2).float() / 255.0
-    mean = torch.tensor(config.mean, device=device).view(1, 3, 1, 1)
-    std = torch.tensor(config.std, device=device).view(1, 3, 1, 1)
-    return (x - mean) / std
-
-
 def validate(model: ReinSegmenter, samples: Sequence[Sample]) -> dict[str, float]:
     """Mean Dice, Jaccard and COSAS score of sliding-window predictions (probability > 0.49)."""
     scores = {"dice": [], "jaccard": [], "cosas_score": []}
@@ -132,7 +124,7 @@ def initial_model(config: SegmenterTrainConfig) -> ReinSegmenter:
     if not config.init_from:
         weights = model_config.backbone_weights
         return build_segmenter(model_config, load_backbone_state(weights) if weights else None)
-    init = ReinSegmenter.load(config.init_from)
+    init = load_segmenter(config.init_from)
     if init.config.backbone != model_config.backbone:
         raise ValueError(f"{config.init_from} holds a {init.config.backbone!r} segmenter, not "
                          f"{model_config.backbone!r}: pass --backbone {init.config.backbone}")

@@ -1,0 +1,106 @@
+"""The dock widget's clicks: each runs the click model in a worker, one at a time; clicks taken
+while a job runs are queued (shown at once, paler) and run after it, in order, on whichever
+patch they were made. Clicks are ``(row, col)`` image pixels.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+
+from ._widget_brush import BrushEdits
+from ._widget_jobs import JobRunner, click_threads, gui_torch_threads, torch_threads
+from ._widget_layers import PatchLayers, PendingClick
+from .session import AnnotationSession, ClickResult, Patch
+
+
+class ClickQueue:
+    """The running click and the queued ones.
+
+    Args:
+        session, jobs, layers, brush: the widget's parts.
+        message: shows a line in the panel.
+        show_mask: shows a patch's new mask (without selecting the mask layer).
+    """
+
+    def __init__(
+        self,
+        session: AnnotationSession,
+        jobs: JobRunner,
+        layers: PatchLayers,
+        brush: BrushEdits,
+        *,
+        message: Callable[[str], None],
+        show_mask: Callable[[Patch], None],
+    ) -> None:
+        self.session = session
+        self.jobs = jobs
+        self.layers = layers
+        self.brush = brush
+        self.queued: deque[PendingClick] = deque()
+        self.running: PendingClick | None = None  # the click whose model runs now
+        self._message = message
+        self._show_mask = show_mask
+
+    def pending(self) -> list[PendingClick]:
+        """The running click, then the queued ones."""
+        return [*([self.running] if self.running is not None else []), *self.queued]
+
+    def add(self, patch: Patch, row: int, col: int, positive: bool) -> None:
+        """Run a click on ``patch`` now, or queue it while a job runs."""
+        kind = "Positive" if positive else "Negative"
+        if self.jobs.busy:
+            self.queued.append(PendingClick(patch, row, col, positive))
+            self.layers.show_clicks(patch, self.pending())
+            self._message(f"{kind} click at (row {row}, col {col}) queued ({len(self.queued)} waiting).")
+            return
+        self.brush.sync()
+        self._start(PendingClick(patch, row, col, positive))
+
+    def drop_last(self, patch: Patch) -> bool:
+        """Remove the last queued click when it was made on ``patch``; whether there was one."""
+        if not self.queued or self.queued[-1].patch is not patch:
+            return False
+        self.queued.pop()
+        self.layers.show_clicks(patch, self.pending())
+        return True
+
+    def job_finished(self) -> None:
+        """After any job: a click that failed (its result never came) loses its point."""
+        if self.running is not None:
+            failed, self.running = self.running, None
+            if failed.patch is self.session.current:
+                self.layers.show_clicks(failed.patch, self.pending())
+
+    def start_next(self) -> bool:
+        """Run the next queued click; whether there was one."""
+        if not self.queued:
+            return False
+        self._start(self.queued.popleft())
+        return True
+
+    def _start(self, click: PendingClick) -> None:
+        kind = "Positive" if click.positive else "Negative"
+        where = "" if click.patch is self.session.current else f" on {click.patch.name}"
+        self._message(f"{kind} click at (row {click.row}, col {click.col}){where}…")
+        self.running = click
+        if click.patch is self.session.current:
+            self.layers.show_clicks(click.patch, self.pending())
+        self.jobs.start(self._compute, click.patch, click.row, click.col, click.positive, gui_torch_threads(),
+                        on_done=self._clicked)
+
+    def _compute(self, patch: Patch, row: int, col: int, positive: bool, restore: int) -> ClickResult:
+        """`AnnotationSession.compute_click` with `click_threads` torch threads (worker thread),
+        then torch's count back to ``restore``, the GUI thread's."""
+        with torch_threads(click_threads(), restore):
+            return self.session.compute_click(patch, row, col, positive)
+
+    def _clicked(self, result: ClickResult) -> None:
+        painted = self.brush.painted_since(result.patch)
+        self.running = None
+        self.session.apply_click(result)
+        self.brush.keep(result.patch, painted)
+        if result.patch is self.session.current:
+            self._show_mask(result.patch)
+        waiting = f" ({len(self.queued)} waiting)" if self.queued else ""
+        self._message(f"Click done in {result.latency_s * 1000:.0f} ms{waiting}.")
