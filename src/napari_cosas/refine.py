@@ -63,7 +63,8 @@ FOCUS_WINDOW = 0.5
 #: For a local click's window the click model's decoder attends to the window's image tokens and
 #: this many tokens around them (``ClickPredictor``'s ``context_margin``; ``None``: every token).
 #: Chosen on held-out training images (``benchmarks/attention_context.md``: no NoC worse than with
-#: every token, and a click's decoding about 1.8x cheaper on a 1500x1500 patch).
+#: every token); on a 1500x1500 patch the decoder sees 48x48 of the 64x64 tokens and a focus-refined
+#: click is 1.42x faster (``benchmarks/focus_click.md``).
 CONTEXT_MARGIN: int | None = 8
 
 #: How many of the latest clicks the click model is shown (each click is a decoder token; the
