@@ -110,8 +110,8 @@ def test_predictor_matches_sam_reference(sam, embedding, tmp_path, original_size
     image = np.random.default_rng(0).integers(0, 256, (*original_size, 3), dtype=np.uint8)
     predictor = ClickPredictor(sam, "tiny", device="cpu")
     predictor.set_image(image)
-    predictor.embedding = embedding  # a fixed embedding: compare the decoder path only
-    predictor._prepare_image_terms()
+    # a fixed embedding: compare the decoder path only
+    predictor.set_embedding(embedding, predictor.input_size, predictor.original_size)
     rng = np.random.default_rng(4)
     points = rng.uniform(0, min(original_size) - 1, size=(3, 2))
     labels = np.array([1, 0, 1])
@@ -136,8 +136,7 @@ def test_window_logits_are_the_full_logits_cropped(sam, embedding, original_size
     image = np.random.default_rng(7).integers(0, 256, (*original_size, 3), dtype=np.uint8)
     predictor = ClickPredictor(sam, "tiny", device="cpu", fast=fast, context_margin=None)
     predictor.set_image(image)
-    predictor.embedding = embedding
-    predictor._prepare_image_terms()
+    predictor.set_embedding(embedding, predictor.input_size, predictor.original_size)
     points, labels = np.array([[100.0, 200.0], [400.0, 30.0]]), np.array([1, 0])
     mask = (4 * np.random.default_rng(8).standard_normal((1, 256, 256))).astype(np.float32)
     full, _ = predictor.predict_full_logits(points, labels, mask)
@@ -198,8 +197,7 @@ def test_context_margin_window_at_the_image_edge(sam, embedding, original_size, 
     for margin in (0, 8):
         predictor = ClickPredictor(sam, "tiny", device="cpu", fast=fast, context_margin=margin)
         predictor.set_image(image)
-        predictor.embedding = embedding
-        predictor._prepare_image_terms()
+        predictor.set_embedding(embedding, predictor.input_size, predictor.original_size)
         window = predictor.predict_window_logits(points, labels, None, rows, cols)
         assert window.shape == (300, 300) and np.isfinite(window).all()
 
@@ -221,8 +219,7 @@ def test_context_margin_confines_the_attention_to_the_image_tokens_near_the_wind
     for margin in (None, 100, 2):
         predictor = ClickPredictor(sam, "tiny", device="cpu", fast=fast, context_margin=margin)
         predictor.set_image(image)
-        predictor.embedding = embedding
-        predictor._prepare_image_terms()
+        predictor.set_embedding(embedding, predictor.input_size, predictor.original_size)
         outputs[margin] = predictor.predict_window_logits(points, labels, mask, rows, cols)
     scale = 1024 / max(original_size)
     image_tokens = slice(0, -(-round(original_size[0] * scale) // 16)), slice(0, -(-round(original_size[1] * scale) // 16))

@@ -166,8 +166,21 @@ class ClickPredictor:
             cached = self._encode(image)
             if self.cache is not None:
                 self.cache.put(key, cached)
-        self.input_size = cached.input_size
-        self.embedding = torch.from_numpy(cached.embedding).to(self.device)
+        self.set_embedding(cached.embedding, cached.input_size, self.original_size)
+
+    def set_embedding(
+        self, embedding: np.ndarray | torch.Tensor, input_size: tuple[int, int], original_size: tuple[int, int]
+    ) -> None:
+        """Use a precomputed image embedding (as ``SamPredictor.set_torch_image`` does after its
+        encoder): ``embedding`` ``(1, C, h, w)`` float32 of an image of ``original_size``
+        ``(rows, cols)`` resized to ``input_size`` ``(rows, cols)`` (longest side ``img_size``).
+        `set_image` ends here; tests and benchmarks call it to compare decoder paths on a fixed
+        embedding."""
+        if isinstance(embedding, np.ndarray):
+            embedding = torch.from_numpy(embedding)
+        self.original_size = (int(original_size[0]), int(original_size[1]))
+        self.input_size = (int(input_size[0]), int(input_size[1]))
+        self.embedding = embedding.to(self.device, torch.float32)
         self._prepare_image_terms()
 
     @torch.inference_mode()
