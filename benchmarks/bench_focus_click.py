@@ -55,7 +55,7 @@ def main() -> None:
     focus = Focus(load_focus_refiner("cosas-default-focus"), image)
     previous = np.zeros((SIDE, SIDE), dtype=bool)
     previous[500:1000, 500:1000] = True
-    prompt = base.set_initial_mask(previous)
+    prompt = base.mask_to_prompt(previous)
     earlier = np.array([[700.0, 700.0], [720.0, 650.0], [800.0, 760.0], [650.0, 700.0]])
     times: dict[int | None, list[float]] = {m: [] for m in args.margins}
     load_before = os.getloadavg()

@@ -43,7 +43,7 @@ class FakeModel:
     def set_image(self, image):
         self.images.append(image)
 
-    def set_initial_mask(self, prob):
+    def mask_to_prompt(self, prob):
         self.initial_probs.append(prob)
         return self.initial_logits
 

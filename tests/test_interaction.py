@@ -29,9 +29,9 @@ class Recording:
     def __getattr__(self, name):  # set_image, is_image_set, model_id, ...
         return getattr(self.predictor, name)
 
-    def set_initial_mask(self, prob):
-        out = self.predictor.set_initial_mask(prob)
-        self.calls.append(("set_initial_mask", np.array(prob, dtype=np.float32), out))
+    def mask_to_prompt(self, prob):
+        out = self.predictor.mask_to_prompt(prob)
+        self.calls.append(("mask_to_prompt", np.array(prob, dtype=np.float32), out))
         return out
 
     def predict_full_logits(self, points_rc, labels, mask_input):

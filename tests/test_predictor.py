@@ -72,10 +72,10 @@ def test_predict_before_set_image_says_what_to_do():
 def test_initial_mask_must_match_the_image(image):
     predictor, _ = _predictor()
     predictor.set_image(image)
-    prompt = predictor.set_initial_mask(np.ones((120, 90), np.float32))
+    prompt = predictor.mask_to_prompt(np.ones((120, 90), np.float32))
     assert prompt.shape == (1, 256, 256)
     with pytest.raises(ValueError, match="must match"):
-        predictor.set_initial_mask(np.ones((90, 120), np.float32))
+        predictor.mask_to_prompt(np.ones((90, 120), np.float32))
 
 
 def test_cache_hit_miss_and_corruption(image, tmp_path):

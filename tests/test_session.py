@@ -92,8 +92,8 @@ def test_first_click_prompts_with_auto_probabilities(session: AnnotationSession,
     patch = session.current
     predictor = session.models.predictor()
     seen = []
-    original = predictor.set_initial_mask
-    monkeypatch.setattr(predictor, "set_initial_mask", lambda m: seen.append(np.array(m)) or original(m))
+    original = predictor.mask_to_prompt
+    monkeypatch.setattr(predictor, "mask_to_prompt", lambda m: seen.append(np.array(m)) or original(m))
     session.click(patch, 5, 5, True)
     assert len(seen) == 1 and np.array_equal(seen[0], patch.auto_prob)
     after_first = patch.mask.copy()
@@ -107,8 +107,8 @@ def test_global_clicks_chain_the_model_logits(session: AnnotationSession, monkey
     patch = session.current
     predictor = session.models.predictor()
     seen = []
-    original = predictor.set_initial_mask
-    monkeypatch.setattr(predictor, "set_initial_mask", lambda m: seen.append(np.array(m)) or original(m))
+    original = predictor.mask_to_prompt
+    monkeypatch.setattr(predictor, "mask_to_prompt", lambda m: seen.append(np.array(m)) or original(m))
     result = session.click(patch, 5, 5, True)
     assert patch.logits is result.logits and patch.logits.shape == (1, 256, 256)
     session.click(patch, 6, 6, True)  # later clicks reuse the previous logits
@@ -152,8 +152,8 @@ def test_brush_edit_is_kept_and_prompts_next_click(session: AnnotationSession, m
     assert patch.brush_edited and patch.logits is None and patch.state == "corrected"
     predictor = session.models.predictor()
     seen = []
-    original = predictor.set_initial_mask
-    monkeypatch.setattr(predictor, "set_initial_mask", lambda m: seen.append(np.array(m)) or original(m))
+    original = predictor.mask_to_prompt
+    monkeypatch.setattr(predictor, "mask_to_prompt", lambda m: seen.append(np.array(m)) or original(m))
     session.click(patch, 20, 30, False)
     assert len(seen) == 1 and np.array_equal(seen[0] > 0.5, edited)
     session.undo(patch)  # undoes the click: back to the brush-edited mask

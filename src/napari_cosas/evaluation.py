@@ -12,7 +12,7 @@ Two starting points:
   is ``None``.
 - ``"auto"`` (mask correction): the starting prediction is ``init_prob > 0.49`` from the
   automatic segmenter, the first click is chosen from its errors, and the logits from
-  ``model.set_initial_mask(init_prob)`` are the first mask prompt. If the starting mask already
+  ``model.mask_to_prompt(init_prob)`` are the first mask prompt. If the starting mask already
   reaches ``stop_iou`` no click is made (NoC 0, see ``metrics.noc``).
 
 Two click effects (:func:`refine.apply_click`): ``"global"`` (RITM: the mask is the model's

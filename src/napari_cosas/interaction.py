@@ -121,7 +121,7 @@ class Corrector(Protocol):
 class PromptModel(ClickLogits, Protocol):
     """A click model that also turns a mask into a mask prompt (``predictor.ClickPredictor``)."""
 
-    def set_initial_mask(self, prob: np.ndarray) -> np.ndarray:
+    def mask_to_prompt(self, prob: np.ndarray) -> np.ndarray:
         """``(H, W)`` probabilities or bool mask -> ``(1, 256, 256)`` float32 prompt logits."""
 
 
@@ -160,8 +160,8 @@ class ModelCorrector:
         if not context.previous.any():
             return None
         if context.untouched and context.auto_prob is not None:
-            return self.model.set_initial_mask(context.auto_prob)
-        return self.model.set_initial_mask(context.previous)
+            return self.model.mask_to_prompt(context.auto_prob)
+        return self.model.mask_to_prompt(context.previous)
 
     def takes_whole_prediction(self, shape: tuple[int, int]) -> bool:
         """Whether the first click on an unedited ``(H, W)`` mask takes the model's whole prediction."""

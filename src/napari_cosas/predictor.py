@@ -229,14 +229,15 @@ class ClickPredictor:
             raise RuntimeError("No image is set; call set_image(image) before predicting.")
 
     @torch.inference_mode()
-    def set_initial_mask(self, prob: np.ndarray) -> np.ndarray:
-        """Turn an automatic mask into the first mask prompt.
+    def mask_to_prompt(self, prob: np.ndarray) -> np.ndarray:
+        """A mask as a mask prompt: a pure conversion (`prob_to_prompt_logits` in this image's frame).
 
         Args:
-            prob: ``(H, W)`` probabilities in ``[0, 1]`` (or a boolean mask) at image size.
+            prob: ``(H, W)`` probabilities in ``[0, 1]`` (or a boolean mask) at image size: the
+                automatic mask's probabilities for the first click, the current mask after it.
 
         Returns:
-            ``(1, 256, 256)`` float32 logits to pass as ``mask_input`` with the first click.
+            ``(1, 256, 256)`` float32 logits to pass as ``mask_input`` with a click.
         """
         self._require_image()
         prob = np.asarray(prob, dtype=np.float32)
