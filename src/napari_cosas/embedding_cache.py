@@ -86,6 +86,15 @@ def _remove(path: Path) -> None:
         log.warning("Could not remove the embedding-cache entry %s (%s)", path, exc.strerror or exc)
 
 
+def _holds(path: Path, digest: str) -> bool:
+    """Whether ``path`` is a whole entry with the content whose ``entry_sha256`` is ``digest``
+    (entries are renamed into place complete, so their attributes say what they hold)."""
+    try:
+        return os.path.isdir(path) and zarr.open_group(str(path), mode="r").attrs.get("entry_sha256") == digest
+    except Exception:  # an unreadable folder holds nothing; zarr raises many types
+        return False
+
+
 class EmbeddingCache:
     """A folder of zarr groups, one per (image, model, preprocessing) key."""
 
@@ -148,26 +157,25 @@ class EmbeddingCache:
         if self.root.exists() and not self.root.is_dir():
             raise NotADirectoryError(20, "it is a file, not a folder", str(self.root))
         embedding = np.ascontiguousarray(entry.embedding, dtype=np.float32)
-        tmp = make_temporary_dir(self.root, key.digest)
+        digest = _entry_sha256(embedding, entry.input_size)
         target = self.path(key)
+        if _holds(target, digest):
+            return target  # stored already, by another writer: entries are keyed by content
+        tmp = make_temporary_dir(self.root, key.digest)
         try:
             group = zarr.open_group(str(tmp / "entry.zarr"), mode="w")
             group.create_array("embedding", data=embedding, chunks=embedding.shape)
             group.attrs.update(
-                {
-                    **key.attrs(),
-                    "input_size": [int(v) for v in entry.input_size],
-                    "entry_sha256": _entry_sha256(embedding, entry.input_size),
-                }
+                {**key.attrs(), "input_size": [int(v) for v in entry.input_size], "entry_sha256": digest}
             )
-            if os.path.lexists(target):
-                _remove(target)  # a stale entry (get() refused it) or a stray file
+            if os.path.lexists(target) and not _holds(target, digest):
+                _remove(target)  # a stale entry (get() refused it) or a stray file, never a good one
             try:
                 os.rename(tmp / "entry.zarr", target)
             except OSError:
-                if not target.is_dir():
+                if not _holds(target, digest):
                     raise
-                # another process stored this entry first; entries are keyed by content, keep theirs
+                # another writer stored this entry meanwhile; keep theirs
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         return target
