@@ -21,9 +21,8 @@ import os
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-import numpy as np
 import torch
-from holdout import header, noc_sums
+from holdout import header, noc_sums, report_row
 
 from napari_cosas.batch import evaluate_folder
 from napari_cosas.evaluation import EvalProtocol
@@ -89,11 +88,7 @@ def _evaluate(name: str, folder: Path, margin: int | None) -> dict:
     predictor = ClickPredictor.from_registry("cosas-default-click", device="cpu", context_margin=margin)
     report = evaluate_folder(predictor, folder / "images", folder / "masks", EvalProtocol(init="auto"),
                              segmenter=_MODELS["segmenter"], refiner=_MODELS["refiner"])
-    curve = np.asarray(report["mean_iou_per_click"])
-    row = {"data": f"{name} ({report['n_images']})", "margin": margin,
-           **{k: report[k] for k in ("noc80", "noc85", "noc90", "nof90", "spc_decoder_s")},
-           "iou_after_1": curve[0], "iou_after_5": curve[4], "iou_after_20": curve[-1],
-           "largest_mean_iou_drop": float(max(0.0, np.max(curve[:-1] - curve[1:])))}
+    row = report_row(name, report, {"margin": margin})
     log.info("%s", json.dumps(row))
     return row
 

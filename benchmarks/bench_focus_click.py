@@ -1,7 +1,7 @@
 """Benchmark: the product's click on a 1500x1500 patch with and without the decoder's context margin.
 
 One process, one torch thread, the default click model and focus refiner, a random 1500x1500
-image (its embedding computed once), a mask of a 500x500 square and five clicks near its edge.
+image (encoded once; every variant reads that embedding), a mask of a 500x500 square and five clicks near its edge.
 Each variant is one ``ClickPredictor(context_margin=...)``; a click is ``Focus.click`` as the
 widget and ``evaluate`` make it after the first (the model's logits in the 750x750 focus window,
 the refiner, the paste-back). The variants run round-robin (click i of each before click i + 1),
@@ -50,7 +50,7 @@ def main() -> None:
     predictors = {}
     for margin in args.margins:
         predictor = ClickPredictor(base.model, base.model_id, device="cpu", cache=None, context_margin=margin)
-        predictor.set_image(image)
+        predictor.set_embedding(base.embedding, base.input_size, base.original_size)
         predictors[margin] = predictor
     focus = Focus(load_focus_refiner("cosas-default-focus"), image)
     previous = np.zeros((SIDE, SIDE), dtype=bool)

@@ -20,9 +20,8 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 import torch
-from holdout import header, noc_sums
+from holdout import header, noc_sums, report_row
 
 from napari_cosas.batch import evaluate_folder
 from napari_cosas.evaluation import EvalProtocol
@@ -93,11 +92,7 @@ def _evaluate(name: str, folder: Path, setting: dict) -> dict:
         protocol = replace(protocol, focus_window=setting["focus_window"])
     report = evaluate_folder(_MODELS["predictor"], folder / "images", folder / "masks", protocol,
                              segmenter=_MODELS["segmenter"], refiner=refiner)
-    curve = np.asarray(report["mean_iou_per_click"])
-    row = {"data": f"{name} ({report['n_images']})", **setting,
-           **{k: report[k] for k in ("noc80", "noc85", "noc90", "nof90", "spc_decoder_s")},
-           "iou_after_1": curve[0], "iou_after_5": curve[4], "iou_after_20": curve[-1],
-           "largest_mean_iou_drop": float(max(0.0, np.max(curve[:-1] - curve[1:])))}
+    row = report_row(name, report, setting)
     log.info("%s", json.dumps(row))
     return row
 
