@@ -12,6 +12,7 @@ from napari_cosas.models.sam_models import (
     build_click_model,
     build_convnext_sam,
     build_tiny_sam,
+    convert_decoder,
     infer_sam_variant,
     load_click_checkpoint,
     load_sam_checkpoint,
@@ -63,6 +64,39 @@ def test_tiny_is_deterministic_and_enhanced_matches_plain(image):
         p.set_image(image)
         outs.append(p.predict(point_coords=np.array([[50.0, 60.0]]), point_labels=np.array([1]))[2])
     np.testing.assert_allclose(outs[0], outs[1], atol=1e-5)
+
+
+def _low_res(model, image) -> np.ndarray:
+    predictor = SamPredictor(model)
+    predictor.set_image(image)
+    return predictor.predict(point_coords=np.array([[50.0, 60.0], [90.0, 20.0]]), point_labels=np.array([1, 0]))[2]
+
+
+def test_convert_decoder_keeps_the_shared_weights(image):
+    """An enhanced decoder with trained (nonzero) gates made plain computes what it computes with
+    every gate at zero; a plain decoder made enhanced computes what it did; neither changes kind
+    when it already is one."""
+    enhanced = build_tiny_sam("enhanced", seed=4)
+    with torch.no_grad():
+        for name, p in enhanced.mask_decoder.named_parameters():
+            if "gate" in name:
+                p.fill_(0.3)
+    gated = _low_res(enhanced, image)
+    plain, config = convert_decoder(enhanced, {"arch": "tiny", "seed": 4, "decoder": "enhanced"}, "plain")
+    assert config == {"arch": "tiny", "seed": 4, "decoder": "plain"}
+    assert type(plain.mask_decoder) is MaskDecoder
+    as_plain = _low_res(plain, image)
+    with torch.no_grad():
+        for name, p in enhanced.mask_decoder.named_parameters():
+            if "gate" in name:
+                p.zero_()
+    np.testing.assert_allclose(as_plain, _low_res(enhanced, image), atol=1e-5)
+    assert np.abs(gated - as_plain).max() > 1e-3
+    back, config = convert_decoder(plain, config, "enhanced")
+    assert config["decoder"] == "enhanced" and isinstance(back.mask_decoder, EnhancedMaskDecoder)
+    np.testing.assert_allclose(_low_res(back, image), as_plain, atol=1e-5)
+    same, same_config = convert_decoder(back, config, "enhanced")
+    assert same is back and same_config == config
 
 
 def test_unknown_decoder_kind():

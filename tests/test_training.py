@@ -51,6 +51,50 @@ def test_decoder_scope_trains_only_the_mask_decoder(tmp_path):
     assert any(not torch.equal(decoder[k], after[k]) for k in decoder)
 
 
+def test_bf16_training_runs_on_the_cpu_from_float16_cached_views(tmp_path):
+    """``precision="bf16"`` on the CPU: the float16 encoder cache goes through CPU autocast (it
+    raised "Unexpected floating ScalarType" before), the loss is finite and the decoder learns."""
+    model = build_tiny_sam(decoder="enhanced")
+    before = _snapshot(model.mask_decoder)
+    config = ClickTrainConfig(model={"arch": "tiny", "decoder": "enhanced"}, steps=2, batch_size=2,
+                              views_per_image=1, max_rounds=1, checkpoint_every=1, lr=1e-3)
+    summary = train_click_model(model, _pairs(), config, tmp_path, device="cpu", precision="bf16")
+    assert summary["precision"] == "bf16" and np.isfinite(summary["final_loss"])
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    after = model.mask_decoder.state_dict()
+    assert any(not torch.equal(before[k], after[k]) for k in before)
+    with pytest.raises(ValueError, match="precision"):
+        train_click_model(model, _pairs(), config, tmp_path, device="cpu", precision="fp16")
+
+
+def test_train_decoder_cli_makes_an_enhanced_start_plain(tmp_path):
+    """``train-decoder --start-from <enhanced> --decoder plain`` trains and saves a plain decoder
+    holding the start's shared weights; without ``--decoder`` the start's kind is kept."""
+    import imageio.v3 as iio
+    from segment_anything.modeling import MaskDecoder
+
+    from napari_cosas.cli import main
+    from napari_cosas.models.enhanced_decoder import EnhancedMaskDecoder
+    from napari_cosas.models.sam_models import load_click_checkpoint, save_click_model
+
+    for kind in ("images", "masks"):
+        (tmp_path / kind).mkdir()
+    for i, (image, mask) in enumerate(_pairs()):
+        iio.imwrite(tmp_path / "images" / f"p{i}.png", image)
+        iio.imwrite(tmp_path / "masks" / f"p{i}.png", mask.astype(np.uint8) * 255)
+    config = {"arch": "tiny", "seed": 2, "decoder": "enhanced"}
+    save_click_model(build_tiny_sam("enhanced", seed=2), tmp_path / "start.pt", config)
+    common = ["train-decoder", "--data", str(tmp_path / "images"), str(tmp_path / "masks"), "--start-from",
+              str(tmp_path / "start.pt"), "--steps", "1", "--batch-size", "2", "--views", "1", "--max-rounds", "1",
+              "--device", "cpu"]
+    assert main([*common, "--out", str(tmp_path / "plain"), "--decoder", "plain"]) == 0
+    model, saved = load_click_checkpoint(tmp_path / "plain" / "click.pt")
+    assert saved["decoder"] == "plain" and type(model.mask_decoder) is MaskDecoder
+    assert main([*common, "--out", str(tmp_path / "kept")]) == 0
+    model, saved = load_click_checkpoint(tmp_path / "kept" / "click.pt")
+    assert saved["decoder"] == "enhanced" and isinstance(model.mask_decoder, EnhancedMaskDecoder)
+
+
 def test_scopes_name_the_expected_parameters():
     model = build_tiny_sam(decoder="plain")
     names = set(trainable_parameter_names(model, "encoder+decoder"))

@@ -40,7 +40,7 @@ from torch import Tensor, nn
 from ..files import atomic_write
 from ..checkpoints import read_weights_file
 from .compact_state import expand_state_dict
-from .enhanced_decoder import EnhancedMaskDecoder
+from .enhanced_decoder import NEW_PARAMETER_PREFIXES, EnhancedMaskDecoder
 
 DecoderKind = Literal["plain", "enhanced"]
 
@@ -185,6 +185,28 @@ def build_click_model(config: Mapping[str, Any]) -> Sam:
     if arch == "convnext":
         return build_convnext_sam(config.get("trunk", "convnext_atto"), decoder, **kwargs)
     raise ValueError(f"config['arch'] must be 'sam_vit', 'tiny' or 'convnext', got {arch!r}")
+
+
+def convert_decoder(model: Sam, config: Mapping[str, Any], decoder: DecoderKind) -> tuple[Sam, dict[str, Any]]:
+    """``model`` (built from ``config``) with a ``decoder`` kind mask decoder, every shared weight
+    kept: ``"plain"`` drops an enhanced decoder's added parts (what it computes with every gate at
+    zero), ``"enhanced"`` adds them to a plain one at zero gates (the same output). The same model
+    and config when it already has that decoder. Returns ``(model, config)``; ``model`` may be
+    changed in place."""
+    config = dict(config)
+    if config.get("decoder", "enhanced") == decoder:
+        return model, config
+    if decoder == "enhanced":
+        model.mask_decoder = EnhancedMaskDecoder.from_sam(model.mask_decoder)
+        config.pop("decoder_kwargs", None)
+        return model, {**config, "decoder": "enhanced"}
+    config = {**config, "decoder": "plain"}
+    config.pop("decoder_kwargs", None)
+    plain = build_click_model(config)
+    state = {k: v for k, v in model.state_dict().items()
+             if not k.startswith(tuple(f"mask_decoder.{p}" for p in NEW_PARAMETER_PREFIXES))}
+    plain.load_state_dict(state, strict=True)
+    return plain.train(model.training), config
 
 
 def _key_report(missing: list[str], unexpected: list[str], limit: int = 10) -> str:

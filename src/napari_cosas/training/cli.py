@@ -102,13 +102,15 @@ def cmd_train_segmenter(args: argparse.Namespace) -> int:
 
 
 def cmd_train_decoder(args: argparse.Namespace) -> int:
-    from ..models.sam_models import build_click_model, load_click_checkpoint, save_click_model
+    from ..models.sam_models import build_click_model, convert_decoder, load_click_checkpoint, save_click_model
     from .click_training import ClickTrainConfig, init_trunk_from_segmenter, train_click_model
 
     if args.start_from:
         model, arch = load_click_checkpoint(args.start_from)
+        if args.decoder:
+            model, arch = convert_decoder(model, arch, args.decoder)
     else:
-        arch = {"arch": args.arch, "decoder": args.decoder}
+        arch = {"arch": args.arch, "decoder": args.decoder or "enhanced"}
         if args.arch == "convnext":
             arch["trunk"] = args.trunk
         elif args.arch == "sam_vit":
@@ -122,7 +124,7 @@ def cmd_train_decoder(args: argparse.Namespace) -> int:
             init_trunk_from_segmenter(model, args.trunk_from_segmenter)
     config = ClickTrainConfig(
         model=arch,
-        decoder=arch.get("decoder", args.decoder),
+        decoder=arch.get("decoder", "enhanced"),
         train=args.train,
         init_weights=args.start_from or args.sam_checkpoint or args.trunk_from_segmenter,
         steps=args.steps,
@@ -145,7 +147,7 @@ def cmd_train_decoder(args: argparse.Namespace) -> int:
         (progress_encode if stage == "encode" else progress_train)(done, total, info)
 
     summary = train_click_model(model, pairs, config, args.out, dataset_of=dataset_of, device=args.device,
-                                progress=progress)
+                                precision=args.precision, progress=progress)
     out = Path(args.out)
     save_click_model(model.cpu(), out / "click.pt", arch)
     _write_summary(out, {"config": asdict(config), **summary})
@@ -235,7 +237,9 @@ def add_training_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--arch", default="convnext", choices=("convnext", "sam_vit", "tiny"))
     p.add_argument("--trunk", default="convnext_atto", help="timm ConvNeXt for --arch convnext")
     p.add_argument("--variant", default="vit_b", choices=("vit_b", "vit_l", "vit_h"), help="for --arch sam_vit")
-    p.add_argument("--decoder", default="enhanced", choices=("plain", "enhanced"))
+    p.add_argument("--decoder", default=None, choices=("plain", "enhanced"),
+                   help="default: enhanced, or the --start-from model's; plain with an enhanced --start-from drops "
+                        "its added parts, enhanced with a plain one adds them at zero gates")
     p.add_argument("--sam-checkpoint", default=None, help="official SAM checkpoint to start from")
     p.add_argument("--trunk-from-segmenter", default=None, help="segmenter checkpoint whose ConvNeXt fills the trunk")
     p.add_argument("--start-from", default=None, help="a napari-cosas click checkpoint to continue from")
@@ -263,6 +267,8 @@ def add_training_commands(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--precision", default="auto", choices=("auto", "bf16", "fp32"),
+                   help="auto: bf16 autocast on CUDA, fp32 on the CPU; bf16 pays on a CPU with native bfloat16")
     p.add_argument("--allow-jpeg-masks", action="store_true",
                    help="accept masks saved as JPEG, thresholded at 128 (refused by default)")
     p.set_defaults(func=cmd_train_decoder)

@@ -266,10 +266,10 @@ class ClickSimulator:
 
     def embed(self, views: Sequence[TrainView]) -> Tensor:
         """``(B, 256, 64, 64)`` image embeddings (gradient flows where the scope trains)."""
-        source = torch.stack([v.source for v in views])
+        source = torch.stack([v.source.float() for v in views])  # float16 caches: CPU autocast refuses them
         if self.split.caches:
-            return self.split.rest(source.float())
-        return self.model.image_encoder(self.model.preprocess(source.float()))
+            return self.split.rest(source)
+        return self.model.image_encoder(self.model.preprocess(source))
 
     def context(self, embedding: Tensor) -> Tensor:
         """The decoder's prompt-independent image context ``(B, 256, 64, 64)`` (its global
@@ -345,8 +345,8 @@ def train_step(
     bf16: bool = False,
 ) -> float:
     """One optimiser step on ``batch``: a simulated session, the loss of its last prediction,
-    clipped gradients. ``bf16``: bfloat16 autocast (used on the GPU; on the CPU it fails with the
-    float16 cached views, ``benchmarks/bench_click_train_step.py``). Returns the loss."""
+    clipped gradients. ``bf16``: bfloat16 autocast (the weights and the optimiser stay float32).
+    Returns the loss."""
     device = batch[0].gt.device
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
         context = sim.context(sim.embed(batch))
@@ -404,6 +404,7 @@ def train_click_model(
     *,
     dataset_of: Sequence[int] | None = None,
     device: str = "auto",
+    precision: str = "auto",
     progress: Callable[[str, int, int, dict], None] | None = None,
 ) -> dict:
     """Train ``model`` (in place) on ``pairs`` by simulated clicks; resume from ``out_dir/last.pt``.
@@ -416,11 +417,18 @@ def train_click_model(
     function and parameter names, but batched over images), so its state loads back into a plain
     ``MaskDecoder``.
 
+    ``precision``: ``"bf16"`` (bfloat16 autocast), ``"fp32"``, or ``"auto"``: bf16 on CUDA, fp32 on
+    the CPU (bf16 pays on a CPU with native bfloat16 matrix instructions,
+    ``benchmarks/click_train_step.md``; elsewhere it is emulated and slower).
+
     Returns a summary: trainable parameter count, median seconds per step, final loss.
     """
+    if precision not in ("auto", "bf16", "fp32"):
+        raise ValueError(f"precision must be 'auto', 'bf16' or 'fp32', got {precision!r}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     dev = resolve_device(device)
+    bf16 = precision == "bf16" or (precision == "auto" and dev.type == "cuda")
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
     if not isinstance(model.mask_decoder, EnhancedMaskDecoder):
@@ -459,7 +467,7 @@ def train_click_model(
             batch = [views[i] for i in rng.integers(len(views), size=config.batch_size)]
         else:
             batch = [views[rng.choice(groups[d])] for d in rng.integers(len(groups), size=config.batch_size)]
-        loss_value = train_step(sim, batch, optimizer, params, bf16=dev.type == "cuda")
+        loss_value = train_step(sim, batch, optimizer, params, bf16=bf16)
         schedule.step()
         if dev.type == "cuda":
             torch.cuda.synchronize()
@@ -485,4 +493,5 @@ def train_click_model(
         "final_loss": loss_value,
         "steps": config.steps,
         "scope": config.train,
+        "precision": "bf16" if bf16 else "fp32",
     }
