@@ -1,17 +1,18 @@
 """Seconds per click-training step on this CPU: the decoder's image context once per step vs per round.
 
 The default click model (``cosas-default-click``), ``--train decoder`` (the image encoder frozen,
-its output cached per view), batch 8, up to 4 no-gradient click rounds. Three ways to run the
+its output cached per view), batch 8, up to 4 no-gradient click rounds. Four ways to run the
 same step (``napari_cosas.training.click_training.train_step``), interleaved step by step so that
 whatever else runs on the machine slows them alike, each from the same optimiser state and the
 same random session:
 
 - ``per round``: the enhanced decoder's global attention recomputed for every decoder call (the
   trainer before this benchmark);
-- ``shared``: the image context computed once per step and shared by the rounds (the trainer now).
-
-bfloat16 autocast is not among them: on this CPU path it stops with "RuntimeError: Unexpected
-floating ScalarType in at::autocast::prioritize" (the cached encoder output is float16).
+- ``shared``: the image context computed once per step and shared by the rounds (the trainer now);
+- ``shared, bf16``: the same with bfloat16 autocast (``train-decoder --precision bf16``; it pays
+  where the CPU has native bfloat16 matrix instructions);
+- ``plain, bf16``: the same model with the enhanced decoder's added parts dropped
+  (``models.sam_models.convert_decoder``), what the plain decoder of ``decoder_ablation.sh`` costs.
 
     python benchmarks/bench_click_train_step.py [--steps 5] [--threads 1]
 
@@ -32,6 +33,7 @@ import torch
 from machine import cpu_model
 
 from napari_cosas.image_io import load_image, load_mask, pair_images_and_masks
+from napari_cosas.models.sam_models import convert_decoder
 from napari_cosas.registry import load_click_model
 from napari_cosas.training.click_training import (
     ClickSimulator,
@@ -74,17 +76,23 @@ def main() -> None:
     split = EncoderSplit(model.image_encoder, "decoder")
     model.eval()
     views = build_views(data, model, split, views_per_image=1, rng=np.random.default_rng(1), device=torch.device("cpu"))
-    variants = {"per round": PerRoundContext, "shared": ClickSimulator}
+    plain, _ = convert_decoder(copy.deepcopy(model), {"arch": "convnext", "decoder": "enhanced"}, "plain")
+    variants = {  # name -> (model, simulator, bf16)
+        "per round": (model, PerRoundContext, False),
+        "shared": (model, ClickSimulator, False),
+        "shared, bf16": (model, ClickSimulator, True),
+        "plain, bf16": (plain, ClickSimulator, True),
+    }
     times: dict[str, list[float]] = {name: [] for name in variants}
     losses: dict[str, list[float]] = {name: [] for name in variants}
     for step in range(args.steps + 1):  # step 0 warms up and is not counted
-        for name, simulator in variants.items():
-            trained = copy.deepcopy(model)
+        for name, (start_model, simulator, bf16) in variants.items():
+            trained = copy.deepcopy(start_model)
             params = set_trainable(trained, "decoder")
             optimizer = torch.optim.AdamW(params, lr=1e-5)
             sim = simulator(trained, EncoderSplit(trained.image_encoder, "decoder"), config, np.random.default_rng(step))
             start = time.perf_counter()
-            loss = train_step(sim, views, optimizer, params)
+            loss = train_step(sim, views, optimizer, params, bf16=bf16)
             if step:
                 times[name].append(time.perf_counter() - start)
                 losses[name].append(loss)
@@ -118,7 +126,9 @@ def main() -> None:
         "",
         "`per round` is the trainer before the image context was shared (every decoder call recomputed the "
         "enhanced decoder's global attention over the 64x64 image tokens); the losses of `per round` and "
-        "`shared` are the same session's (same clicks) and equal up to float rounding.",
+        "`shared` are the same session's (same clicks) and equal up to float rounding; `bf16` is bfloat16 "
+        "autocast (`train-decoder --precision bf16`), `plain` the decoder without the added parts "
+        "(`train-decoder --decoder plain`).",
     ]
     (HERE / "click_train_step.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

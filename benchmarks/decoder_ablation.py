@@ -14,10 +14,11 @@ rule, image targets, 20 clicks), each on the same data:
 Also lists each enhanced model's gates (mean and largest absolute value; all start at zero in a
 decoder made enhanced, and the shipped model's gates are where its GPU training left them).
 
-    python benchmarks/decoder_ablation.py [--split holdout|test] [--jobs 2]
+    python benchmarks/decoder_ablation.py [--split holdout|test] [--variants NAME ...] [--jobs 2]
 
-Writes ``benchmarks/results/decoder_ablation_<split>.json`` and ``benchmarks/decoder_ablation.md``
-(from whichever of the two JSON files exist).
+Writes ``benchmarks/results/decoder_ablation_<split>.json`` (the rows of the variants run replace
+their earlier rows; the others are kept) and ``benchmarks/decoder_ablation.md`` (from whichever of
+the two JSON files exist).
 """
 
 from __future__ import annotations
@@ -99,10 +100,14 @@ def main() -> None:
     parser.add_argument("--split", default="holdout", choices=("holdout", "test"))
     parser.add_argument("--data", type=Path, default=Path("../shared/data"), help="for --split test")
     parser.add_argument("--dev", type=Path, default=Path(".devdata"), help="for --split holdout")
+    parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS),
+                        help="default: every variant whose model file exists")
     parser.add_argument("--jobs", type=int, default=2, help="worker processes (one torch thread each)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    variants = [v for v, (name, _) in VARIANTS.items() if not name.endswith(".pt") or Path(name).exists()]
+    variants = [v for v in args.variants if not VARIANTS[v][0].endswith(".pt") or Path(VARIANTS[v][0]).exists()]
+    out = HERE / "results" / f"decoder_ablation_{args.split}.json"
+    earlier = json.loads(out.read_text()) if out.exists() else {"rows": [], "gates": {}, "training": {}}
     with tempfile.TemporaryDirectory() as tmp:
         if args.split == "holdout":
             folders = {"GlaS held-out": args.dev / "glas" / "holdout", "EBHI held-out": args.dev / "ebhi" / "holdout"}
@@ -119,12 +124,16 @@ def main() -> None:
         if not gates_zero and isinstance(decoder, EnhancedMaskDecoder):
             gates[v] = gate_statistics(decoder)
     summaries = {v: json.loads((RUNS / v.split(" ")[0] / "summary.json").read_text())
-                 for v in variants if (RUNS / v.split(" ")[0] / "summary.json").exists() and "fine-tuned" in v}
+                 for v in variants if (RUNS / v.split(" ")[0] / "summary.json").exists() and v.endswith("(fine-tuned)")}
+    training = {v: {k: s.get(k) for k in ("steps", "median_step_s", "final_loss", "precision", "trainable_parameters")}
+                for v, s in summaries.items()}
+    kept = [r for r in earlier["rows"] if r["variant"] not in variants]
+    order = list(VARIANTS)
     result = {"machine": f"{cpu_model()}, {os.cpu_count()} cores, torch {torch.__version__}, CPU",
-              "split": args.split, "rows": rows, "gates": gates,
-              "training": {v: {k: s.get(k) for k in ("steps", "median_step_s", "final_loss", "precision",
-                                                     "trainable_parameters")} for v, s in summaries.items()}}
-    (HERE / "results" / f"decoder_ablation_{args.split}.json").write_text(json.dumps(result, indent=2) + "\n")
+              "split": args.split,
+              "rows": sorted(kept + rows, key=lambda r: (r["data"].split(" ")[0] != "GlaS", order.index(r["variant"]))),
+              "gates": {**earlier["gates"], **gates}, "training": {**earlier["training"], **training}}
+    out.write_text(json.dumps(result, indent=2) + "\n")
     (HERE / "decoder_ablation.md").write_text(to_markdown())
 
 
