@@ -87,7 +87,32 @@ def main() -> None:
             curve = r["mean_iou_per_click"]
             lines.append(f"| {label} | {r['noc80']:.2f} | {r['noc85']:.2f} | {r['noc90']:.2f} | {r['nof85']} | "
                          f"{r['nof90']} | {curve[0]:.3f} | {curve[4]:.3f} | {curve[-1]:.3f} |")
+    lines += _decoder_section()
     (Path(__file__).parent / "quality.md").write_text("\n".join(lines) + "\n")
+
+
+def _decoder_section() -> list[str]:
+    """Enhanced vs plain decoder on the product's default clicks, from ``decoder_ablation.py --split test``."""
+    path = RESULTS / "decoder_ablation_test.json"
+    if not path.exists():
+        return []
+    rows = json.loads(path.read_text())["rows"]
+    lines = [
+        "",
+        "## Enhanced vs plain decoder (the product's default clicks)",
+        "",
+        "`bash benchmarks/decoder_ablation.sh` fine-tunes the default click model's decoder on this CPU twice, "
+        "with the same data, steps (150), seed and recipe: as it is (enhanced) and with the added parts dropped "
+        "(plain); `python benchmarks/decoder_ablation.py --split test` evaluates them, the shipped model they "
+        "started from, and the enhanced ones with every gate at zero (the ablation). Held-out rows, gates "
+        "and step times: `decoder_ablation.md`.",
+        "",
+        "| data | decoder | NoC@80 | NoC@85 | NoC@90 | NoF@90 | IoU@1 | IoU@20 |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    lines += [f"| {r['data']} | {r['variant']} | {r['noc80']:.2f} | {r['noc85']:.2f} | {r['noc90']:.2f} | "
+              f"{r['nof90']} | {r['iou_after_1']:.3f} | {r['iou_after_20']:.3f} |" for r in rows]
+    return lines
 
 
 if __name__ == "__main__":
