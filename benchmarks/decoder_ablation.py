@@ -2,7 +2,8 @@
 
 Evaluates the click models that ``benchmarks/decoder_ablation.sh`` fine-tuned (same data, steps,
 seed and recipe; ``enhanced`` keeps the global attention and the gated extra layers, ``plain``
-drops them), the shipped default they started from, and each enhanced model with every gate set to
+drops them; ``gate lr x30`` is the enhanced run with its gates learning 30 times faster), the
+shipped default they started from, and each enhanced model with every gate set to
 zero (the ablation: its plain decoder's computation on the same trained weights). Every row runs
 the product's protocol (``--init auto``, local clicks, the default focus refiner and first-click
 rule, image targets, 20 clicks), each on the same data:
@@ -52,6 +53,8 @@ VARIANTS: dict[str, tuple[str, bool]] = {
     "enhanced (fine-tuned)": (str(RUNS / "enhanced" / "click.pt"), False),
     "enhanced (fine-tuned), gates zero": (str(RUNS / "enhanced" / "click.pt"), True),
     "plain (fine-tuned)": (str(RUNS / "plain" / "click.pt"), False),
+    "enhanced, gate lr x30 (fine-tuned)": (str(RUNS / "enhanced_gate_lr30" / "click.pt"), False),
+    "enhanced, gate lr x30 (fine-tuned), gates zero": (str(RUNS / "enhanced_gate_lr30" / "click.pt"), True),
 }
 log = logging.getLogger("decoder_ablation")
 _MODELS: dict = {}
@@ -123,8 +126,8 @@ def main() -> None:
         decoder = load_click_model(name, device="cpu")[0].mask_decoder
         if not gates_zero and isinstance(decoder, EnhancedMaskDecoder):
             gates[v] = gate_statistics(decoder)
-    summaries = {v: json.loads((RUNS / v.split(" ")[0] / "summary.json").read_text())
-                 for v in variants if (RUNS / v.split(" ")[0] / "summary.json").exists() and v.endswith("(fine-tuned)")}
+    summaries = {v: json.loads((Path(VARIANTS[v][0]).parent / "summary.json").read_text())
+                 for v in variants if v.endswith("(fine-tuned)") and (Path(VARIANTS[v][0]).parent / "summary.json").exists()}
     training = {v: {k: s.get(k) for k in ("steps", "median_step_s", "final_loss", "precision", "trainable_parameters")}
                 for v, s in summaries.items()}
     kept = [r for r in earlier["rows"] if r["variant"] not in variants]
@@ -145,7 +148,9 @@ def to_markdown() -> str:
         "Training: `DECODER=enhanced bash benchmarks/decoder_ablation.sh` and `DECODER=plain bash "
         "benchmarks/decoder_ablation.sh` (the default click model's decoder fine-tuned on the fit part of the "
         "GlaS and EBHI training splits, same data, steps, seed and recipe; bf16 autocast; one torch thread "
-        "each). Evaluation: `python benchmarks/decoder_ablation.py --split holdout` and `--split test`: the "
+        "each); `gate lr x30`: `DECODER=enhanced GATE_LR_SCALE=30 bash benchmarks/decoder_ablation.sh`, the "
+        "same run with the gates learning at 30 times the learning rate (`train-decoder --gate-lr-scale 30`). "
+        "Evaluation: `python benchmarks/decoder_ablation.py --split holdout` and `--split test`: the "
         "product's protocol (`--init auto`, local clicks, the default focus refiner and first-click rule, "
         "image targets, 20 clicks). `gates zero`: the same model with every gate of the added parts at zero, "
         "i.e. its plain decoder's computation.",

@@ -95,6 +95,24 @@ def test_train_decoder_cli_makes_an_enhanced_start_plain(tmp_path):
     assert saved["decoder"] == "enhanced" and isinstance(model.mask_decoder, EnhancedMaskDecoder)
 
 
+def test_gates_learn_at_their_own_rate(tmp_path):
+    """``gate_lr_scale``: with the same seed and session, the enhanced decoder's gates move about
+    that many times further than at the common learning rate; the other weights alike."""
+    moved = {}
+    for scale in (1.0, 20.0):
+        model = build_tiny_sam(decoder="enhanced")
+        before = _snapshot(model.mask_decoder)
+        config = ClickTrainConfig(model={"arch": "tiny", "decoder": "enhanced"}, steps=1, batch_size=2,
+                                  views_per_image=1, max_rounds=1, checkpoint_every=1, lr=1e-3, gate_lr_scale=scale)
+        train_click_model(model, _pairs(), config, tmp_path / str(scale), device="cpu")
+        after = model.mask_decoder.state_dict()
+        moved[scale] = {k: float((after[k] - before[k]).abs().max()) for k in before if k.endswith("gate")}
+        moved[scale]["other"] = float((after["iou_token.weight"] - before["iou_token.weight"]).abs().max())
+    for name in moved[1.0]:
+        ratio = moved[20.0][name] / moved[1.0][name]
+        assert (0.9 < ratio < 1.1) if name == "other" else (15 < ratio < 25), (name, ratio)
+
+
 def test_scopes_name_the_expected_parameters():
     model = build_tiny_sam(decoder="plain")
     names = set(trainable_parameter_names(model, "encoder+decoder"))

@@ -136,6 +136,7 @@ def cmd_train_decoder(args: argparse.Namespace) -> int:
         views_per_image=args.views,
         checkpoint_every=args.checkpoint_every,
         seed=args.seed,
+        gate_lr_scale=args.gate_lr_scale,
     )
     datasets = _datasets(args.data, args.allow_jpeg_masks)
     pairs = [s for d in datasets for s in d]
@@ -237,6 +238,8 @@ def add_training_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--arch", default="convnext", choices=("convnext", "sam_vit", "tiny"))
     p.add_argument("--trunk", default="convnext_atto", help="timm ConvNeXt for --arch convnext")
     p.add_argument("--variant", default="vit_b", choices=("vit_b", "vit_l", "vit_h"), help="for --arch sam_vit")
+    p.add_argument("--gate-lr-scale", type=float, default=1.0,
+                   help="the enhanced decoder's gates (zero at the start) learn at --lr times this")
     p.add_argument("--decoder", default=None, choices=("plain", "enhanced"),
                    help="default: enhanced, or the --start-from model's; plain with an enhanced --start-from drops "
                         "its added parts, enhanced with a plain one adds them at zero gates")

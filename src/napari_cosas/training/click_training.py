@@ -75,6 +75,9 @@ class ClickTrainConfig:
     views_per_image: int = 2
     checkpoint_every: int = 250
     seed: int = 0
+    #: The enhanced decoder's gates learn at ``lr * gate_lr_scale``: they start at zero, and AdamW
+    #: moves a parameter by about its learning rate per step.
+    gate_lr_scale: float = 1.0
 
 
 def trainable_parameter_names(model: Sam, scope: str) -> list[str]:
@@ -437,7 +440,12 @@ def train_click_model(
     params = set_trainable(model, config.train)
     names = trainable_parameter_names(model, config.train)
     split = EncoderSplit(model.image_encoder, config.train)
-    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    gates = {id(p) for n, p in model.named_parameters() if n.startswith("mask_decoder.") and n.endswith("gate")}
+    groups: list[dict] = [{"params": params}]
+    if config.gate_lr_scale != 1.0 and any(id(p) in gates for p in params):
+        groups = [{"params": [p for p in params if id(p) not in gates]},
+                  {"params": [p for p in params if id(p) in gates], "lr": config.lr * config.gate_lr_scale}]
+    optimizer = torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
     schedule = warmup_cosine(optimizer, config.steps, warmup=100)
     start = 0
     last = out_dir / "last.pt"
