@@ -31,7 +31,7 @@ from .image_io import (
     save_mask,
 )
 from .interaction import Corrector
-from .refine import PROB_THRESHOLD
+from .models.click_decoding import PROB_THRESHOLD
 
 if TYPE_CHECKING:  # torch loads only for the jobs that run a model (score is pure numpy)
     from .evaluation import EvalProtocol

@@ -33,7 +33,8 @@ from typing import TYPE_CHECKING, Literal, Protocol
 import numpy as np
 
 from .clicks import Click, Clicker, click_labels, points_rc
-from .refine import CLICK_MEMORY, LOCAL_WINDOW, PROB_THRESHOLD, ClickEffect, ClickLogits, click_mask
+from .models.click_decoding import PROB_THRESHOLD
+from .refine import CLICK_MEMORY, LOCAL_WINDOW, ClickEffect, ClickLogits, click_mask
 
 if TYPE_CHECKING:
     from .focus import Focus

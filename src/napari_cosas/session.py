@@ -53,7 +53,8 @@ from .interaction import (
     StaleClickError,
 )
 from .model_bundle import ModelBundle
-from .refine import PROB_THRESHOLD, ClickEffect
+from .models.click_decoding import PROB_THRESHOLD
+from .refine import ClickEffect
 
 __all__ = [
     "AnnotationSession",

@@ -35,8 +35,9 @@ from torch import Tensor, nn
 from ..clicks import next_click
 from ..devices import resolve_device
 from ..files import atomic_write
+from ..models.click_decoding import LOGIT_THRESHOLD
 from ..models.enhanced_decoder import EnhancedMaskDecoder
-from ..predictor import LOGIT_THRESHOLD, clipped_logits
+from ..predictor import clipped_logits
 from ..checkpoints import read_weights_file
 from ..refine import LOCAL_WINDOW
 from .augment import random_dihedral, stain_jitter

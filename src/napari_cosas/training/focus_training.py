@@ -81,8 +81,8 @@ class _Recorder:
         click = context.click
         rows, cols = focus_window(context.previous.shape, click.row, click.col, RECORD_WINDOW)
         points, labels = context.points_rc(), context.labels()
-        logits = self.inner.model.predict_window_logits(*shown_clicks(points, labels, self.inner.memory),
-                                                        self.inner.prompt(context), rows, cols)
+        logits = self.inner.model.predict(*shown_clicks(points, labels, self.inner.memory),
+                                          self.inner.prompt(context), window=(rows, cols)).logits
         h, w = rows.stop - rows.start, cols.stop - cols.start
         stack = torch.from_numpy(np.concatenate([
             self.image[rows, cols].astype(np.float32),
