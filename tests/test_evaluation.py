@@ -15,7 +15,7 @@ from napari_cosas.evaluation import (
     instance_targets,
     spc,
 )
-from napari_cosas.interaction import FIRST_CLICK, GLOBAL_FIRST_CLICK_MAX_SIDE, ModelCorrector
+from napari_cosas.correctors import FIRST_CLICK, GLOBAL_FIRST_CLICK_MAX_SIDE, ModelCorrector
 from napari_cosas.models.click_decoding import ClickPrediction
 
 

@@ -30,8 +30,8 @@ from .image_io import (
     pair_images_and_masks,
     save_mask,
 )
+from .correctors import Corrector
 from .evaluate_report import EvaluateReport
-from .interaction import Corrector
 from .models.click_decoding import PROB_THRESHOLD
 
 if TYPE_CHECKING:  # torch loads only for the jobs that run a model (score is pure numpy)

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from .cli_commands import cmd_demo, cmd_evaluate, cmd_score, cmd_segment
 from .evaluate_report import EvaluateReport
 from .heap import keep_freed_heap_memory
-from .interaction import FIRST_CLICK, GLOBAL_FIRST_CLICK_MAX_SIDE
+from .correctors import FIRST_CLICK, GLOBAL_FIRST_CLICK_MAX_SIDE
 from .refine import CLICK_MEMORY, CONTEXT_MARGIN, FOCUS_WINDOW, LOCAL_WINDOW
 from .registry import DEFAULT_CLICK, DEFAULT_FOCUS, DEFAULT_SEGMENTER
 

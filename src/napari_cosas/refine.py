@@ -7,7 +7,7 @@ brush edits would be overwritten. :func:`apply_click` implements both behaviours
 
 - ``"global"``: the mask is the model's prediction, ``logits > LOGIT_THRESHOLD`` (RITM's protocol).
 - ``"local"``: the first click on a mask nobody has edited may take the model's whole prediction
-  (it refines the automatic mask everywhere; ``interaction.FIRST_CLICK`` says when: by default
+  (it refines the automatic mask everywhere; ``correctors.FIRST_CLICK`` says when: by default
   on small patches only); every other click changes only one connected
   region inside a window around it: a positive click adds the pixels connected to it whose
   logit is at least ``min(logit at the click, LOGIT_THRESHOLD)``, a negative click removes the

@@ -31,6 +31,7 @@ from typing import Literal
 import numpy as np
 
 from .clicks import Click, Clicker
+from .correctors import FIRST_CLICK, FirstClick, ModelCorrector
 from .exports import (
     ExportResult,
     content_sha256,
@@ -42,16 +43,7 @@ from .exports import (
 )
 from .geojson import mask_to_geojson
 from .image_io import ImageFormatError, as_rgb_uint8, encode_image, image_sha256, list_images, load_image
-from .interaction import (
-    FIRST_CLICK,
-    ClickOutsideError,
-    ClickRecord,
-    ClickStep,
-    FirstClick,
-    Interaction,
-    ModelCorrector,
-    StaleClickError,
-)
+from .interaction import ClickOutsideError, ClickRecord, ClickStep, Interaction, StaleClickError
 from .model_bundle import ModelBundle
 from .models.click_decoding import PROB_THRESHOLD
 from .refine import ClickEffect
@@ -195,7 +187,7 @@ class AnnotationSession:
     under each click once the mask has been clicked or brushed, so nothing annotated elsewhere
     is overwritten; ``"global"`` replaces the mask with the model's whole prediction.
     ``first_click``: what the first local click on the automatic mask may change
-    (``interaction.ModelCorrector``).
+    (``correctors.ModelCorrector``).
     """
 
     def __init__(

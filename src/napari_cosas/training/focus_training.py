@@ -34,7 +34,8 @@ from ..clicks import next_click
 from ..files import atomic_write
 from ..focus import FOCUS_SIZE, Focus, focus_inputs, focus_window
 from ..image_io import load_image, load_mask, pair_images_and_masks
-from ..interaction import ClickContext, Interaction, ModelCorrector
+from ..correctors import ClickContext, ModelCorrector
+from ..interaction import Interaction
 from ..metrics import iou
 from ..models.focus_refiner import FocusRefiner
 from ..refine import shown_clicks
