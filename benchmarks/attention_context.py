@@ -87,7 +87,7 @@ def _load_models() -> None:
 def _evaluate(name: str, folder: Path, margin: int | None) -> dict:
     predictor = ClickPredictor.from_registry("cosas-default-click", device="cpu", context_margin=margin)
     report = evaluate_folder(predictor, folder / "images", folder / "masks", EvalProtocol(init="auto"),
-                             segmenter=_MODELS["segmenter"], refiner=_MODELS["refiner"])
+                             segmenter=_MODELS["segmenter"], refiner=_MODELS["refiner"]).to_json()
     row = report_row(name, report, {"margin": margin})
     log.info("%s", json.dumps(row))
     return row

@@ -11,7 +11,7 @@ thresholding, result as numpy) for:
   modules as written), to show what the fast path buys;
 * ``enhanced_local``: a local click as the product makes it after the first (``refine.click_mask``
   on an edited mask: the decoder, then only the click's window upscaled and flooded), and
-  ``enhanced_local_full``: the same click from the whole-image logits (``predict_full_logits`` +
+  ``enhanced_local_full``: the same click from the whole-image logits (``predict`` without a window +
   ``refine.apply_click``), the same mask within float tolerance;
 
 with 1 and 2 CPU threads and, with ``--device cuda``, on the GPU. Random weights (the enhanced
@@ -176,7 +176,7 @@ def bench_clicks(
         return click_mask(preds["enhanced"], previous, points[i : i + 1], labels, mask, effect="local")
 
     def local_click_full(i: int) -> object:
-        logits, _ = preds["enhanced"].predict_full_logits(points[i : i + 1], labels, mask)
+        logits = preds["enhanced"].predict(points[i : i + 1], labels, mask).logits
         row, col = (int(v) for v in points[i])
         return apply_click(previous, logits, row, col, True, effect="local")
 
@@ -192,15 +192,17 @@ def bench_clicks(
 
     agreement = {}
     for kind in ("plain", "enhanced"):
-        fast_full, fast_low = preds[kind].predict_logits(points[:1], labels, mask)
-        eager_full, eager_low = preds[f"{kind}_eager"].predict_logits(points[:1], labels, mask)
+        fast_out = preds[kind].predict(points[:1], labels, mask)
+        eager_out = preds[f"{kind}_eager"].predict(points[:1], labels, mask)
+        fast_full, fast_low = fast_out.logits, fast_out.next_prompt
+        eager_full, eager_low = eager_out.logits, eager_out.next_prompt
         agreement[kind] = {
-            "max_abs_low_res_diff": float((fast_low - eager_low).abs().max()),
-            "max_abs_full_diff": float((fast_full - eager_full).abs().max()),
+            "max_abs_low_res_diff": float(np.abs(fast_low - eager_low).max()),
+            "max_abs_full_diff": float(np.abs(fast_full - eager_full).max()),
         }
     rows, cols = local_window((SIDE, SIDE), int(points[0, 0]), int(points[0, 1]))
-    window = preds["enhanced"].predict_window_logits(points[:1], labels, mask, rows, cols)
-    whole, _ = preds["enhanced"].predict_full_logits(points[:1], labels, mask)
+    window = preds["enhanced"].predict(points[:1], labels, mask, window=(rows, cols)).logits
+    whole = preds["enhanced"].predict(points[:1], labels, mask).logits
     agreement["enhanced_window"] = float(np.abs(window - whole[rows, cols]).max())
     components = bench_components(preds["enhanced"], preds["enhanced_eager"], points, mask,
                                   calls, warmup, device)
@@ -269,7 +271,7 @@ def bench_components(
     )
     labels = torch.ones(1, 1, dtype=torch.int64, device=device)
     with torch.inference_mode():
-        low = fast._fast.low_res_logits(coords[None, :1], labels, mask_t)
+        low = fast.decoding.low_res_logits(coords[None, :1], labels, mask_t)
         full = model.postprocess_masks(low, INPUT_SIZE, (SIDE, SIDE))[0, 0]
 
         def encode_prompt(i: int) -> object:
@@ -280,9 +282,9 @@ def bench_components(
         fns: dict[str, Callable[[int], object]] = {
             "prompt_encoder": encode_prompt,
             "decoder_eager": lambda i: model.mask_decoder.forward_with_context(
-                eager._context, eager._image_pe, sparse, dense, False
+                eager.decoding.image, eager.decoding.image_pe, sparse, dense, False
             ),
-            "decoder_fast": lambda i: fast._fast.decode(sparse, dense),
+            "decoder_fast": lambda i: fast.decoding.decode(sparse, dense),
             "upsample_sam_two_step": lambda i: model.postprocess_masks(
                 low, INPUT_SIZE, (SIDE, SIDE)
             ),
@@ -351,7 +353,7 @@ def session_worker(device_name: str, threads: int, encode: bool, repeats: int, c
         points, mask = _clicks(clicks, seed=2)
         low = mask
         for i in range(clicks):
-            _, low = fresh.predict(points[: i + 1], np.ones(i + 1, dtype=np.int64), low)
+            low = fresh.predict(points[: i + 1], np.ones(i + 1, dtype=np.int64), low).next_prompt
     out["peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     if device.type == "cuda":
         out["cuda_max_allocated_mib"] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
@@ -496,9 +498,9 @@ Fast vs eager, max |logit difference|: {agree}.
 
 A local click changes only the connected region under it inside its window (270x270 on this
 patch), so it needs the full-resolution logits of that window only: `refine.click_mask` asks
-`ClickPredictor.predict_window_logits`, which runs every attention layer over all image tokens
+`ClickPredictor.predict(..., window=...)`, which runs every attention layer over all image tokens
 but upscales only the tokens under the window and interpolates only the window. The same click
-from the whole-image logits (`predict_full_logits` + `refine.apply_click`) for comparison; both
+from the whole-image logits (`predict` without a window + `refine.apply_click`) for comparison; both
 include the flood fill and the new mask. Window vs whole-image logits, max |difference|:
 {window_diff:.1e}.
 

@@ -50,7 +50,7 @@ def main() -> None:
     for name, folder in (("GlaS held-out", args.glas), ("EBHI held-out", args.ebhi)):
         for label, predictor in models.items():
             report = evaluate_folder(predictor, folder / "images", folder / "masks", EvalProtocol(init="auto"),
-                                     segmenter=segmenter)
+                                     segmenter=segmenter).to_json()
             curve = report["mean_iou_per_click"]
             rows.append({"data": f"{name} ({report['n_images']})", "model": label,
                          **{k: report[k] for k in ("noc80", "noc85", "noc90", "nof90")},

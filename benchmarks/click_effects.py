@@ -11,7 +11,7 @@ val) for
   tolerances,
 
 and writes ``benchmarks/results/click_effects.json`` and ``benchmarks/click_effects.md``, which
-name the first-click rule (``interaction.FIRST_CLICK``) and the wand tolerance
+name the first-click rule (``correctors.FIRST_CLICK``) and the wand tolerance
 (``references.WAND_TOLERANCE``) with the lowest sum of the six NoC values.
 
     THREADS=1 python benchmarks/click_effects.py [--glas .devdata/glas/holdout] [--ebhi .devdata/ebhi/holdout]
@@ -24,7 +24,7 @@ from pathlib import Path
 
 from holdout import evaluate_settings, header, noc_sums, parse_folders
 
-from napari_cosas.interaction import FIRST_CLICK
+from napari_cosas.correctors import FIRST_CLICK
 from napari_cosas.references import WAND_TOLERANCE
 
 HERE = Path(__file__).parent
@@ -65,7 +65,7 @@ def write_markdown(rows: list[dict]) -> None:
             f"{r['iou_after_1']:.3f} | {r['iou_after_5']:.3f} | {r['iou_after_20']:.3f} |"
         )
     lines += noc_sums(rows, lambda r: _name(r) if r.get("reference") is None else None)
-    lines[-1] += f" `interaction.FIRST_CLICK` is {FIRST_CLICK!r}."
+    lines[-1] += f" `correctors.FIRST_CLICK` is {FIRST_CLICK!r}."
     lines += noc_sums(rows, lambda r: _name(r) if r.get("reference") == "wand" else None)[1:]
     lines[-1] += f" `references.WAND_TOLERANCE` is {WAND_TOLERANCE:g}."
     (HERE / "click_effects.md").write_text("\n".join(lines) + "\n")

@@ -92,7 +92,7 @@ def _load_models() -> None:
 
 def _evaluate(name: str, folder: Path, variant: str) -> dict:
     report = evaluate_folder(_predictor(variant), folder / "images", folder / "masks", EvalProtocol(init="auto"),
-                             segmenter=_MODELS["segmenter"], refiner=_MODELS["refiner"])
+                             segmenter=_MODELS["segmenter"], refiner=_MODELS["refiner"]).to_json()
     row = report_row(name, report, {"variant": variant})
     log.info("%s", json.dumps(row))
     return row

@@ -57,7 +57,7 @@ def main() -> None:
             for variant, model in (("shipped", shipped), ("gates_zero", gates_off)):
                 predictor = ClickPredictor(model, f"{model_id}-{variant}", device="cpu")
                 report = evaluate_folder(predictor, folder / "images", folder / "masks",
-                                         EvalProtocol(init="auto", effect="global"), segmenter=segmenter)
+                                         EvalProtocol(init="auto", effect="global"), segmenter=segmenter).to_json()
                 curve = report["mean_iou_per_click"]
                 result["protocol"][f"{dataset}_{variant}"] = {
                     **{k: report[k] for k in ("noc80", "noc85", "noc90", "nof90")},

@@ -91,7 +91,7 @@ def _evaluate(name: str, folder: Path, setting: dict) -> dict:
         refiner = load_focus_refiner(setting["refiner"])
         protocol = replace(protocol, focus_window=setting["focus_window"])
     report = evaluate_folder(_MODELS["predictor"], folder / "images", folder / "masks", protocol,
-                             segmenter=_MODELS["segmenter"], refiner=refiner)
+                             segmenter=_MODELS["segmenter"], refiner=refiner).to_json()
     row = report_row(name, report, setting)
     log.info("%s", json.dumps(row))
     return row

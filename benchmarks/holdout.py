@@ -47,7 +47,7 @@ def evaluate_settings(args: argparse.Namespace, settings: Sequence[dict[str, Any
             protocol = EvalProtocol(init="auto", **{k: v for k, v in setting.items() if k in PROTOCOL_FIELDS})
             others = {k: v for k, v in setting.items() if k not in PROTOCOL_FIELDS}
             report = evaluate_folder(predictor, folder / "images", folder / "masks", protocol,
-                                     segmenter=segmenter, **others)
+                                     segmenter=segmenter, **others).to_json()
             rows.append(report_row(name, report, setting))
     return rows
 

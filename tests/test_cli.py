@@ -102,6 +102,25 @@ def test_evaluate_help_documents_every_option_and_field():
         assert text in help_text
 
 
+def test_evaluate_help_lists_every_report_field_and_the_json_holds_them(dataset, models, tmp_path):
+    """``evaluate --help`` is generated from `EvaluateReport`: every field is listed with its help,
+    and the JSON that ``evaluate`` writes has exactly the report's fields, in order."""
+    import dataclasses
+
+    from napari_cosas.evaluate_report import EvaluateReport
+
+    help_text = build_parser()._subparsers._group_actions[0].choices["evaluate"].format_help()
+    listed = [line.split()[0] for line in help_text.splitlines() if line.startswith("  ") and not line.startswith("   ")]
+    names = [f.name for f in dataclasses.fields(EvaluateReport)]
+    assert all(f.metadata["help"] for f in dataclasses.fields(EvaluateReport))
+    assert [n for n in listed if n in names] == names
+    images, masks = dataset
+    out = tmp_path / "eval.json"
+    assert main(["evaluate", "--images", str(images), "--masks", str(masks), "--model", str(models[0]),
+                 "--max-clicks", "2", "--json", str(out), "--device", "cpu", "--no-cache"]) == 0
+    assert list(json.loads(out.read_text())) == names
+
+
 def test_click_memory_zero_means_every_click_and_negative_is_refused(dataset, models, tmp_path, capsys):
     images, masks = dataset
     click, _ = models

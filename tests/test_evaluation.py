@@ -15,7 +15,8 @@ from napari_cosas.evaluation import (
     instance_targets,
     spc,
 )
-from napari_cosas.interaction import FIRST_CLICK, GLOBAL_FIRST_CLICK_MAX_SIDE, ModelCorrector
+from napari_cosas.correctors import FIRST_CLICK, GLOBAL_FIRST_CLICK_MAX_SIDE, ModelCorrector
+from napari_cosas.models.click_decoding import ClickPrediction
 
 
 def _box(shape, r0, r1, c0, c1):
@@ -47,17 +48,17 @@ class FakeModel:
         self.initial_probs.append(prob)
         return self.initial_logits
 
-    def predict_full_logits(self, points_rc, labels, mask_input):
+    def predict(self, points_rc, labels, mask_prompt, *, window=None):
         assert points_rc.ndim == 2 and points_rc.shape[1] == 2 and points_rc.dtype.kind == "f"
         assert labels.shape == (len(points_rc),) and labels.dtype.kind == "i"
-        self.calls.append((points_rc.copy(), labels.copy(), mask_input))
+        self.calls.append((points_rc.copy(), labels.copy(), mask_prompt))
         logits = np.full((1, 8, 8), float(len(self.calls)), np.float32)
         self.returned_logits.append(logits)
-        return np.where(self.respond(points_rc, labels), 10.0, -10.0).astype(np.float32), logits
-
-    def predict_window_logits(self, points_rc, labels, mask_input, rows, cols):
-        self.windows.append((rows, cols))
-        return self.predict_full_logits(points_rc, labels, mask_input)[0][rows, cols]
+        full = np.where(self.respond(points_rc, labels), 10.0, -10.0).astype(np.float32)
+        if window is None:
+            return ClickPrediction(full, logits)
+        self.windows.append(window)
+        return ClickPrediction(full[window], None, window)
 
 
 def gt_after(gt, k):

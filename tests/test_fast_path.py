@@ -7,9 +7,10 @@ from segment_anything.modeling import Sam
 from segment_anything.modeling.transformer import Attention
 
 from napari_cosas.embedding_cache import EmbeddingCache
-from napari_cosas.fast_decoder import FastClickDecoder, image_to_tokens, tokens_to_image
+from napari_cosas.models.click_decoding import LOGIT_THRESHOLD
+from napari_cosas.models.fast_decoder import FastClickDecoder, image_to_tokens, tokens_to_image
 from napari_cosas.models.sam_models import build_tiny_sam
-from napari_cosas.predictor import LOGIT_THRESHOLD, ClickPredictor
+from napari_cosas.predictor import ClickPredictor
 
 ATOL = 1e-4
 
@@ -73,8 +74,7 @@ def test_low_res_logits_match_decoder(sam, embedding, n_points, with_mask):
         sparse, dense = sam.prompt_encoder(points=(coords, labels), boxes=None, masks=mask)
         ref, _ = dec(embedding, pe, sparse, dense, False)  # full forward, no caching
         fast = FastClickDecoder(sam.prompt_encoder, dec)
-        context = dec.image_context(embedding, pe) if hasattr(dec, "image_context") else embedding
-        fast.set_image(context, pe)
+        fast.set_image(embedding, pe)
         out = fast.low_res_logits(coords, labels, mask)
     assert out.shape == ref.shape == (1, 1, 256, 256)
     assert out.dtype == torch.float32
@@ -117,8 +117,8 @@ def test_predictor_matches_sam_reference(sam, embedding, tmp_path, original_size
     labels = np.array([1, 0, 1])
     mask = (4 * rng.standard_normal((1, 256, 256))).astype(np.float32)
     full_ref, low_ref = _reference_full_logits(sam, embedding, points, labels, mask, original_size)
-    mask_out, low_out = predictor.predict(points, labels, mask)
-    full_out, _ = predictor.predict_logits(points, labels, mask)
+    prediction = predictor.predict(points, labels, mask)
+    mask_out, low_out, full_out = prediction.mask, prediction.next_prompt, torch.from_numpy(prediction.logits)
     torch.testing.assert_close(torch.from_numpy(low_out), low_ref, atol=ATOL, rtol=0)
     torch.testing.assert_close(full_out, full_ref, atol=ATOL, rtol=0)
     assert mask_out.dtype == bool and mask_out.shape == original_size
@@ -139,7 +139,7 @@ def test_window_logits_are_the_full_logits_cropped(sam, embedding, original_size
     predictor.set_embedding(embedding, predictor.input_size, predictor.original_size)
     points, labels = np.array([[100.0, 200.0], [400.0, 30.0]]), np.array([1, 0])
     mask = (4 * np.random.default_rng(8).standard_normal((1, 256, 256))).astype(np.float32)
-    full, _ = predictor.predict_full_logits(points, labels, mask)
+    full = predictor.predict(points, labels, mask).logits
     height, width = original_size
     windows = [
         (slice(200, 471), slice(300, 571)),
@@ -149,7 +149,7 @@ def test_window_logits_are_the_full_logits_cropped(sam, embedding, original_size
         (slice(77, 78), slice(301, 302)),
     ]
     for rows, cols in windows:
-        window = predictor.predict_window_logits(points, labels, mask, rows, cols)
+        window = predictor.predict(points, labels, mask, window=(rows, cols)).logits
         assert window.shape == (rows.stop - rows.start, cols.stop - cols.start)
         assert window.dtype == np.float32
         np.testing.assert_allclose(window, full[rows, cols], atol=ATOL, rtol=0)
@@ -198,7 +198,7 @@ def test_context_margin_window_at_the_image_edge(sam, embedding, original_size, 
         predictor = ClickPredictor(sam, "tiny", device="cpu", fast=fast, context_margin=margin)
         predictor.set_image(image)
         predictor.set_embedding(embedding, predictor.input_size, predictor.original_size)
-        window = predictor.predict_window_logits(points, labels, None, rows, cols)
+        window = predictor.predict(points, labels, None, window=(rows, cols)).logits
         assert window.shape == (300, 300) and np.isfinite(window).all()
 
 
@@ -220,7 +220,7 @@ def test_context_margin_confines_the_attention_to_the_image_tokens_near_the_wind
         predictor = ClickPredictor(sam, "tiny", device="cpu", fast=fast, context_margin=margin)
         predictor.set_image(image)
         predictor.set_embedding(embedding, predictor.input_size, predictor.original_size)
-        outputs[margin] = predictor.predict_window_logits(points, labels, mask, rows, cols)
+        outputs[margin] = predictor.predict(points, labels, mask, window=(rows, cols)).logits
     scale = 1024 / max(original_size)
     image_tokens = slice(0, -(-round(original_size[0] * scale) // 16)), slice(0, -(-round(original_size[1] * scale) // 16))
     whole = _context_reference(sam, embedding, points, labels, mask, original_size, image_tokens)
@@ -243,7 +243,7 @@ def test_window_outside_the_image_is_refused(sam):
     predictor = ClickPredictor(sam, "tiny", device="cpu")
     predictor.set_image(np.zeros((100, 80, 3), dtype=np.uint8))
     with pytest.raises(ValueError, match="not inside the 100x80 image"):
-        predictor.predict_window_logits(np.array([[5.0, 5.0]]), np.array([1]), None, slice(90, 110), slice(0, 10))
+        predictor.predict(np.array([[5.0, 5.0]]), np.array([1]), None, window=(slice(90, 110), slice(0, 10)))
 
 
 def test_fast_and_eager_predictors_agree(sam, tmp_path):
@@ -254,8 +254,9 @@ def test_fast_and_eager_predictors_agree(sam, tmp_path):
     fast.set_image(image)
     eager.set_image(image)
     points, labels = np.array([[50.0, 60.0], [120.0, 20.0]]), np.array([1, 0])
-    full_f, low_f = fast.predict_logits(points, labels)
-    full_e, low_e = eager.predict_logits(points, labels)
+    fast_out, eager_out = fast.predict(points, labels), eager.predict(points, labels)
+    full_f, low_f = torch.from_numpy(fast_out.logits), torch.from_numpy(fast_out.next_prompt)
+    full_e, low_e = torch.from_numpy(eager_out.logits), torch.from_numpy(eager_out.next_prompt)
     torch.testing.assert_close(low_f, low_e, atol=ATOL, rtol=0)
     torch.testing.assert_close(full_f, full_e, atol=ATOL, rtol=0)
 
@@ -273,5 +274,6 @@ def test_patch_encoded_once(tmp_path):
     second = ClickPredictor(sam, "tiny", device="cpu", cache=cache)
     second.set_image(image)
     assert second.last_encode_from_cache and len(calls) == 1
-    mask, low = second.predict(np.array([[700.0, 800.0]]), np.array([1]))
+    prediction = second.predict(np.array([[700.0, 800.0]]), np.array([1]))
+    mask, low = prediction.mask, prediction.next_prompt
     assert mask.shape == (1500, 1500) and low.shape == (1, 256, 256)

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from napari_cosas.focus import Focus, focus_inputs, focus_window
+from napari_cosas.models.click_decoding import ClickPrediction
 from napari_cosas.models.focus_refiner import FOCUS_CHANNELS, FocusRefiner, refiner_payload
 from napari_cosas.models.sam_models import build_tiny_sam
 from napari_cosas.predictor import ClickPredictor
@@ -32,9 +33,9 @@ class Fixed:
         self.logits = logits
         self.windows: list[tuple[slice, slice]] = []
 
-    def predict_window_logits(self, points_rc, labels, mask_input, rows, cols):
-        self.windows.append((rows, cols))
-        return self.logits[rows, cols].copy()
+    def predict(self, points_rc, labels, mask_prompt, *, window):
+        self.windows.append(window)
+        return ClickPrediction(self.logits[window].copy(), None, window)
 
 
 def test_the_focus_window_is_a_square_shifted_inside_the_image() -> None:

@@ -34,14 +34,12 @@ class Recording:
         self.calls.append(("mask_to_prompt", np.array(prob, dtype=np.float32), out))
         return out
 
-    def predict_full_logits(self, points_rc, labels, mask_input):
-        out = self.predictor.predict_full_logits(points_rc, labels, mask_input)
-        self.calls.append(("full", points_rc.copy(), labels.copy(), mask_input, out[0]))
-        return out
-
-    def predict_window_logits(self, points_rc, labels, mask_input, rows, cols):
-        out = self.predictor.predict_window_logits(points_rc, labels, mask_input, rows, cols)
-        self.calls.append(("window", points_rc.copy(), labels.copy(), mask_input, rows, cols, out))
+    def predict(self, points_rc, labels, mask_prompt, *, window=None):
+        out = self.predictor.predict(points_rc, labels, mask_prompt, window=window)
+        if window is None:
+            self.calls.append(("full", points_rc.copy(), labels.copy(), mask_prompt, out.logits))
+        else:
+            self.calls.append(("window", points_rc.copy(), labels.copy(), mask_prompt, *window, out.logits))
         return out
 
 

@@ -37,10 +37,11 @@ def _predictor(cache=None):
 def test_predict_returns_full_mask_and_low_res_logits(image):
     predictor, _ = _predictor()
     predictor.set_image(image)
-    mask, logits = predictor.predict(np.array([[60.0, 45.0]]), np.array([1]))
+    first = predictor.predict(np.array([[60.0, 45.0]]), np.array([1]))
+    mask, logits = first.mask, first.next_prompt
     assert mask.shape == (120, 90) and mask.dtype == bool
     assert logits.shape == (1, 256, 256) and logits.dtype == np.float32
-    again, _ = predictor.predict(np.array([[60.0, 45.0], [10.0, 10.0]]), np.array([1, 0]), logits)
+    again = predictor.predict(np.array([[60.0, 45.0], [10.0, 10.0]]), np.array([1, 0]), logits).mask
     assert again.shape == (120, 90)
 
 
@@ -83,12 +84,12 @@ def test_cache_hit_miss_and_corruption(image, tmp_path):
     predictor, counter = _predictor(cache)
     predictor.set_image(image)
     assert counter.calls == 1 and not predictor.last_encode_from_cache
-    first = predictor.predict(np.array([[30.0, 30.0]]), np.array([1]))[1]
+    first = predictor.predict(np.array([[30.0, 30.0]]), np.array([1])).next_prompt
 
     fresh, fresh_counter = _predictor(cache)
     fresh.set_image(image)
     assert fresh_counter.calls == 0 and fresh.last_encode_from_cache
-    np.testing.assert_array_equal(fresh.predict(np.array([[30.0, 30.0]]), np.array([1]))[1], first)
+    np.testing.assert_array_equal(fresh.predict(np.array([[30.0, 30.0]]), np.array([1])).next_prompt, first)
 
     other = image.copy()
     other[0, 0] ^= 1
@@ -101,7 +102,7 @@ def test_cache_hit_miss_and_corruption(image, tmp_path):
     corrupted, corrupted_counter = _predictor(cache)
     corrupted.set_image(image)
     assert corrupted_counter.calls == 1 and not corrupted.last_encode_from_cache
-    np.testing.assert_allclose(corrupted.predict(np.array([[30.0, 30.0]]), np.array([1]))[1], first, atol=1e-5)
+    np.testing.assert_allclose(corrupted.predict(np.array([[30.0, 30.0]]), np.array([1])).next_prompt, first, atol=1e-5)
 
 
 def test_cache_rejects_entries_of_another_model(tmp_path):

@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from napari_cosas.refine import LOGIT_THRESHOLD, apply_click, click_mask, local_window
+from napari_cosas.models.click_decoding import LOGIT_THRESHOLD, ClickPrediction
+from napari_cosas.refine import apply_click, click_mask, local_window
 
 HIGH, LOW = 8.0, -8.0
 
@@ -110,13 +111,13 @@ class _WholeLogits:
         self.logits = logits
         self.calls = []
 
-    def predict_full_logits(self, points_rc, labels, mask_input):
-        self.calls.append("full")
-        return self.logits.copy(), np.zeros((1, 8, 8), np.float32)
-
-    def predict_window_logits(self, points_rc, labels, mask_input, rows, cols):
+    def predict(self, points_rc, labels, mask_prompt, *, window=None):
+        if window is None:
+            self.calls.append("full")
+            return ClickPrediction(self.logits.copy(), np.zeros((1, 8, 8), np.float32))
+        rows, cols = window
         self.calls.append((rows.start, rows.stop, cols.start, cols.stop))
-        return self.logits[rows, cols].copy()
+        return ClickPrediction(self.logits[window].copy(), None, window)
 
 
 @pytest.mark.parametrize("effect, start", [("local", False), ("local", True), ("global", False)])
@@ -144,9 +145,9 @@ def test_click_mask_shows_the_model_the_latest_clicks_only():
     shape = (50, 50)
 
     class Recorder(_WholeLogits):
-        def predict_window_logits(self, points_rc, labels, mask_input, rows, cols):
+        def predict(self, points_rc, labels, mask_prompt, *, window=None):
             self.calls.append((points_rc.copy(), labels.copy()))
-            return self.logits[rows, cols].copy()
+            return ClickPrediction(self.logits[window].copy(), None, window)
 
     model = Recorder(_logits(shape, (20, 30, 20, 30)))
     points = np.array([[1.0, 1.0], [2.0, 2.0], [3.0, 3.0], [25.0, 25.0]])

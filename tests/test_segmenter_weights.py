@@ -14,7 +14,7 @@ from napari_cosas import metrics
 from napari_cosas.cli import main
 from napari_cosas.image_io import save_mask
 from napari_cosas.models.segmenter import ReinSegmenter, SegmenterConfig, build_segmenter
-from napari_cosas.refine import PROB_THRESHOLD
+from napari_cosas.models.click_decoding import PROB_THRESHOLD
 from napari_cosas.registry import Architecture, ModelSpec, load_segmenter
 from napari_cosas.training.segmenter_training import SegmenterTrainConfig, initial_model, train_segmenter
 

@@ -8,9 +8,9 @@ import torch
 
 from napari_cosas.models.sam_models import build_tiny_sam, load_click_checkpoint, save_click_model
 from napari_cosas.models.segmenter import ReinSegmenter, SegmenterConfig
+from napari_cosas.training.click_simulation import prepare_view
 from napari_cosas.training.click_training import (
     ClickTrainConfig,
-    prepare_view,
     set_trainable,
     train_click_model,
     trainable_parameter_names,
@@ -211,7 +211,8 @@ def test_encoded_views_are_stored_and_read_back_by_the_next_run(tmp_path, monkey
 
 
 def test_the_shared_image_context_decodes_as_the_full_decoder():
-    from napari_cosas.training.click_training import ClickSimulator, EncoderSplit
+    from napari_cosas.training.click_simulation import ClickSimulator
+    from napari_cosas.training.click_training import EncoderSplit
 
     torch.manual_seed(0)
     model = build_tiny_sam(decoder="enhanced").eval()
@@ -233,7 +234,8 @@ def test_the_shared_image_context_decodes_as_the_full_decoder():
 
 def test_mask_prompts_and_click_focus_follow_the_product_s_local_clicks():
     from napari_cosas.predictor import clipped_logits
-    from napari_cosas.training.click_training import ClickSimulator, EncoderSplit, TrainView, prepare_view
+    from napari_cosas.training.click_simulation import ClickSimulator, TrainView
+    from napari_cosas.training.click_training import EncoderSplit
 
     torch.manual_seed(0)
     model = build_tiny_sam(decoder="enhanced").eval()
@@ -269,6 +271,6 @@ def test_datasets_are_drawn_equally_often(tmp_path, monkeypatch):
     model = build_tiny_sam(decoder="enhanced")
     pairs = _pairs(4)  # three images in the first dataset, one in the second
     train_click_model(model, pairs, config, tmp_path, dataset_of=[0, 0, 0, 1], device="cpu")
-    small_gt = click_training.prepare_view(*pairs[3], model.image_encoder.img_size)[1]
+    small_gt = prepare_view(*pairs[3], model.image_encoder.img_size)[1]
     share = np.mean([torch.equal(v.gt, small_gt) for v in drawn])
     assert len(drawn) == 24 and 0.25 < share < 0.75, share  # a quarter of the images, half of the draws

@@ -37,7 +37,8 @@ from ._widget_process import prepare_process
 from ._widget_ui import click_stats, confirm_drop, default_export_dir, setup_ui, show_patch_list
 from .mask_import import load_start_mask
 from .model_bundle import ModelBundle
-from .session import AnnotationSession, Patch, PatchEvent
+from .patch import Patch
+from .session import AnnotationSession, PatchEvent
 
 if TYPE_CHECKING:
     import napari

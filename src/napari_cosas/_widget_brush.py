@@ -14,7 +14,8 @@ from collections.abc import Callable
 import numpy as np
 
 from ._widget_layers import PatchLayers
-from .session import AnnotationSession, Patch
+from .patch import Patch
+from .session import AnnotationSession
 
 
 class BrushEdits:

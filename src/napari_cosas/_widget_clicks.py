@@ -11,7 +11,8 @@ from collections.abc import Callable
 from ._widget_brush import BrushEdits
 from ._widget_jobs import JobRunner, click_threads, gui_torch_threads, torch_threads
 from ._widget_layers import PatchLayers, PendingClick
-from .session import AnnotationSession, ClickResult, Patch
+from .patch import ClickResult, Patch
+from .session import AnnotationSession
 
 
 class ClickQueue:

@@ -31,8 +31,9 @@ from qtpy.QtWidgets import (
 )
 
 from ._widget_layers import MASK_DISPLAYS
+from .patch import Patch
 from .registry import available_models
-from .session import AnnotationSession, Patch
+from .session import AnnotationSession
 
 if TYPE_CHECKING:
     from ._widget import CosasWidget

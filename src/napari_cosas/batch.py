@@ -30,8 +30,9 @@ from .image_io import (
     pair_images_and_masks,
     save_mask,
 )
-from .interaction import Corrector
-from .refine import PROB_THRESHOLD
+from .correctors import Corrector
+from .evaluate_report import EvaluateReport
+from .models.click_decoding import PROB_THRESHOLD
 
 if TYPE_CHECKING:  # torch loads only for the jobs that run a model (score is pure numpy)
     from .evaluation import EvalProtocol
@@ -188,8 +189,9 @@ def evaluate_folder(
     wand_tolerance: float | None = None,
     allow_lossy_masks: bool = False,
     progress: Progress | None = None,
-) -> dict:
-    """The interactive protocol (design.md) over a folder; returns the JSON-ready report.
+) -> EvaluateReport:
+    """The interactive protocol (design.md) over a folder; returns its report (``refiner`` and
+    ``context_margin`` left for the caller, which knows their names).
 
     ``protocol``: the interactive protocol (`evaluation.EvalProtocol`). ``objects="image"``
     treats ``mask > 0`` as one target, ``"instances"`` each label on its own. ``init="auto"``
@@ -249,25 +251,25 @@ def evaluate_folder(
     n_images = len(pairs) - len(skipped)
     summary = metrics.summarize(results_all, max_clicks=max_clicks)
     spc_decoder, spc_total = spc(results_all, encode_total)
-    return {
+    return EvaluateReport(
         **summary,
-        "spc_decoder_s": spc_decoder,
-        "spc_total_s": spc_total,
-        "encode_s_per_image": encode_total / max(1, n_images),
-        "auto_mask_s_per_image": auto_total / max(1, n_images) if init == "auto" else None,
-        "n_images": n_images,
-        "init": init,
-        "objects": objects,
-        "max_clicks": max_clicks,
-        "click_effect": protocol.effect,
-        "click_window": protocol.window,
-        "click_memory": protocol.memory,
-        "first_click": protocol.first_click,
-        "focus_window": protocol.focus_window if refiner is not None and reference is None else None,
-        "reference": reference,
-        "wand_tolerance": wand_tolerance if reference == "wand" else None,
-        "model_id": predictor.model_id if reference is None else reference,
-        "device": str(predictor.device) if reference is None else "cpu",
-        "skipped": skipped,
-        "objects_detail": records,
-    }
+        spc_decoder_s=spc_decoder,
+        spc_total_s=spc_total,
+        encode_s_per_image=encode_total / max(1, n_images),
+        auto_mask_s_per_image=auto_total / max(1, n_images) if init == "auto" else None,
+        n_images=n_images,
+        init=init,
+        objects=objects,
+        max_clicks=max_clicks,
+        click_effect=protocol.effect,
+        click_window=protocol.window,
+        click_memory=protocol.memory,
+        first_click=protocol.first_click,
+        focus_window=protocol.focus_window if refiner is not None and reference is None else None,
+        reference=reference,
+        wand_tolerance=wand_tolerance if reference == "wand" else None,
+        model_id=predictor.model_id if reference is None else reference,
+        device=str(predictor.device) if reference is None else "cpu",
+        skipped=skipped,
+        objects_detail=records,
+    )

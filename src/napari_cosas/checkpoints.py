@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import torch
 
-    from .registry import ModelSpec
+    from .model_entries import ModelSpec
 
 __all__ = [
     "ChecksumMismatchError", "WeightsError", "cache_dir", "check_finite", "fetch_file", "file_id", "read_weights_file",

@@ -1,4 +1,5 @@
-"""The ``napari-cosas`` command line: the same core functions as the napari widget.
+"""The ``napari-cosas`` command line: its parser and entry point (the commands are in
+``cli_commands``, the training ones in ``training.cli``): the same core functions as the napari widget.
 
 Exit status: 0 when everything was done; 1 when the job finished but skipped files it could not
 use (each is reported with its reason, and the results of the others are written); 2 for an
@@ -8,208 +9,18 @@ error that stopped it (a message naming the problem and the fix, no traceback).
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import os
 import pickle
 import sys
 import warnings
-from collections.abc import Callable, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 
-from tqdm import tqdm
-
+from .cli_commands import cmd_demo, cmd_evaluate, cmd_score, cmd_segment
+from .evaluate_report import EvaluateReport
 from .heap import keep_freed_heap_memory
-from .interaction import FIRST_CLICK, GLOBAL_FIRST_CLICK_MAX_SIDE
+from .correctors import FIRST_CLICK, GLOBAL_FIRST_CLICK_MAX_SIDE
 from .refine import CLICK_MEMORY, CONTEXT_MARGIN, FOCUS_WINDOW, LOCAL_WINDOW
 from .registry import DEFAULT_CLICK, DEFAULT_FOCUS, DEFAULT_SEGMENTER
-
-EVALUATE_EPILOG = """\
-JSON fields written by evaluate:
-  noc80, noc85, noc90      mean number of clicks to reach IoU 0.80 / 0.85 / 0.90 (20 if never;
-                           0 when an --init auto mask already reaches it)
-  nof80, nof85, nof90      number of objects whose NoC is the click budget (failures)
-  mean_iou_per_click       list: mean IoU after click 1..max_clicks (finished objects keep
-                           their last IoU)
-  spc_decoder_s            seconds per click of the decoder path (prompt encoding, decoding,
-                           upsampling to full resolution, thresholding; a local click after the
-                           first upsamples only its window, and its time includes the local
-                           update, the focus refiner and turning the mask into the next prompt)
-  spc_total_s              seconds per click end to end, image encoding included
-  encode_s_per_image       mean seconds to encode (or load from cache) one image
-  auto_mask_s_per_image    mean seconds of the automatic segmenter (--init auto only)
-  n_objects, n_images, init, objects, max_clicks, click_effect, click_window, click_memory,
-  first_click, refiner and focus_window (null without a refiner), context_margin, reference,
-  wand_tolerance, model_id, device
-  objects_detail           per object: image, name, ious, initial_iou, clicks [[row, col,
-                           positive], ...], decoder_seconds, n_clicks, noc {"80", "85", "90"}
-Protocol: RITM's next-click rule, prediction = probability > 0.49, stop at IoU >= 0.90.
-"""
-
-
-def _progress_bar(desc: str) -> tuple[Callable[[int, int, str], None], Callable[[], None]]:
-    bar: list[tqdm] = []
-
-    def update(done: int, total: int, name: str) -> None:
-        if not bar:
-            bar.append(tqdm(total=total, desc=desc, unit="img", file=sys.stderr))
-        bar[0].set_postfix_str(name, refresh=False)
-        bar[0].update(done - bar[0].n)
-
-    def close() -> None:
-        if bar:
-            bar[0].close()
-
-    return update, close
-
-
-log = logging.getLogger(__name__)
-
-
-def _write_json(path: str | Path, data: dict) -> None:
-    from .files import atomic_write
-
-    atomic_write(path, json.dumps(data, indent=2).encode())
-
-
-def _check_writable(path: str | Path, option: str, *, folder: bool = False) -> None:
-    """Refuse, before any work, an output that cannot be written: a file option naming a folder
-    (or a folder option naming a file), or a location without write permission."""
-    path = Path(path)
-    if path.exists() and path.is_dir() != folder:
-        kind = "a file" if path.is_file() else "a folder"
-        want = "a folder" if folder else "a file name"
-        raise ValueError(f"{option} {path} is {kind}; give {want}")
-    existing = path if folder and path.is_dir() else path.parent
-    while not existing.exists():
-        existing = existing.parent
-    if not existing.is_dir():
-        raise ValueError(f"{option} {path}: {existing} is a file, not a folder")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise PermissionError(13, "no permission to write there", str(existing))
-
-
-def _report_skipped(skipped: list[dict[str, str]]) -> int:
-    """Print the files a job skipped; the exit status (1 if any)."""
-    if not skipped:
-        return 0
-    print(f"skipped {len(skipped)} file(s) that could not be used:", file=sys.stderr)
-    for entry in skipped:
-        print(f"  {entry['file']}: {entry['reason']}", file=sys.stderr)
-    return 1
-
-
-def cmd_segment(args: argparse.Namespace) -> int:
-    from .batch import segment_folder
-    from .registry import load_segmenter
-
-    _check_writable(args.out, "--out", folder=True)
-    segmenter = load_segmenter(args.model, weights=args.weights, device=args.device)
-    update, close = _progress_bar("segment")
-    try:
-        result = segment_folder(segmenter, args.images, args.out, overwrite=args.overwrite, progress=update)
-    finally:
-        close()
-    log.info("wrote %d masks to %s", len(result.written), args.out)
-    return _report_skipped(result.skipped)
-
-
-def cmd_score(args: argparse.Namespace) -> int:
-    from .batch import score_folders
-
-    _check_writable(args.json, "--json")
-    update, close = _progress_bar("score")
-    try:
-        report = score_folders(args.pred, args.masks, allow_lossy_masks=args.allow_jpeg_masks, progress=update)
-    finally:
-        close()
-    _write_json(args.json, report)
-    if report["n_images"]:
-        print(
-            f"{report['n_images']} images: Dice {report['dice']:.4f}  Jaccard {report['jaccard']:.4f}  "
-            f"COSAS score {report['cosas_score']:.4f}"
-        )
-    if report["masks_without_prediction"]:
-        n = len(report["masks_without_prediction"])
-        print(f"{n} ground-truth masks have no prediction and were not scored (listed in {args.json})")
-    return _report_skipped(report["skipped"])
-
-
-def cmd_evaluate(args: argparse.Namespace) -> int:
-    from .batch import evaluate_folder
-    from .embedding_cache import EmbeddingCache
-    from .evaluation import EvalProtocol
-    from .predictor import ClickPredictor
-    from .registry import load_focus_refiner, load_segmenter
-
-    _check_writable(args.json, "--json")
-    if args.plot:
-        _check_writable(args.plot, "--plot")
-    predictor = refiner = None
-    if args.reference is None:
-        cache = None if args.no_cache else EmbeddingCache(args.cache_dir)
-        predictor = ClickPredictor.from_registry(args.model, weights=args.weights, device=args.device, cache=cache,
-                                                 context_margin=args.context_margin)
-        if args.refiner != "none" and args.click_effect == "local":
-            refiner = load_focus_refiner(args.refiner)
-    segmenter = None
-    if args.init == "auto":
-        segmenter = load_segmenter(args.segmenter, weights=args.segmenter_weights, device=args.device)
-    update, close = _progress_bar(f"evaluate ({args.init})")
-    try:
-        report = evaluate_folder(
-            predictor,
-            args.images,
-            args.masks,
-            EvalProtocol(init=args.init, max_clicks=args.max_clicks, effect=args.click_effect,
-                         window=args.click_window, memory=args.click_memory or None,
-                         first_click=args.first_click, focus_window=args.focus_window),
-            objects=args.objects,
-            segmenter=segmenter,
-            refiner=refiner,
-            reference=args.reference,
-            wand_tolerance=args.wand_tolerance,
-            allow_lossy_masks=args.allow_jpeg_masks,
-            progress=update,
-        )
-    finally:
-        close()
-    report["refiner"] = args.refiner if refiner is not None else None
-    report["context_margin"] = args.context_margin if predictor is not None else None
-    _write_json(args.json, report)
-    if args.plot:
-        from .plots import plot_iou_curves
-
-        plot_iou_curves({f"{report['model_id']} ({args.init})": report["mean_iou_per_click"]}, args.plot)
-    print(
-        f"{report['n_objects']} objects: NoC@80 {report['noc80']:.2f}  NoC@85 {report['noc85']:.2f}  "
-        f"NoC@90 {report['noc90']:.2f}  NoF@90 {report['nof90']}  "
-        f"SPC decoder {report['spc_decoder_s'] * 1000:.1f} ms  total {report['spc_total_s'] * 1000:.1f} ms"
-    )
-    return _report_skipped(report["skipped"])
-
-
-def cmd_demo(args: argparse.Namespace) -> int:
-    from ._sample_data import SAMPLE_DIR, SAMPLES
-    from .demo import run_demo
-    from .evaluation import EvalProtocol
-    from .image_io import pair_images_and_masks
-    from .model_bundle import ModelBundle
-
-    _check_writable(args.out, "--out", folder=True)
-    if args.images or args.masks:
-        if not (args.images and args.masks):
-            raise ValueError("give both --images and --masks, or neither (to use the bundled sample patches)")
-        pairs = [(p.image, p.mask) for p in pair_images_and_masks(
-            args.images, args.masks, allow_lossy_masks=args.allow_jpeg_masks)]
-    else:
-        pairs = [(SAMPLE_DIR / f"{name}.png", SAMPLE_DIR / f"{name}_mask.png") for name in SAMPLES]
-    models = ModelBundle(args.segmenter, args.model, device=args.device)
-    report = run_demo(pairs, args.out, models=models, protocol=EvalProtocol(init="auto", max_clicks=args.max_clicks),
-                      log=log.info)
-    print(Path(args.out, "report.md").read_text())
-    return 1 if report["skipped"] or not report["n_patches"] else 0
-
 
 def _non_negative_int(text: str) -> int:
     """A count that may be 0 (``--max-clicks`` of ``demo``)."""
@@ -276,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "evaluate",
         help="simulated interactive refinement: NoC@80/85/90, NoF, SPC",
-        epilog=EVALUATE_EPILOG,
+        epilog=EvaluateReport.help_text(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--images", required=True, help="folder of RGB patches")

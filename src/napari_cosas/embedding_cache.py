@@ -70,7 +70,7 @@ def _entry_sha256(embedding: np.ndarray, input_size: tuple[int, int]) -> str:
 
 def default_cache_dir() -> Path:
     """``$NAPARI_COSAS_CACHE/embeddings`` when set, else the user cache folder."""
-    from .registry import cache_dir
+    from .checkpoints import cache_dir
 
     return Path(cache_dir()) / "embeddings"
 

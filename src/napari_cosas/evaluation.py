@@ -34,8 +34,9 @@ from typing import Literal, Protocol
 import numpy as np
 
 from .clicks import Click, next_click
+from .correctors import FIRST_CLICK, Corrector, FirstClick, ModelCorrector, PromptModel
 from .focus import Focus
-from .interaction import FIRST_CLICK, Corrector, FirstClick, Interaction, ModelCorrector, PromptModel
+from .interaction import Interaction
 from .metrics import iou, noc
 from .models.focus_refiner import FocusRefiner
 from .refine import CLICK_MEMORY, FOCUS_WINDOW, LOCAL_WINDOW, ClickEffect
@@ -70,7 +71,7 @@ class EvalProtocol:
         window: side of a local click's window as a fraction of the longer image side.
         memory: how many of the latest clicks the model is shown (``None``: all).
         first_click: what the first local click on the automatic mask may change
-            (``interaction.ModelCorrector``).
+            (``correctors.ModelCorrector``).
         focus_window: the focus refiner's window (``focus.Focus``), a fraction of the longer side.
     """
 

@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Any
 from .files import atomic_write, claim, is_temporary
 
 if TYPE_CHECKING:
-    from .session import Patch
+    from .patch import Patch
 
 log = logging.getLogger(__name__)
 

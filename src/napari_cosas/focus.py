@@ -27,11 +27,11 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage
 
+from .models.click_decoding import LOGIT_THRESHOLD
 from .models.focus_refiner import FocusRefiner
 from .refine import (
     FOCUS_WINDOW,
     LOCAL_WINDOW,
-    LOGIT_THRESHOLD,
     ClickLogits,
     local_click,
     local_window,
@@ -147,7 +147,7 @@ class Focus:
         l_rows, l_cols = local_window(previous.shape, row, col, local)
         rows = slice(min(f_rows.start, l_rows.start), max(f_rows.stop, l_rows.stop))
         cols = slice(min(f_cols.start, l_cols.start), max(f_cols.stop, l_cols.stop))
-        near = model.predict_window_logits(*shown_clicks(points_rc, labels, memory), mask_input, rows, cols)
+        near = model.predict(*shown_clicks(points_rc, labels, memory), mask_input, window=(rows, cols)).logits
         inner = (slice(f_rows.start - rows.start, f_rows.stop - rows.start),
                  slice(f_cols.start - cols.start, f_cols.stop - cols.start))
         before = previous[f_rows, f_cols]

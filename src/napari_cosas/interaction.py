@@ -5,10 +5,11 @@ patch), ``evaluate`` and ``demo`` (one per simulated object). So the mask prompt
 the rule for the first click, the clicks the model is shown and what a click may change are the
 same in the product and in the numbers published about it.
 
-A click goes through a :class:`Corrector`, which turns the state before the click
-(:class:`ClickContext`) into the mask after it:
+A click goes through a ``correctors.Corrector``, which turns the state before the click
+(``correctors.ClickContext``) into the mask after it:
 
-- :class:`ModelCorrector`: the click model (``refine.click_mask``: ``local`` or ``global`` effect);
+- ``correctors.ModelCorrector``: the click model (``refine.click_mask``: ``local`` or ``global``
+  effect, the first-click rule, the focus refiner);
 - ``references.OracleCorrector`` and ``references.WandCorrector``: the reference rows of the
   quality benchmark (a perfect local corrector, and a colour wand with no model).
 
@@ -28,44 +29,25 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import Literal
 
 import numpy as np
 
-from .clicks import Click, Clicker, click_labels, points_rc
-from .refine import CLICK_MEMORY, LOCAL_WINDOW, PROB_THRESHOLD, ClickEffect, ClickLogits, click_mask
-
-if TYPE_CHECKING:
-    from .focus import Focus
+from .clicks import Click, Clicker
+from .correctors import ClickContext, Corrector
+from .models.click_decoding import PROB_THRESHOLD
 
 __all__ = [
     "MAX_UNDO",
-    "ClickContext",
     "ClickOutsideError",
     "ClickRecord",
     "ClickStep",
-    "Corrector",
-    "FIRST_CLICK",
-    "FirstClick",
-    "GLOBAL_FIRST_CLICK_MAX_SIDE",
     "Interaction",
-    "ModelCorrector",
     "StaleClickError",
 ]
 
 #: Changes kept for undo per object; older ones can no longer be undone (their clicks are kept).
 MAX_UNDO = 200
-
-FirstClick = Literal["global", "local", "by-size"]
-#: What the first local click on an unedited mask may change (``ModelCorrector.first_click``).
-#: Chosen on held-out training images (``benchmarks/focus_first_click.md``).
-FIRST_CLICK: FirstClick = "by-size"
-#: With ``"by-size"`` the first click takes the model's whole prediction on a patch whose longer
-#: side is at most this many pixels (seen by the click model at twice its size or more, like the
-#: 224-px EBHI patches, where it mends the automatic mask everywhere), and stays local on a larger
-#: one (the 775-px GlaS patches, where the whole prediction spoils as much as it mends).
-GLOBAL_FIRST_CLICK_MAX_SIDE = 512
-
 
 class ClickOutsideError(ValueError):
     """A click that does not lie on the image."""
@@ -73,114 +55,6 @@ class ClickOutsideError(ValueError):
 
 class StaleClickError(RuntimeError):
     """A computed click applied after the mask changed under it."""
-
-
-@dataclass(frozen=True)
-class ClickContext:
-    """What a corrector sees of the state before a click.
-
-    Attributes:
-        previous: ``(H, W)`` bool mask before the click.
-        clicks: every click so far, the new one last.
-        logits: ``(1, 256, 256)`` low-res logits the previous click left as the next mask prompt
-            (a global click), else ``None``.
-        auto_prob: ``(H, W)`` float32 automatic probabilities the object started from, or ``None``.
-        untouched: no click or edit changed the starting mask yet (the new click is the first
-            on a mask nobody edited).
-    """
-
-    previous: np.ndarray
-    clicks: tuple[Click, ...]
-    logits: np.ndarray | None
-    auto_prob: np.ndarray | None
-    untouched: bool
-
-    @property
-    def click(self) -> Click:
-        return self.clicks[-1]
-
-    def points_rc(self) -> np.ndarray:
-        """``(N, 2)`` float64 ``(row, col)`` of the clicks."""
-        return points_rc(self.clicks)
-
-    def labels(self) -> np.ndarray:
-        """``(N,)`` int64 labels of the clicks, 1 positive, 0 negative."""
-        return click_labels(self.clicks)
-
-
-class Corrector(Protocol):
-    """How a click changes the mask. ``effect`` names it in click records (``"local"``, ...)."""
-
-    effect: str
-
-    def correct(self, context: ClickContext) -> tuple[np.ndarray, np.ndarray | None]:
-        """The ``(H, W)`` bool mask after ``context.click`` and the low-res logits for the next
-        click's mask prompt (``None``: the next prompt is made from the mask)."""
-
-
-class PromptModel(ClickLogits, Protocol):
-    """A click model that also turns a mask into a mask prompt (``predictor.ClickPredictor``)."""
-
-    def mask_to_prompt(self, prob: np.ndarray) -> np.ndarray:
-        """``(H, W)`` probabilities or bool mask -> ``(1, 256, 256)`` float32 prompt logits."""
-
-
-@dataclass
-class ModelCorrector:
-    """A click through the click model (``refine.click_mask``).
-
-    The next mask prompt is, in order: the previous click's low-res logits (global clicks); none
-    for an empty mask; the automatic probabilities while the starting mask is untouched; the
-    mask itself.
-
-    Args:
-        model: the click predictor, its image set.
-        effect: ``"local"`` or ``"global"`` (``refine.apply_click``).
-        window: side of a local click's window, a fraction of the longer image side.
-        memory: how many of the latest clicks the model is shown (``None``: all).
-        first_click: for ``"local"``, what the first click on an unedited mask may change:
-            ``"global"`` takes the model's whole prediction, ``"local"`` only the region under it,
-            ``"by-size"`` the first on a patch of longer side at most `GLOBAL_FIRST_CLICK_MAX_SIDE`
-            pixels, the second on a larger one.
-        focus: for ``"local"``, the focus refiner on this image (``focus.Focus``): every click
-            but a first one taking the whole prediction is refined in its focus window.
-    """
-
-    model: PromptModel
-    effect: ClickEffect = "local"
-    window: float = LOCAL_WINDOW
-    memory: int | None = CLICK_MEMORY
-    first_click: FirstClick = FIRST_CLICK
-    focus: Focus | None = None
-
-    def prompt(self, context: ClickContext) -> np.ndarray | None:
-        """The ``(1, 256, 256)`` mask prompt of ``context``'s click (see the class docstring)."""
-        if context.logits is not None:
-            return context.logits
-        if not context.previous.any():
-            return None
-        if context.untouched and context.auto_prob is not None:
-            return self.model.mask_to_prompt(context.auto_prob)
-        return self.model.mask_to_prompt(context.previous)
-
-    def takes_whole_prediction(self, shape: tuple[int, int]) -> bool:
-        """Whether the first click on an unedited ``(H, W)`` mask takes the model's whole prediction."""
-        if self.first_click == "by-size":
-            return max(shape) <= GLOBAL_FIRST_CLICK_MAX_SIDE
-        return self.first_click == "global"
-
-    def correct(self, context: ClickContext) -> tuple[np.ndarray, np.ndarray | None]:
-        start_from_prediction = context.untouched and self.takes_whole_prediction(context.previous.shape)
-        if self.focus is not None and self.effect == "local" and not start_from_prediction:
-            mask = self.focus.click(self.model, context.previous, context.points_rc(), context.labels(),
-                                    self.prompt(context), memory=self.memory, local=self.window)
-            return mask, None
-        mask, low_res = click_mask(
-            self.model, context.previous, context.points_rc(), context.labels(), self.prompt(context),
-            effect=self.effect, start_from_prediction=start_from_prediction,
-            window=self.window, memory=self.memory,
-        )
-        return mask, low_res if self.effect == "global" else None
 
 
 @dataclass(frozen=True)

@@ -18,10 +18,12 @@ from segment_anything.utils.transforms import ResizeLongestSide
 
 from .devices import resolve_device
 from .embedding_cache import CachedEmbedding, CacheKey, EmbeddingCache
-from .fast_decoder import TOKEN_PIXELS, FastClickDecoder, TokenRegion
 from .image_io import as_rgb_uint8, image_sha256
+from .models.click_decoding import TOKEN_PIXELS, ClickDecoding, ClickPrediction, TokenRegion
+from .models.eager_decoder import EagerClickDecoder
+from .models.fast_decoder import FastClickDecoder
 from .models.segmenter import ModelOutputError
-from .refine import CONTEXT_MARGIN, LOGIT_THRESHOLD
+from .refine import CONTEXT_MARGIN
 
 #: Bumped whenever resizing or normalisation changes, which invalidates cached embeddings.
 PREPROCESS_VERSION = "sam-resize-longest-pil/1"
@@ -92,8 +94,9 @@ class ClickPredictor:
         device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
         cache: an ``EmbeddingCache``, or ``None`` to keep embeddings in memory only.
         fast: decode clicks with `FastClickDecoder` (same output within float tolerance,
-            about twice as fast on CPU); ``False`` runs the decoder modules as written.
-        context_margin: for a window's logits (`predict_window_logits`), the decoder's
+            about twice as fast on CPU); ``False``: `EagerClickDecoder`, the decoder modules as
+            written. Either is the predictor's `decoding` (a ``ClickDecoding``).
+        context_margin: for a window's logits (`predict` with a ``window``), the decoder's
             attention sees only the image tokens under the window and this many tokens around
             it (cut at the image's edge, so never the padding of a non-square image); ``None``:
             every token of the padded grid, SAM's own decoding. A click then costs in proportion
@@ -120,13 +123,11 @@ class ClickPredictor:
         self.original_size: tuple[int, int] | None = None
         self.input_size: tuple[int, int] | None = None
         self.embedding: torch.Tensor | None = None
-        self._context: torch.Tensor | None = None
-        self._image_pe: torch.Tensor | None = None
         self._resize_rows: torch.Tensor | None = None
         self._resize_cols: torch.Tensor | None = None
         self.last_encode_from_cache = False
-        self.fast = fast
-        self._fast: FastClickDecoder | None = None
+        decoding = FastClickDecoder if fast else EagerClickDecoder
+        self.decoding: ClickDecoding = decoding(self.model.prompt_encoder, self.model.mask_decoder)
         self.context_margin = context_margin
 
     @classmethod
@@ -192,15 +193,9 @@ class ClickPredictor:
 
     @torch.inference_mode()
     def _prepare_image_terms(self) -> None:
-        """Compute the prompt-independent terms once per image (positional encoding, context)."""
-        self._image_pe = self.model.prompt_encoder.get_dense_pe()
-        decoder = self.model.mask_decoder
-        self._context = (
-            decoder.image_context(self.embedding, self._image_pe) if hasattr(decoder, "image_context") else None
-        )
-        if self.fast:
-            self._fast = FastClickDecoder(self.model.prompt_encoder, decoder)
-            self._fast.set_image(self._context if self._context is not None else self.embedding, self._image_pe)
+        """Compute the prompt-independent terms once per image (the decoding's image terms, the
+        resize matrices to full resolution)."""
+        self.decoding.set_image(self.embedding, self.model.prompt_encoder.get_dense_pe())
         low_res = TOKEN_PIXELS * self.embedding.shape[-1]
         img_size = self.model.image_encoder.img_size
         self._resize_rows, self._resize_cols = (
@@ -237,7 +232,7 @@ class ClickPredictor:
                 automatic mask's probabilities for the first click, the current mask after it.
 
         Returns:
-            ``(1, 256, 256)`` float32 logits to pass as ``mask_input`` with a click.
+            ``(1, 256, 256)`` float32 logits to pass as ``mask_prompt`` with a click.
         """
         self._require_image()
         prob = np.asarray(prob, dtype=np.float32)
@@ -269,7 +264,7 @@ class ClickPredictor:
         return points, labels
 
     def _prompt_tensors(
-        self, points_rc: np.ndarray, labels: np.ndarray, mask_input: np.ndarray | None
+        self, points_rc: np.ndarray, labels: np.ndarray, mask_prompt: np.ndarray | None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """Validated clicks as SAM's ``(1, N, 2)`` ``(x, y)`` coordinates in the resized frame and
         ``(1, N)`` labels, and the mask prompt as ``(1, 1, 256, 256)`` (or ``None``)."""
@@ -279,110 +274,67 @@ class ClickPredictor:
         coords = torch.as_tensor(xy, dtype=torch.float32, device=self.device)[None]
         point_labels = torch.as_tensor(labels, dtype=torch.int64, device=self.device)[None]
         dense_in = None
-        if mask_input is not None:
-            dense_in = torch.as_tensor(np.asarray(mask_input, dtype=np.float32), device=self.device).reshape(
-                1, 1, *np.shape(mask_input)[-2:]
+        if mask_prompt is not None:
+            dense_in = torch.as_tensor(np.asarray(mask_prompt, dtype=np.float32), device=self.device).reshape(
+                1, 1, *np.shape(mask_prompt)[-2:]
             )
         return coords, point_labels, dense_in
 
     @torch.inference_mode()
-    def predict_logits(
-        self, points_rc: np.ndarray, labels: np.ndarray, mask_input: np.ndarray | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Full-resolution and low-resolution logits for the clicks so far.
+    def predict(
+        self,
+        points_rc: np.ndarray,
+        labels: np.ndarray,
+        mask_prompt: np.ndarray | None = None,
+        *,
+        window: tuple[slice, slice] | None = None,
+    ) -> ClickPrediction:
+        """The model's logits for the clicks so far, at full resolution.
+
+        Without a ``window``, the whole image and the next mask prompt. With one (what a local
+        click reads) only the window's logits: the decoder's attention runs over every image token
+        (or, with a ``context_margin``, over the tokens around the window only), only the tokens
+        under the window are upscaled and only the window is interpolated to full resolution
+        (``ClickDecoding.low_res_block``, `postprocess_matrix`).
 
         Args:
             points_rc: ``(N, 2)`` click positions ``(row, col)`` in image pixels.
             labels: ``(N,)`` 1 for positive, 0 for negative clicks.
-            mask_input: ``(1, 256, 256)`` logits of the previous prediction, or ``None``.
+            mask_prompt: ``(1, 256, 256)`` logits of the previous prediction (or of a mask,
+                `mask_to_prompt`), or ``None``.
+            window: ``(rows, cols)`` unit-step slices of image pixels inside the image
+                (``refine.local_window``), or ``None``.
 
         Returns:
-            ``(H, W)`` float32 logits at image size and ``(1, 256, 256)`` low-res logits.
-        """
-        coords, point_labels, dense_in = self._prompt_tensors(points_rc, labels, mask_input)
-        if self._fast is not None:
-            low_res = self._fast.low_res_logits(coords, point_labels, dense_in)
-            full = self.model.postprocess_masks(low_res, self.input_size, self.original_size)
-            return full[0, 0], low_res[0]
-        low_res = self._eager_low_res(coords, point_labels, dense_in)
-        full = self.model.postprocess_masks(low_res, self.input_size, self.original_size)
-        return full[0, 0], low_res[0]
-
-    def _eager_low_res(
-        self, coords: torch.Tensor, labels: torch.Tensor, dense_in: torch.Tensor | None,
-        region: TokenRegion | None = None,
-    ) -> torch.Tensor:
-        """The decoder modules as written: ``(1, 1, 4 * rows, 4 * cols)`` low-resolution logits of
-        the token grid, or of ``region`` (the embedding, positional encoding and dense prompt
-        cropped to it first, what `FastClickDecoder.low_res_block` computes with a context)."""
-        sparse, dense = self.model.prompt_encoder(points=(coords, labels), boxes=None, masks=dense_in)
-        image = self._context if self._context is not None else self.embedding
-        image_pe = self._image_pe
-        if region is not None:
-            image, image_pe, dense = (t[..., region[0], region[1]] for t in (image, image_pe, dense))
-        decoder = self.model.mask_decoder
-        if self._context is not None:
-            low_res, _ = decoder.forward_with_context(image, image_pe, sparse, dense, False)
-        else:
-            low_res, _ = decoder(image, image_pe, sparse, dense, False)
-        return low_res
-
-    def predict(
-        self, points_rc: np.ndarray, labels: np.ndarray, mask_input: np.ndarray | None = None
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Mask for the clicks so far.
-
-        Returns:
-            ``(H, W)`` bool mask (probability > 0.49) and ``(1, 256, 256)`` float32 low-res logits
-            to pass back as ``mask_input`` with the next click.
-        """
-        full, low_res = self.predict_logits(points_rc, labels, mask_input)
-        return (full > LOGIT_THRESHOLD).cpu().numpy(), low_res.float().cpu().numpy()
-
-    def predict_full_logits(
-        self, points_rc: np.ndarray, labels: np.ndarray, mask_input: np.ndarray | None = None
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """:meth:`predict_logits` as NumPy: ``(H, W)`` float32 logits at image size (for
-        ``refine.apply_click``) and ``(1, 256, 256)`` float32 low-res logits."""
-        full, low_res = self.predict_logits(points_rc, labels, mask_input)
-        return _finite(full.float().cpu().numpy()), low_res.float().cpu().numpy()
-
-    @torch.inference_mode()
-    def predict_window_logits(
-        self, points_rc: np.ndarray, labels: np.ndarray, mask_input: np.ndarray | None, rows: slice, cols: slice
-    ) -> np.ndarray:
-        """The full-resolution logits of one window only (what a local click reads).
-
-        The decoder's attention layers run over every image token (or, with a
-        ``context_margin``, over the tokens around the window only), but only the tokens under
-        the window are upscaled and only the window is interpolated to full resolution
-        (`FastClickDecoder.low_res_block`, `postprocess_matrix`).
-
-        Args:
-            points_rc, labels, mask_input: as in :meth:`predict_logits`.
-            rows, cols: the window, unit-step slices of image ``(row, col)`` pixels inside the
-                image (``refine.local_window``).
-
-        Returns:
-            ``(rows, cols)``-sized float32 logits; without a ``context_margin`` equal within float
-            tolerance to ``predict_full_logits(...)[0][rows, cols]``.
+            A `ClickPrediction`: ``(H, W)`` float32 logits and the ``(1, 256, 256)`` float32
+            next prompt; with a ``window``, the window's float32 logits (without a
+            ``context_margin`` equal within float tolerance to the whole image's logits cropped to
+            it) and no next prompt. ``ModelOutputError`` when a logit is NaN or infinite.
         """
         self._require_image()
+        if window is not None:
+            self._check_window(*window)
+        coords, point_labels, dense_in = self._prompt_tensors(points_rc, labels, mask_prompt)
+        if window is not None:
+            return ClickPrediction(self._window_logits(coords, point_labels, dense_in, *window), None, window)
+        low_res = self.decoding.low_res_logits(coords, point_labels, dense_in)
+        full = self.model.postprocess_masks(low_res, self.input_size, self.original_size)
+        return ClickPrediction(_finite(full[0, 0].float().cpu().numpy()), low_res[0].float().cpu().numpy())
+
+    def _check_window(self, rows: slice, cols: slice) -> None:
         height, width = self.original_size
         if not (0 <= rows.start < rows.stop <= height and 0 <= cols.start < cols.stop <= width):
             raise ValueError(f"window rows {rows.start}:{rows.stop}, cols {cols.start}:{cols.stop} is not "
                              f"inside the {height}x{width} image")
-        coords, point_labels, dense_in = self._prompt_tensors(points_rc, labels, mask_input)
+
+    def _window_logits(
+        self, coords: torch.Tensor, labels: torch.Tensor, dense_in: torch.Tensor | None, rows: slice, cols: slice
+    ) -> np.ndarray:
+        """The ``(rows, cols)``-sized float32 logits of one window from the prompt tensors."""
         row_weights, col_weights = self._resize_rows[rows], self._resize_cols[cols]
         token_rows, token_cols = _token_span(row_weights), _token_span(col_weights)
         context = self._context_region(token_rows, token_cols)
-        if self._fast is not None:
-            block = self._fast.low_res_block(coords, point_labels, dense_in, token_rows, token_cols, context)[0, 0]
-        else:
-            origin = (0, 0) if context is None else (context[0].start, context[1].start)
-            low_res = self._eager_low_res(coords, point_labels, dense_in, context)[0, 0]
-            block = low_res[TOKEN_PIXELS * (token_rows.start - origin[0]):TOKEN_PIXELS * (token_rows.stop - origin[0]),
-                            TOKEN_PIXELS * (token_cols.start - origin[1]):TOKEN_PIXELS * (token_cols.stop - origin[1])]
+        block = self.decoding.low_res_block(coords, labels, dense_in, token_rows, token_cols, context)[0, 0]
         row_weights = row_weights[:, TOKEN_PIXELS * token_rows.start:TOKEN_PIXELS * token_rows.stop]
         col_weights = col_weights[:, TOKEN_PIXELS * token_cols.start:TOKEN_PIXELS * token_cols.stop]
         return _finite((row_weights @ block @ col_weights.t()).cpu().numpy())

@@ -24,7 +24,7 @@ from skimage.color import rgb2lab
 from skimage.filters import gaussian
 from skimage.segmentation import flood
 
-from .interaction import ClickContext
+from .correctors import ClickContext
 from .refine import LOCAL_WINDOW, local_window
 
 __all__ = ["WAND_SIGMA", "WAND_TOLERANCE", "OracleCorrector", "WandCorrector"]

@@ -7,7 +7,7 @@ brush edits would be overwritten. :func:`apply_click` implements both behaviours
 
 - ``"global"``: the mask is the model's prediction, ``logits > LOGIT_THRESHOLD`` (RITM's protocol).
 - ``"local"``: the first click on a mask nobody has edited may take the model's whole prediction
-  (it refines the automatic mask everywhere; ``interaction.FIRST_CLICK`` says when: by default
+  (it refines the automatic mask everywhere; ``correctors.FIRST_CLICK`` says when: by default
   on small patches only); every other click changes only one connected
   region inside a window around it: a positive click adds the pixels connected to it whose
   logit is at least ``min(logit at the click, LOGIT_THRESHOLD)``, a negative click removes the
@@ -17,7 +17,7 @@ brush edits would be overwritten. :func:`apply_click` implements both behaviours
   keeps that change local.
 
 A local click reads the model's logits inside its window only, so :func:`click_mask` asks the
-model for just that window (``predict_window_logits``), which spares it upscaling the rest.
+model for just that window (``predict(..., window=...)``), which spares it upscaling the rest.
 The model is shown only the latest ``CLICK_MEMORY`` clicks; the earlier ones live on in the mask
 prompt (the mask itself for local clicks).
 
@@ -26,19 +26,18 @@ Coordinates are ``(row, col)``; masks are ``(H, W)`` ``bool``, logits ``(H, W)``
 
 from __future__ import annotations
 
-import math
 from typing import Literal, Protocol
 
 import numpy as np
 from skimage.segmentation import flood
+
+from .models.click_decoding import LOGIT_THRESHOLD, ClickPrediction
 
 __all__ = [
     "CLICK_MEMORY",
     "CONTEXT_MARGIN",
     "FOCUS_WINDOW",
     "LOCAL_WINDOW",
-    "LOGIT_THRESHOLD",
-    "PROB_THRESHOLD",
     "ClickEffect",
     "ClickLogits",
     "apply_click",
@@ -48,10 +47,6 @@ __all__ = [
     "shown_clicks",
 ]
 
-#: The protocol's rule "prediction = probability > 0.49" (RITM's ``pred_thr``).
-PROB_THRESHOLD = 0.49
-#: The same rule on logits.
-LOGIT_THRESHOLD = math.log(PROB_THRESHOLD / (1.0 - PROB_THRESHOLD))
 #: Side of the square a local click may change, as a fraction of the image's longer side
 #: (270 px on a 1500x1500 patch). Chosen on held-out training images (weights/README.md).
 LOCAL_WINDOW = 0.18
@@ -93,15 +88,16 @@ class ClickLogits(Protocol):
     mask prompt is the previous low-res logits (or the mask's) or ``None``.
     """
 
-    def predict_full_logits(
-        self, points_rc: np.ndarray, labels: np.ndarray, mask_input: np.ndarray | None
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """``(H, W)`` float32 logits and the low-res logits for the next prompt."""
-
-    def predict_window_logits(
-        self, points_rc: np.ndarray, labels: np.ndarray, mask_input: np.ndarray | None, rows: slice, cols: slice
-    ) -> np.ndarray:
-        """The full-resolution logits of the window ``[rows, cols]`` only, float32."""
+    def predict(
+        self,
+        points_rc: np.ndarray,
+        labels: np.ndarray,
+        mask_prompt: np.ndarray | None,
+        *,
+        window: tuple[slice, slice] | None = None,
+    ) -> ClickPrediction:
+        """``(H, W)`` float32 logits and the low-res logits for the next prompt; with a ``window``
+        ``(rows, cols)``, the full-resolution float32 logits of ``[rows, cols]`` only."""
 
 
 def click_mask(
@@ -133,12 +129,12 @@ def click_mask(
     if effect == "local" and not start_from_prediction:
         _check_click(previous.shape, row, col, window)
         rows, cols = local_window(previous.shape, row, col, window)
-        near = model.predict_window_logits(points_rc, labels, mask_input, rows, cols)
+        near = model.predict(points_rc, labels, mask_input, window=(rows, cols)).logits
         return local_click(previous, near, rows, cols, row, col, positive), None
-    logits, low_res = model.predict_full_logits(points_rc, labels, mask_input)
-    mask = apply_click(previous, logits, row, col, positive, effect=effect,
+    prediction = model.predict(points_rc, labels, mask_input)
+    mask = apply_click(previous, prediction.logits, row, col, positive, effect=effect,
                        start_from_prediction=start_from_prediction, window=window)
-    return mask, low_res
+    return mask, prediction.next_prompt
 
 
 def shown_clicks(points_rc: np.ndarray, labels: np.ndarray, memory: int | None) -> tuple[np.ndarray, np.ndarray]:

@@ -1,6 +1,6 @@
 """Per-patch annotation state, shared by the napari widget and ``demo`` (no napari / Qt here).
 
-An :class:`AnnotationSession` holds a list of :class:`Patch` objects. Each patch moves through
+An :class:`AnnotationSession` holds a list of ``patch.Patch`` objects. Each patch moves through
 the states ``new`` (nothing computed) -> ``segmented`` (automatic mask) -> ``corrected`` (clicks
 or brush edits not yet exported) -> ``exported`` (written; any later change makes it
 ``corrected`` again, undoing back to the exported state makes it ``exported``). Corrections stay
@@ -24,13 +24,13 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 
-from .clicks import Click, Clicker
+from .clicks import Click
+from .correctors import FIRST_CLICK, FirstClick, ModelCorrector
 from .exports import (
     ExportResult,
     content_sha256,
@@ -41,150 +41,24 @@ from .exports import (
     write_export,
 )
 from .geojson import mask_to_geojson
-from .image_io import ImageFormatError, as_rgb_uint8, encode_image, image_sha256, list_images, load_image
-from .interaction import (
-    FIRST_CLICK,
-    ClickOutsideError,
-    ClickRecord,
-    ClickStep,
-    FirstClick,
-    Interaction,
-    ModelCorrector,
-    StaleClickError,
-)
+from .image_io import ImageFormatError, as_rgb_uint8, encode_image, list_images
+from .interaction import ClickOutsideError, ClickRecord, Interaction, StaleClickError
 from .model_bundle import ModelBundle
-from .refine import PROB_THRESHOLD, ClickEffect
+from .patch import ClickResult, Patch
+from .refine import ClickEffect
 
 __all__ = [
     "AnnotationSession",
     "ClickOutsideError",
     "ClickRecord",
-    "ClickResult",
-    "Patch",
     "PatchEvent",
     "PatchJob",
 ]
 
-PatchState = Literal["new", "segmented", "corrected", "exported"]
 #: Background work a front end runs for a patch: its automatic mask, its click embedding.
 PatchJob = Literal["segment", "encode"]
 #: What happened to a patch, for :meth:`AnnotationSession.jobs_after`.
 PatchEvent = Literal["opened", "segmented", "mask set"]
-
-
-# ----------------------------------------------------------------------------- patches
-
-
-@dataclass
-class Patch:
-    """One image and its annotation state.
-
-    ``auto_prob``: ``(H, W)`` float32 automatic probabilities, ``None`` before segmenting.
-    ``interaction``: the mask, clicks and history (``None`` before segmenting or clicking).
-    """
-
-    name: str
-    path: Path | None = None
-    image: np.ndarray | None = None
-    auto_prob: np.ndarray | None = None
-    interaction: Interaction | None = None
-    exports: list[ExportResult] = field(default_factory=list)
-    exported_state: int | None = None
-    _sha256: str | None = None
-
-    def load(self) -> np.ndarray:
-        """The image, ``(H, W, 3)`` uint8, read from ``path`` on first use."""
-        if self.image is None:
-            if self.path is None:
-                raise ImageFormatError(f"patch {self.name!r} has neither pixels nor a file")
-            self.image = load_image(self.path)
-        return self.image
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        image = self.load()
-        return image.shape[0], image.shape[1]
-
-    @property
-    def sha256(self) -> str:
-        if self._sha256 is None:
-            self._sha256 = image_sha256(self.load())
-        return self._sha256
-
-    @property
-    def auto_mask(self) -> np.ndarray | None:
-        """``(H, W)`` bool automatic mask (probability > 0.49), or ``None``."""
-        return None if self.auto_prob is None else self.auto_prob > PROB_THRESHOLD
-
-    @property
-    def mask(self) -> np.ndarray | None:
-        """``(H, W)`` bool current mask, ``None`` before segmenting or clicking."""
-        return None if self.interaction is None else self.interaction.mask
-
-    @property
-    def logits(self) -> np.ndarray | None:
-        """``(1, 256, 256)`` low-res logits the last (global) click left as the next mask prompt."""
-        return None if self.interaction is None else self.interaction.logits
-
-    @property
-    def clicker(self) -> Clicker:
-        """The clicks so far (an empty ``Clicker`` before any)."""
-        return Clicker() if self.interaction is None else self.interaction.clicker
-
-    @property
-    def clicks(self) -> list[ClickRecord]:
-        """The clicks so far with their times and effects."""
-        return [] if self.interaction is None else self.interaction.records
-
-    @property
-    def brush_edited(self) -> bool:
-        return self.interaction is not None and self.interaction.edited
-
-    @property
-    def state(self) -> PatchState:
-        interaction = self.interaction
-        if interaction is None:
-            return "new"
-        if self.exported_state == interaction.state_id:
-            return "exported"
-        if interaction.untouched:
-            return "new" if self.auto_prob is None else "segmented"
-        return "corrected"
-
-    @property
-    def unsaved(self) -> bool:
-        return self.state == "corrected"
-
-    def contains(self, row: float, col: float) -> bool:
-        rows, cols = self.shape
-        return 0 <= row < rows and 0 <= col < cols
-
-
-@dataclass(frozen=True)
-class ClickResult:
-    """A computed click of ``patch`` (:meth:`AnnotationSession.compute_click`), not yet applied."""
-
-    patch: Patch
-    interaction: Interaction
-    step: ClickStep
-
-    @property
-    def click(self) -> Click:
-        return self.step.click
-
-    @property
-    def mask(self) -> np.ndarray:
-        """``(H, W)`` bool mask after the click."""
-        return self.step.mask
-
-    @property
-    def logits(self) -> np.ndarray | None:
-        """``(1, 256, 256)`` float32 next mask prompt, or ``None`` when it is made from ``mask``."""
-        return self.step.logits
-
-    @property
-    def latency_s(self) -> float:
-        return self.step.record.latency_s
 
 
 class AnnotationSession:
@@ -194,7 +68,7 @@ class AnnotationSession:
     under each click once the mask has been clicked or brushed, so nothing annotated elsewhere
     is overwritten; ``"global"`` replaces the mask with the model's whole prediction.
     ``first_click``: what the first local click on the automatic mask may change
-    (``interaction.ModelCorrector``).
+    (``correctors.ModelCorrector``).
     """
 
     def __init__(

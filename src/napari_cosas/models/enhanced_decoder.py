@@ -323,3 +323,11 @@ class EnhancedMaskDecoder(MaskDecoder):
         masks = (hyper_in @ upscaled.view(b, c, h * w)).view(b, -1, h, w)
         iou_pred = self.iou_prediction_head(iou_token_out)
         return masks, iou_pred
+
+
+def decoder_image(decoder: MaskDecoder, image_embedding: Tensor, image_pe: Tensor) -> Tensor:
+    """What ``decoder`` reads as image per click, ``(1, C, h, w)`` float32: an
+    `EnhancedMaskDecoder`'s `image_context` (computed once per image), else the embedding."""
+    if isinstance(decoder, EnhancedMaskDecoder):
+        return decoder.image_context(image_embedding, image_pe)
+    return image_embedding

@@ -34,7 +34,8 @@ from ..clicks import next_click
 from ..files import atomic_write
 from ..focus import FOCUS_SIZE, Focus, focus_inputs, focus_window
 from ..image_io import load_image, load_mask, pair_images_and_masks
-from ..interaction import ClickContext, Interaction, ModelCorrector
+from ..correctors import ClickContext, ModelCorrector
+from ..interaction import Interaction
 from ..metrics import iou
 from ..models.focus_refiner import FocusRefiner
 from ..refine import shown_clicks
@@ -81,8 +82,8 @@ class _Recorder:
         click = context.click
         rows, cols = focus_window(context.previous.shape, click.row, click.col, RECORD_WINDOW)
         points, labels = context.points_rc(), context.labels()
-        logits = self.inner.model.predict_window_logits(*shown_clicks(points, labels, self.inner.memory),
-                                                        self.inner.prompt(context), rows, cols)
+        logits = self.inner.model.predict(*shown_clicks(points, labels, self.inner.memory),
+                                          self.inner.prompt(context), window=(rows, cols)).logits
         h, w = rows.stop - rows.start, cols.stop - cols.start
         stack = torch.from_numpy(np.concatenate([
             self.image[rows, cols].astype(np.float32),

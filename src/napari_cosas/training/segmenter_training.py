@@ -24,8 +24,8 @@ from .. import metrics
 from ..devices import resolve_device
 from ..files import atomic_write
 from ..image_io import load_image, load_mask, pair_images_and_masks
+from ..models.click_decoding import PROB_THRESHOLD
 from ..models.segmenter import ReinSegmenter, SegmenterConfig, build_segmenter, normalise_batch
-from ..refine import PROB_THRESHOLD
 from ..registry import load_backbone_state, load_segmenter
 from .augment import random_crop, random_dihedral, stain_jitter
 from .common import load_resume_checkpoint, segmentation_loss, warmup_cosine

@@ -45,15 +45,11 @@ from segment_anything.modeling import MaskDecoder, PromptEncoder
 from segment_anything.modeling.transformer import Attention, TwoWayAttentionBlock
 from torch import Tensor, nn
 
-from .models.enhanced_decoder import EnhancedMaskDecoder
+from .click_decoding import TokenRegion, check_block_in_region
+from .enhanced_decoder import EnhancedMaskDecoder, decoder_image
 
 Layer = tuple[TwoWayAttentionBlock, Tensor | None, Tensor | None]
-#: ``(rows, cols)`` unit-step slices of the image token grid.
-TokenRegion = tuple[slice, slice]
 
-#: Each image token becomes its own ``TOKEN_PIXELS x TOKEN_PIXELS`` block of low-resolution
-#: logits (the output upscaling's two stride-2 transposed convolutions).
-TOKEN_PIXELS = 4
 
 def _heads_weight(linear: nn.Linear, heads: int) -> Tensor:
     """``(D, C)`` projection weight as ``(heads, D / heads, C)`` (a view)."""
@@ -152,9 +148,10 @@ def _conv_transpose_2x2_matrix(conv: nn.ConvTranspose2d) -> tuple[Tensor, Tensor
 
 
 class FastClickDecoder:
-    """Per-click decoder path of a SAM model with a plain or enhanced mask decoder.
+    """Per-click decoder path of a SAM model with a plain or enhanced mask decoder
+    (`models.click_decoding.ClickDecoding`).
 
-    Call `set_image` once per image, then `low_res_logits` per click. Inference only (call it
+    Call `set_image` once per image, then `low_res_logits` or `low_res_block` per click. Inference only (call it
     under ``torch.inference_mode``); the model's parameters are read, not copied, except the two
     small output-upscaling kernels, laid out once per instance as matrices (so build a new
     instance after changing the weights).
@@ -181,12 +178,13 @@ class FastClickDecoder:
         """Cache the per-image terms.
 
         Args:
-            image_embedding: ``(1, C, h, w)`` float32: the image context for an enhanced decoder
-                (``image_context``), the image embedding for a plain one.
+            image_embedding: ``(1, C, h, w)`` float32 image encoder output (an enhanced decoder's
+                ``image_context`` of it is computed here, once).
             image_pe: ``(1, C, h, w)`` dense positional encoding.
         """
-        self._grid = (image_embedding.shape[2], image_embedding.shape[3])
-        self._image_tokens = image_embedding[0].flatten(1).t().contiguous()
+        image = decoder_image(self.decoder, image_embedding, image_pe)
+        self._grid = (image.shape[2], image.shape[3])
+        self._image_tokens = image[0].flatten(1).t().contiguous()
         self._key_pe = image_pe[0].flatten(1).t().contiguous()
 
     def low_res_logits(
@@ -227,9 +225,7 @@ class FastClickDecoder:
         sparse, dense = self.prompt_encoder(points=(coords_xy, labels), boxes=None, masks=mask_input)
         h, w = self._grid
         region = context or (slice(0, h), slice(0, w))
-        if not (region[0].start <= token_rows.start < token_rows.stop <= region[0].stop
-                and region[1].start <= token_cols.start < token_cols.stop <= region[1].stop):
-            raise ValueError(f"the token block {token_rows}, {token_cols} is not inside the context {region}")
+        check_block_in_region(token_rows, token_cols, region)
         keys, hyper = self.decode_keys(sparse, dense, context)
         block = keys.view(region[0].stop - region[0].start, region[1].stop - region[1].start, -1)[
             token_rows.start - region[0].start:token_rows.stop - region[0].start,
