@@ -24,10 +24,10 @@ from pathlib import Path
 import torch
 from holdout import header, noc_sums, report_row
 
-from napari_cosas.batch import evaluate_folder
-from napari_cosas.evaluation import EvalProtocol
-from napari_cosas.predictor import ClickPredictor
-from napari_cosas.registry import load_focus_refiner, load_segmenter
+from napari_cosas.evaluation.batch import evaluate_folder
+from napari_cosas.evaluation.evaluation import EvalProtocol
+from napari_cosas.inference.predictor import ClickPredictor
+from napari_cosas.models.registry import load_focus_refiner, load_segmenter
 
 HERE = Path(__file__).parent
 log = logging.getLogger("attention_context")

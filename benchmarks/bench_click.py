@@ -51,13 +51,13 @@ from segment_anything import SamPredictor
 from segment_anything.modeling import Sam
 from torch.utils.flop_counter import FlopCounterMode
 
-from napari_cosas.embedding_cache import CachedEmbedding, CacheKey, EmbeddingCache
-from napari_cosas.heap import keep_freed_heap_memory
-from napari_cosas.image_io import image_sha256
+from napari_cosas.inference.embedding_cache import CachedEmbedding, CacheKey, EmbeddingCache
+from napari_cosas.inference.heap import keep_freed_heap_memory
+from napari_cosas.io.image_io import image_sha256
 from napari_cosas.models.enhanced_decoder import EnhancedMaskDecoder
 from napari_cosas.models.sam_models import build_convnext_sam, build_sam_vit
-from napari_cosas.predictor import PREPROCESS_VERSION, ClickPredictor
-from napari_cosas.refine import CLICK_MEMORY, apply_click, click_mask, local_window
+from napari_cosas.inference.predictor import PREPROCESS_VERSION, ClickPredictor
+from napari_cosas.inference.refine import CLICK_MEMORY, apply_click, click_mask, local_window
 from machine import cpu_model
 
 SIDE = 1500

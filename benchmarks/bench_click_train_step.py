@@ -32,9 +32,9 @@ import numpy as np
 import torch
 from machine import cpu_model
 
-from napari_cosas.image_io import load_image, load_mask, pair_images_and_masks
+from napari_cosas.io.image_io import load_image, load_mask, pair_images_and_masks
 from napari_cosas.models.sam_models import convert_decoder
-from napari_cosas.registry import load_click_model
+from napari_cosas.models.registry import load_click_model
 from napari_cosas.training.click_simulation import ClickSimulator
 from napari_cosas.training.click_training import (
     ClickTrainConfig,

@@ -23,10 +23,10 @@ import numpy as np
 import torch
 from machine import cpu_model
 
-from napari_cosas.focus import Focus
-from napari_cosas.predictor import ClickPredictor
-from napari_cosas.refine import CLICK_MEMORY
-from napari_cosas.registry import load_focus_refiner
+from napari_cosas.inference.focus import Focus
+from napari_cosas.inference.predictor import ClickPredictor
+from napari_cosas.inference.refine import CLICK_MEMORY
+from napari_cosas.models.registry import load_focus_refiner
 
 SIDE = 1500
 

@@ -30,7 +30,7 @@ from skimage.draw import disk
 
 from machine import cpu_model
 from napari_cosas._widget_layers import update_labels_layer
-from napari_cosas.refine import local_window
+from napari_cosas.inference.refine import local_window
 
 SIDE = 1500
 

@@ -20,9 +20,9 @@ import torch
 from machine import cpu_model
 
 from napari_cosas._sample_data import sample_path
-from napari_cosas.image_io import load_image
-from napari_cosas.predictor import ClickPredictor
-from napari_cosas.registry import load_segmenter
+from napari_cosas.io.image_io import load_image
+from napari_cosas.inference.predictor import ClickPredictor
+from napari_cosas.models.registry import load_segmenter
 
 SIDE = 1500
 

@@ -66,7 +66,7 @@ def _patches(folder: Path) -> list[Path]:
     from skimage.transform import resize
 
     from napari_cosas._sample_data import sample_path
-    from napari_cosas.image_io import load_image
+    from napari_cosas.io.image_io import load_image
 
     paths = []
     for index in (0, 1):

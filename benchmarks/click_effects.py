@@ -6,7 +6,7 @@ val) for
 
 - the default click model with the first click on the automatic mask taking the model's whole
   prediction (``--first-click global``) or only the region under it (``local``);
-- the reference rows of ``napari_cosas.references``: ``oracle`` (each click flips the whole
+- the reference rows of ``napari_cosas.interaction.references``: ``oracle`` (each click flips the whole
   connected error region under it) and ``wand`` (colour flood fill, no model) at several CIE-Lab
   tolerances,
 
@@ -24,8 +24,8 @@ from pathlib import Path
 
 from holdout import evaluate_settings, header, noc_sums, parse_folders
 
-from napari_cosas.correctors import FIRST_CLICK
-from napari_cosas.references import WAND_TOLERANCE
+from napari_cosas.interaction.correctors import FIRST_CLICK
+from napari_cosas.interaction.references import WAND_TOLERANCE
 
 HERE = Path(__file__).parent
 TOLERANCES = (10.0, 15.0, 25.0, 35.0, 50.0)
@@ -53,7 +53,7 @@ def write_markdown(rows: list[dict]) -> None:
     lines = header("Reference rows and the first click", "THREADS=1 python benchmarks/click_effects.py",
                    "the first-click rule and the wand's tolerance") + [
         "Local clicks (the model shown its last 5). `oracle` and `wand` take the same RITM-placed clicks on "
-        "the same automatic masks (`napari_cosas.references`); the wand blurs with a Gaussian of 1.5 px and "
+        "the same automatic masks (`napari_cosas.interaction.references`); the wand blurs with a Gaussian of 1.5 px and "
         "fills inside the click window (0.18 of the longer side).",
         "",
         "| data | corrector | NoC@80 | NoC@85 | NoC@90 | NoF@90 | IoU@1 | IoU@5 | IoU@20 |",

@@ -47,11 +47,11 @@ def _click_loop():
     from skimage.transform import resize
 
     from napari_cosas._sample_data import sample_path
-    from napari_cosas.clicks import Click
-    from napari_cosas.image_io import load_image
-    from napari_cosas.correctors import ModelCorrector
-    from napari_cosas.interaction import Interaction
-    from napari_cosas.predictor import ClickPredictor
+    from napari_cosas.interaction.clicks import Click
+    from napari_cosas.io.image_io import load_image
+    from napari_cosas.interaction.correctors import ModelCorrector
+    from napari_cosas.interaction.engine import Interaction
+    from napari_cosas.inference.predictor import ClickPredictor
 
     image = (resize(load_image(sample_path(0)), (1500, 1500), order=1, preserve_range=True) + 0.5).astype(np.uint8)
     predictor = ClickPredictor.from_registry("cosas-default-click", device="cpu")

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from holdout import evaluate_settings, header, noc_sums, parse_folders
 
-from napari_cosas.refine import CLICK_MEMORY
+from napari_cosas.inference.refine import CLICK_MEMORY
 
 HERE = Path(__file__).parent
 MEMORIES = (1, 3, 5, 8, None)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from holdout import evaluate_settings, header, noc_sums, parse_folders
 
-from napari_cosas.refine import CLICK_MEMORY, LOCAL_WINDOW
+from napari_cosas.inference.refine import CLICK_MEMORY, LOCAL_WINDOW
 
 HERE = Path(__file__).parent
 WINDOWS = (0.12, 0.18, 0.25, 0.35)

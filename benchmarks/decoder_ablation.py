@@ -38,11 +38,11 @@ from holdout import report_row
 from link_test_splits import TEST_SPLITS, link_test_split
 from machine import cpu_model
 
-from napari_cosas.batch import evaluate_folder
-from napari_cosas.evaluation import EvalProtocol
+from napari_cosas.evaluation.batch import evaluate_folder
+from napari_cosas.evaluation.evaluation import EvalProtocol
 from napari_cosas.models.enhanced_decoder import EnhancedMaskDecoder
-from napari_cosas.predictor import ClickPredictor
-from napari_cosas.registry import DEFAULT_CLICK, DEFAULT_FOCUS, load_click_model, load_focus_refiner, load_segmenter
+from napari_cosas.inference.predictor import ClickPredictor
+from napari_cosas.models.registry import DEFAULT_CLICK, DEFAULT_FOCUS, load_click_model, load_focus_refiner, load_segmenter
 
 HERE = Path(__file__).parent
 RUNS = Path("runs/decoder_ablation")

@@ -22,10 +22,10 @@ import torch
 from machine import cpu_model
 from link_test_splits import TEST_SPLITS, link_test_split
 
-from napari_cosas.batch import evaluate_folder
-from napari_cosas.evaluation import EvalProtocol
-from napari_cosas.predictor import ClickPredictor
-from napari_cosas.registry import load_click_model, load_segmenter
+from napari_cosas.evaluation.batch import evaluate_folder
+from napari_cosas.evaluation.evaluation import EvalProtocol
+from napari_cosas.inference.predictor import ClickPredictor
+from napari_cosas.models.registry import load_click_model, load_segmenter
 
 HERE = Path(__file__).parent
 

@@ -23,10 +23,10 @@ from pathlib import Path
 import torch
 from holdout import header, noc_sums, report_row
 
-from napari_cosas.batch import evaluate_folder
-from napari_cosas.evaluation import EvalProtocol
-from napari_cosas.predictor import ClickPredictor
-from napari_cosas.registry import load_focus_refiner, load_segmenter
+from napari_cosas.evaluation.batch import evaluate_folder
+from napari_cosas.evaluation.evaluation import EvalProtocol
+from napari_cosas.inference.predictor import ClickPredictor
+from napari_cosas.models.registry import load_focus_refiner, load_segmenter
 
 HERE = Path(__file__).parent
 log = logging.getLogger("focus_refiner")
@@ -56,7 +56,7 @@ def main() -> None:
     lines = header("Focus refiners on held-out training images", command, "the refiner and its window") + [
         "Local clicks, the model shown its last 5. `none`: the plain local click (`refine.local_click`); "
         "otherwise every click but a first one taking the whole prediction is refined in its focus window "
-        "(`napari_cosas.focus`). The largest mean-IoU drop is the largest fall of the mean IoU from one click to "
+        "(`napari_cosas.inference.focus`). The largest mean-IoU drop is the largest fall of the mean IoU from one click to "
         "the next (0 when it never falls).",
         "",
         "| data | refiner | focus window | first click | NoC@80 | NoC@85 | NoC@90 | NoF@90 | IoU@1 | IoU@5 | IoU@20 "

@@ -18,10 +18,10 @@ from typing import Any
 import torch
 from machine import cpu_model
 
-from napari_cosas.batch import evaluate_folder
-from napari_cosas.evaluation import EvalProtocol
-from napari_cosas.predictor import ClickPredictor
-from napari_cosas.registry import load_segmenter
+from napari_cosas.evaluation.batch import evaluate_folder
+from napari_cosas.evaluation.evaluation import EvalProtocol
+from napari_cosas.inference.predictor import ClickPredictor
+from napari_cosas.models.registry import load_segmenter
 
 #: The keys of a setting that are `EvalProtocol` fields (the others go to `evaluate_folder`).
 PROTOCOL_FIELDS = {f.name for f in fields(EvalProtocol)}

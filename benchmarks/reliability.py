@@ -44,13 +44,13 @@ ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 from machine import cpu_model
 
-from napari_cosas.exports import (
+from napari_cosas.io.exports import (
     SIDECARS_DIR,
     export_problem,
     latest_exports,
     load_sidecar,
 )
-from napari_cosas.image_io import load_mask
+from napari_cosas.io.image_io import load_mask
 
 ENV = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1"}
 
@@ -60,8 +60,8 @@ ENV = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1"}
 WRITER = """
 import json, sys, time
 import numpy as np
-from napari_cosas.exports import write_export
-from napari_cosas.image_io import encode_image
+from napari_cosas.io.exports import write_export
+from napari_cosas.io.image_io import encode_image
 
 out, name, writer, rounds, start, gap = sys.argv[1:7]
 writer, rounds, start, gap = int(writer), int(rounds), float(start), float(gap)
@@ -165,9 +165,9 @@ def soak(clicks: int, side: int = 1500, seed: int = 0) -> dict:
     import torch
 
     from napari_cosas.models.sam_models import build_tiny_sam
-    from napari_cosas.predictor import ClickPredictor
-    from napari_cosas.model_bundle import ModelBundle
-    from napari_cosas.session import AnnotationSession
+    from napari_cosas.inference.predictor import ClickPredictor
+    from napari_cosas.inference.model_bundle import ModelBundle
+    from napari_cosas.interaction.session import AnnotationSession
 
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from napari_cosas.registry import WeightsError, fetch_weights
+from napari_cosas.models.registry import WeightsError, fetch_weights
 
 ROOT = Path(__file__).resolve().parents[1]
 CLICKS = ((60, 80, True), (150, 170, False), (110, 40, True))  # (row, col, positive) on sample 1

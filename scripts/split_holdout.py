@@ -5,7 +5,7 @@ without touching a test set.
 
 Every ``--every``-th image (sorted by name, starting with the first) and its mask go to
 ``OUT/holdout/{images,masks}``, the rest to ``OUT/fit/{images,masks}``. Masks pair with images by
-file stem (``napari_cosas.image_io.pair_images_and_masks``). Existing output folders are replaced.
+file stem (``napari_cosas.io.image_io.pair_images_and_masks``). Existing output folders are replaced.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import argparse
 import shutil
 from pathlib import Path
 
-from napari_cosas.image_io import pair_images_and_masks
+from napari_cosas.io.image_io import pair_images_and_masks
 
 
 def main() -> None:

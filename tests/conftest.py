@@ -33,7 +33,7 @@ def server(tmp_path):
 def register():
     """Register weights (``ModelSpec``) or architectures for one test, through the registry's
     public API; they are removed afterwards. Returns what it registered."""
-    from napari_cosas import registry
+    from napari_cosas.models import registry
 
     added = []
 

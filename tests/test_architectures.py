@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from napari_cosas import registry
+from napari_cosas.models import registry
 from napari_cosas.models.backbones import build_backbone
 from napari_cosas.models.focus_refiner import FOCUS_CHANNELS, FocusRefiner
 from napari_cosas.models.sam_models import IMG_SIZE, build_click_model

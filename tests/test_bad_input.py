@@ -27,19 +27,20 @@ import tifffile
 import torch
 
 import napari_cosas
-from napari_cosas import checkpoints, registry
-from napari_cosas.checkpoints import ChecksumMismatchError, WeightsError
+from napari_cosas.models import checkpoints
+from napari_cosas.models import registry
+from napari_cosas.models.checkpoints import ChecksumMismatchError, WeightsError
 from napari_cosas.cli import main
-from napari_cosas.embedding_cache import CachedEmbedding, CacheKey, EmbeddingCache
-from napari_cosas.exports import (
+from napari_cosas.inference.embedding_cache import CachedEmbedding, CacheKey, EmbeddingCache
+from napari_cosas.io.exports import (
     SIDECARS_DIR,
     export_problem,
     latest_exports,
     safe_stem,
     write_export,
 )
-from napari_cosas.files import atomic_write
-from napari_cosas.image_io import (
+from napari_cosas.io.files import atomic_write
+from napari_cosas.io.image_io import (
     DataWarning,
     ImageFormatError,
     as_rgb_uint8,
@@ -50,16 +51,16 @@ from napari_cosas.image_io import (
     pair_images_and_masks,
     save_mask,
 )
-from napari_cosas.model_bundle import ModelBundle
+from napari_cosas.inference.model_bundle import ModelBundle
 from napari_cosas.models.sam_models import build_tiny_sam, save_click_model
 from napari_cosas.models.segmenter import (
     ModelOutputError,
     SegmenterConfig,
     build_segmenter,
 )
-from napari_cosas.predictor import ClickPredictor
-from napari_cosas.registry import ModelSpec
-from napari_cosas.session import AnnotationSession
+from napari_cosas.inference.predictor import ClickPredictor
+from napari_cosas.models.registry import ModelSpec
+from napari_cosas.interaction.session import AnnotationSession
 
 SRC = str(Path(napari_cosas.__file__).resolve().parents[1])
 TINY_SEGMENTER = SegmenterConfig(backbone="test_convnext", crop=64, stride=43, head_dim=32, neck_dim=32)
@@ -167,8 +168,8 @@ def test_atomic_write_never_replaces_when_asked_not_to(tmp_path):
 EXPORT_WORKER = """
 import sys, time
 import numpy as np
-from napari_cosas.model_bundle import ModelBundle
-from napari_cosas.session import AnnotationSession
+from napari_cosas.inference.model_bundle import ModelBundle
+from napari_cosas.interaction.session import AnnotationSession
 
 out, writer, rounds, start = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
 session = AnnotationSession(ModelBundle(segmenter_id="none"))
@@ -208,8 +209,8 @@ def test_two_processes_exporting_one_patch_lose_nothing(tmp_path):
 KILLED_EXPORT = """
 import json, os, sys
 import numpy as np
-from napari_cosas import exports
-from napari_cosas.image_io import encode_image
+from napari_cosas.io import exports
+from napari_cosas.io.image_io import encode_image
 
 out, survive = sys.argv[1], int(sys.argv[2])
 real, done = exports.atomic_write, []
@@ -437,7 +438,7 @@ def test_cache_concurrent_writers_of_one_entry(tmp_path):
 
 
 def test_cache_that_cannot_be_written_only_warns(tmp_path, monkeypatch, caplog):
-    import napari_cosas.embedding_cache as cache_mod
+    import napari_cosas.inference.embedding_cache as cache_mod
 
     def denied(parent, name):
         raise PermissionError(13, "Permission denied", str(parent))
@@ -652,7 +653,7 @@ def test_clicks_off_the_image_are_refused(bundle, row, col):
 
 
 def test_undo_past_the_first_click_and_a_failed_export_roll_back(tmp_path, bundle, monkeypatch):
-    import napari_cosas.exports as exports_mod
+    import napari_cosas.io.exports as exports_mod
 
     session = AnnotationSession(bundle)
     patch = session.add_array("p", np.zeros((16, 16, 3), np.uint8))

@@ -107,7 +107,7 @@ def test_evaluate_help_lists_every_report_field_and_the_json_holds_them(dataset,
     and the JSON that ``evaluate`` writes has exactly the report's fields, in order."""
     import dataclasses
 
-    from napari_cosas.evaluate_report import EvaluateReport
+    from napari_cosas.evaluation.evaluate_report import EvaluateReport
 
     help_text = build_parser()._subparsers._group_actions[0].choices["evaluate"].format_help()
     listed = [line.split()[0] for line in help_text.splitlines() if line.startswith("  ") and not line.startswith("   ")]

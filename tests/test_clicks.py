@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy.ndimage import distance_transform_edt
 
-from napari_cosas.clicks import Click, Clicker, next_click
+from napari_cosas.interaction.clicks import Click, Clicker, next_click
 
 
 def _box(shape, r0, r1, c0, c1):

@@ -6,8 +6,8 @@ import math
 import numpy as np
 import pytest
 
-from napari_cosas.clicks import Click
-from napari_cosas.evaluation import (
+from napari_cosas.interaction.clicks import Click
+from napari_cosas.evaluation.evaluation import (
     EvalProtocol,
     evaluate_image,
     evaluate_object,
@@ -15,7 +15,7 @@ from napari_cosas.evaluation import (
     instance_targets,
     spc,
 )
-from napari_cosas.correctors import FIRST_CLICK, GLOBAL_FIRST_CLICK_MAX_SIDE, ModelCorrector
+from napari_cosas.interaction.correctors import FIRST_CLICK, GLOBAL_FIRST_CLICK_MAX_SIDE, ModelCorrector
 from napari_cosas.models.click_decoding import ClickPrediction
 
 
@@ -284,7 +284,7 @@ def test_the_default_first_click_is_global_on_small_patches_only(side):
 def test_the_model_sees_the_latest_clicks_only():
     """By default the model is shown the last ``CLICK_MEMORY`` clicks (earlier ones are in the
     mask prompt); ``memory=None`` shows all of them, as RITM does."""
-    from napari_cosas.refine import CLICK_MEMORY
+    from napari_cosas.inference.refine import CLICK_MEMORY
 
     gt = _box((40, 40), 0, 40, 0, 40)
     capped, every = gt_after(gt, 1000), gt_after(gt, 1000)

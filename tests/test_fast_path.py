@@ -6,11 +6,11 @@ import torch
 from segment_anything.modeling import Sam
 from segment_anything.modeling.transformer import Attention
 
-from napari_cosas.embedding_cache import EmbeddingCache
+from napari_cosas.inference.embedding_cache import EmbeddingCache
 from napari_cosas.models.click_decoding import LOGIT_THRESHOLD
 from napari_cosas.models.fast_decoder import FastClickDecoder, image_to_tokens, tokens_to_image
 from napari_cosas.models.sam_models import build_tiny_sam
-from napari_cosas.predictor import ClickPredictor
+from napari_cosas.inference.predictor import ClickPredictor
 
 ATOL = 1e-4
 

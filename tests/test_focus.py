@@ -9,13 +9,13 @@ import pytest
 import torch
 from torch import nn
 
-from napari_cosas.focus import Focus, focus_inputs, focus_window
+from napari_cosas.inference.focus import Focus, focus_inputs, focus_window
 from napari_cosas.models.click_decoding import ClickPrediction
 from napari_cosas.models.focus_refiner import FOCUS_CHANNELS, FocusRefiner, refiner_payload
 from napari_cosas.models.sam_models import build_tiny_sam
-from napari_cosas.predictor import ClickPredictor
-from napari_cosas.refine import local_click, local_window
-from napari_cosas.registry import WeightsError, load_focus_refiner
+from napari_cosas.inference.predictor import ClickPredictor
+from napari_cosas.inference.refine import local_click, local_window
+from napari_cosas.models.registry import WeightsError, load_focus_refiner
 from napari_cosas.training.focus_training import RECORD_SIZE, record_folder, train_refiner
 
 

@@ -3,7 +3,7 @@
 import platform
 import sys
 
-from napari_cosas.heap import keep_freed_heap_memory
+from napari_cosas.inference.heap import keep_freed_heap_memory
 
 
 def test_keep_freed_heap_memory_applies_on_glibc():

@@ -6,7 +6,7 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 
-from napari_cosas.image_io import (
+from napari_cosas.io.image_io import (
     ImageFormatError,
     as_rgb_uint8,
     load_image,

@@ -7,16 +7,16 @@ import numpy as np
 import pytest
 import torch
 
-from napari_cosas.clicks import Click
-from napari_cosas.evaluation import EvalProtocol, evaluate_object
-from napari_cosas.focus import Focus
-from napari_cosas.interaction import MAX_UNDO, Interaction, StaleClickError
-from napari_cosas.model_bundle import ModelBundle
+from napari_cosas.interaction.clicks import Click
+from napari_cosas.evaluation.evaluation import EvalProtocol, evaluate_object
+from napari_cosas.inference.focus import Focus
+from napari_cosas.interaction.engine import MAX_UNDO, Interaction, StaleClickError
+from napari_cosas.inference.model_bundle import ModelBundle
 from napari_cosas.models.focus_refiner import FocusRefiner
 from napari_cosas.models.sam_models import build_tiny_sam
-from napari_cosas.predictor import ClickPredictor
-from napari_cosas.references import OracleCorrector, WandCorrector
-from napari_cosas.session import AnnotationSession
+from napari_cosas.inference.predictor import ClickPredictor
+from napari_cosas.interaction.references import OracleCorrector, WandCorrector
+from napari_cosas.interaction.session import AnnotationSession
 
 
 class Recording:

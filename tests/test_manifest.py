@@ -14,9 +14,9 @@ import napari_cosas
 from napari_cosas._reader import get_reader
 from napari_cosas._sample_data import sample_1, sample_2, sample_3
 from napari_cosas._writer import write_labels
-from napari_cosas.image_io import load_mask
-from napari_cosas.model_bundle import ModelBundle
-from napari_cosas.session import AnnotationSession
+from napari_cosas.io.image_io import load_mask
+from napari_cosas.inference.model_bundle import ModelBundle
+from napari_cosas.interaction.session import AnnotationSession
 
 MANIFEST = Path(napari_cosas.__file__).parent / "napari.yaml"
 

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from skimage.draw import disk
 
-from napari_cosas.geojson import geojson_to_mask, mask_to_geojson
-from napari_cosas.image_io import ImageFormatError, save_mask
-from napari_cosas.mask_import import load_start_mask
+from napari_cosas.io.geojson import geojson_to_mask, mask_to_geojson
+from napari_cosas.io.image_io import ImageFormatError, save_mask
+from napari_cosas.io.mask_import import load_start_mask
 
 
 def _blobs() -> np.ndarray:

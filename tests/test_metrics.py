@@ -5,7 +5,7 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from napari_cosas.metrics import cosas_score, dice, iou, jaccard, mean_iou_curve, noc, nof, summarize
+from napari_cosas.evaluation.metrics import cosas_score, dice, iou, jaccard, mean_iou_curve, noc, nof, summarize
 
 
 def test_iou_dice_cosas_known_values():

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import zarr
 
-from napari_cosas.embedding_cache import CachedEmbedding, CacheKey, EmbeddingCache
-from napari_cosas.image_io import ImageFormatError, image_sha256
+from napari_cosas.inference.embedding_cache import CachedEmbedding, CacheKey, EmbeddingCache
+from napari_cosas.io.image_io import ImageFormatError, image_sha256
 from napari_cosas.models.sam_models import build_tiny_sam
-from napari_cosas.predictor import PREPROCESS_VERSION, ClickPredictor
+from napari_cosas.inference.predictor import PREPROCESS_VERSION, ClickPredictor
 
 
 class Counter:
@@ -123,7 +123,7 @@ def test_damaged_click_weights_give_a_clear_error_not_an_empty_mask(image, fast)
     import torch
 
     from napari_cosas.models.segmenter import ModelOutputError
-    from napari_cosas.refine import click_mask
+    from napari_cosas.inference.refine import click_mask
 
     model = build_tiny_sam()
     with torch.no_grad():

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from napari_cosas.models.click_decoding import LOGIT_THRESHOLD, ClickPrediction
-from napari_cosas.refine import apply_click, click_mask, local_window
+from napari_cosas.inference.refine import apply_click, click_mask, local_window
 
 HIGH, LOW = 8.0, -8.0
 

@@ -6,10 +6,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from napari_cosas import checkpoints, registry
-from napari_cosas.checkpoints import ChecksumMismatchError, WeightsError
+from napari_cosas.models import checkpoints
+
+from napari_cosas.models import registry
+from napari_cosas.models.checkpoints import ChecksumMismatchError, WeightsError
 from napari_cosas.models.sam_models import build_tiny_sam, save_click_model
-from napari_cosas.registry import ModelSpec
+from napari_cosas.models.registry import ModelSpec
 
 
 @pytest.fixture()

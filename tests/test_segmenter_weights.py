@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 import torch
 
-from napari_cosas import metrics
+from napari_cosas.evaluation import metrics
 from napari_cosas.cli import main
-from napari_cosas.image_io import save_mask
+from napari_cosas.io.image_io import save_mask
 from napari_cosas.models.segmenter import ReinSegmenter, SegmenterConfig, build_segmenter
 from napari_cosas.models.click_decoding import PROB_THRESHOLD
-from napari_cosas.registry import Architecture, ModelSpec, load_segmenter
+from napari_cosas.models.registry import Architecture, ModelSpec, load_segmenter
 from napari_cosas.training.segmenter_training import SegmenterTrainConfig, initial_model, train_segmenter
 
 SMALL = dict(backbone="test_convnext", num_tokens=8, rank=4, head_dim=32, head_heads=2, head_layers=2,

@@ -10,17 +10,17 @@ import numpy as np
 import pytest
 import torch
 
-from napari_cosas import exports as exports_mod
-from napari_cosas.exports import SIDECAR_FORMAT
-from napari_cosas.focus import focus_window
-from napari_cosas.geojson import mask_to_geojson, ring_signed_area
-from napari_cosas.image_io import image_sha256, load_mask
-from napari_cosas.model_bundle import ModelBundle
+from napari_cosas.io import exports as exports_mod
+from napari_cosas.io.exports import SIDECAR_FORMAT
+from napari_cosas.inference.focus import focus_window
+from napari_cosas.io.geojson import mask_to_geojson, ring_signed_area
+from napari_cosas.io.image_io import image_sha256, load_mask
+from napari_cosas.inference.model_bundle import ModelBundle
 from napari_cosas.models.sam_models import build_tiny_sam
 from napari_cosas.models.segmenter import SegmenterConfig, build_segmenter
-from napari_cosas.predictor import ClickPredictor
-from napari_cosas.registry import available_models
-from napari_cosas.session import AnnotationSession, ClickOutsideError
+from napari_cosas.inference.predictor import ClickPredictor
+from napari_cosas.models.registry import available_models
+from napari_cosas.interaction.session import AnnotationSession, ClickOutsideError
 
 
 @pytest.fixture(scope="module")

@@ -233,7 +233,7 @@ def test_the_shared_image_context_decodes_as_the_full_decoder():
 
 
 def test_mask_prompts_and_click_focus_follow_the_product_s_local_clicks():
-    from napari_cosas.predictor import clipped_logits
+    from napari_cosas.inference.predictor import clipped_logits
     from napari_cosas.training.click_simulation import ClickSimulator, TrainView
     from napari_cosas.training.click_training import EncoderSplit
 

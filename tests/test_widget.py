@@ -20,11 +20,11 @@ from qtpy.QtTest import QTest
 from qtpy.QtWidgets import QApplication, QMessageBox
 
 from napari_cosas._sample_data import sample_path
-from napari_cosas.image_io import load_mask
-from napari_cosas.model_bundle import ModelBundle
+from napari_cosas.io.image_io import load_mask
+from napari_cosas.inference.model_bundle import ModelBundle
 from napari_cosas.models.sam_models import build_tiny_sam
 from napari_cosas.models.segmenter import SegmenterConfig, build_segmenter
-from napari_cosas.predictor import ClickPredictor
+from napari_cosas.inference.predictor import ClickPredictor
 
 pytestmark = pytest.mark.gui
 TIMEOUT_MS = 120_000
@@ -463,9 +463,9 @@ def test_start_from_a_labels_layer_or_a_geojson_then_correct(widget, qtbot, tmp_
     """A sample's ground truth (a labels layer) or a QuPath GeoJSON becomes the patch's mask;
     clicks then correct it locally (the mask outside the click's windows is kept), undo goes back."""
     from napari_cosas._sample_data import sample_1
-    from napari_cosas.focus import focus_window
-    from napari_cosas.refine import local_window
-    from napari_cosas.geojson import mask_to_geojson
+    from napari_cosas.inference.focus import focus_window
+    from napari_cosas.inference.refine import local_window
+    from napari_cosas.io.geojson import mask_to_geojson
 
     w = widget
     (image, image_meta, _), (truth, truth_meta, _) = sample_1()

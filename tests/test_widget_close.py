@@ -20,8 +20,8 @@ SCRIPT = textwrap.dedent(
     from napari_cosas._widget import CosasWidget
     from napari_cosas.models.sam_models import build_tiny_sam
     from napari_cosas.models.segmenter import SegmenterConfig, build_segmenter
-    from napari_cosas.predictor import ClickPredictor
-    from napari_cosas.model_bundle import ModelBundle
+    from napari_cosas.inference.predictor import ClickPredictor
+    from napari_cosas.inference.model_bundle import ModelBundle
 
     torch.manual_seed(0)
     segmenter = build_segmenter(SegmenterConfig(backbone="test_convnext", crop=128, stride=85)).eval()

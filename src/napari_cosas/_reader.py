@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from .exports import SIDECAR_FORMAT, load_sidecar
-from .image_io import load_image, load_mask
+from .io.exports import SIDECAR_FORMAT, load_sidecar
+from .io.image_io import load_image, load_mask
 
 LayerData = tuple[Any, dict[str, Any], str]
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .image_io import load_image, load_mask
+from .io.image_io import load_image, load_mask
 
 SAMPLE_DIR = Path(__file__).parent / "sample_data"
 SAMPLES = (

@@ -1,4 +1,4 @@
-"""The napari-cosas dock widget: a thin Qt front end over :mod:`napari_cosas.session`.
+"""The napari-cosas dock widget: a thin Qt front end over :mod:`napari_cosas.interaction.session`.
 
 It reads and writes three layers (the patch image, the ``tumour mask`` labels, the ``clicks``
 points), runs every model call and every export in a worker thread, one job at a time, and
@@ -29,16 +29,16 @@ from qtpy.QtWidgets import QWidget
 
 from ._widget_brush import BrushEdits
 from ._widget_canvas import bind_keys, bind_layer_keys, canvas_clicks
-from ._widget_close import CloseGuard
 from ._widget_clicks import ClickQueue
+from ._widget_close import CloseGuard
 from ._widget_jobs import JobRunner
 from ._widget_layers import PatchLayers
 from ._widget_process import prepare_process
 from ._widget_ui import click_stats, confirm_drop, default_export_dir, setup_ui, show_patch_list
-from .mask_import import load_start_mask
-from .model_bundle import ModelBundle
-from .patch import Patch
-from .session import AnnotationSession, PatchEvent
+from .inference.model_bundle import ModelBundle
+from .interaction.patch import Patch
+from .interaction.session import AnnotationSession, PatchEvent
+from .io.mask_import import load_start_mask
 
 if TYPE_CHECKING:
     import napari

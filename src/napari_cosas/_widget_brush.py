@@ -14,8 +14,8 @@ from collections.abc import Callable
 import numpy as np
 
 from ._widget_layers import PatchLayers
-from .patch import Patch
-from .session import AnnotationSession
+from .interaction.patch import Patch
+from .interaction.session import AnnotationSession
 
 
 class BrushEdits:

@@ -11,8 +11,8 @@ from collections.abc import Callable
 from ._widget_brush import BrushEdits
 from ._widget_jobs import JobRunner, click_threads, gui_torch_threads, torch_threads
 from ._widget_layers import PatchLayers, PendingClick
-from .patch import ClickResult, Patch
-from .session import AnnotationSession
+from .interaction.patch import ClickResult, Patch
+from .interaction.session import AnnotationSession
 
 
 class ClickQueue:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from napari.utils.colormaps import DirectLabelColormap
 
-from .patch import Patch
+from .interaction.patch import Patch
 
 if TYPE_CHECKING:
     import napari

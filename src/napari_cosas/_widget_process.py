@@ -14,7 +14,7 @@ each change is kept as small as it can be, and what is left of it is said here.
    unavailable, and keep that record for the process (``torch.compile`` with triton kernels is
    then unavailable to other plugins too). When triton is already loaded nothing is hidden; when
    the model stack is already imported, hiding it changes nothing.
-2. **glibc's malloc keeps freed memory** (:func:`napari_cosas.heap.keep_freed_heap_memory`): a
+2. **glibc's malloc keeps freed memory** (:func:`napari_cosas.inference.heap.keep_freed_heap_memory`): a
    click allocates and frees a few dozen 4-8 MB tensors, and glibc's default (fresh ``mmap``
    pages for each, returned at once) costs about a quarter of a CPU click in page faults.
    ``mallopt`` is a setting of the C library for the whole process: it cannot be limited to this
@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import sys
 
-from .heap import keep_freed_heap_memory
+from .inference.heap import keep_freed_heap_memory
 
 
 def import_model_stack() -> None:

@@ -31,9 +31,9 @@ from qtpy.QtWidgets import (
 )
 
 from ._widget_layers import MASK_DISPLAYS
-from .patch import Patch
-from .registry import available_models
-from .session import AnnotationSession
+from .interaction.patch import Patch
+from .interaction.session import AnnotationSession
+from .models.registry import available_models
 
 if TYPE_CHECKING:
     from ._widget import CosasWidget

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from .image_io import TIFF_SUFFIXES, save_mask
+from .io.image_io import TIFF_SUFFIXES, save_mask
 
 
 def write_labels(path: str, data: np.ndarray, meta: dict[str, Any]) -> list[str]:

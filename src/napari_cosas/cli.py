@@ -16,11 +16,11 @@ import warnings
 from collections.abc import Sequence
 
 from .cli_commands import cmd_demo, cmd_evaluate, cmd_score, cmd_segment
-from .evaluate_report import EvaluateReport
-from .heap import keep_freed_heap_memory
-from .correctors import FIRST_CLICK, GLOBAL_FIRST_CLICK_MAX_SIDE
-from .refine import CLICK_MEMORY, CONTEXT_MARGIN, FOCUS_WINDOW, LOCAL_WINDOW
-from .registry import DEFAULT_CLICK, DEFAULT_FOCUS, DEFAULT_SEGMENTER
+from .evaluation.evaluate_report import EvaluateReport
+from .inference.heap import keep_freed_heap_memory
+from .inference.refine import CLICK_MEMORY, CONTEXT_MARGIN, FOCUS_WINDOW, LOCAL_WINDOW
+from .interaction.correctors import FIRST_CLICK, GLOBAL_FIRST_CLICK_MAX_SIDE
+from .models.registry import DEFAULT_CLICK, DEFAULT_FOCUS, DEFAULT_SEGMENTER
 
 def _non_negative_int(text: str) -> int:
     """A count that may be 0 (``--max-clicks`` of ``demo``)."""

@@ -36,7 +36,7 @@ def _progress_bar(desc: str) -> tuple[Callable[[int, int, str], None], Callable[
 
 
 def _write_json(path: str | Path, data: dict) -> None:
-    from .files import atomic_write
+    from .io.files import atomic_write
 
     atomic_write(path, json.dumps(data, indent=2).encode())
 
@@ -69,8 +69,8 @@ def _report_skipped(skipped: list[dict[str, str]]) -> int:
 
 
 def cmd_segment(args: argparse.Namespace) -> int:
-    from .batch import segment_folder
-    from .registry import load_segmenter
+    from .evaluation.batch import segment_folder
+    from .models.registry import load_segmenter
 
     _check_writable(args.out, "--out", folder=True)
     segmenter = load_segmenter(args.model, weights=args.weights, device=args.device)
@@ -84,7 +84,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
 
 
 def cmd_score(args: argparse.Namespace) -> int:
-    from .batch import score_folders
+    from .evaluation.batch import score_folders
 
     _check_writable(args.json, "--json")
     update, close = _progress_bar("score")
@@ -105,11 +105,11 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from .batch import evaluate_folder
-    from .embedding_cache import EmbeddingCache
-    from .evaluation import EvalProtocol
-    from .predictor import ClickPredictor
-    from .registry import load_focus_refiner, load_segmenter
+    from .evaluation.batch import evaluate_folder
+    from .evaluation.evaluation import EvalProtocol
+    from .inference.embedding_cache import EmbeddingCache
+    from .inference.predictor import ClickPredictor
+    from .models.registry import load_focus_refiner, load_segmenter
 
     _check_writable(args.json, "--json")
     if args.plot:
@@ -147,7 +147,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                                  context_margin=args.context_margin if predictor is not None else None)
     _write_json(args.json, report.to_json())
     if args.plot:
-        from .plots import plot_iou_curves
+        from .evaluation.plots import plot_iou_curves
 
         plot_iou_curves({f"{report.model_id} ({args.init})": report.mean_iou_per_click}, args.plot)
     print(
@@ -160,10 +160,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from ._sample_data import SAMPLE_DIR, SAMPLES
-    from .demo import run_demo
-    from .evaluation import EvalProtocol
-    from .image_io import pair_images_and_masks
-    from .model_bundle import ModelBundle
+    from .evaluation.demo import run_demo
+    from .evaluation.evaluation import EvalProtocol
+    from .inference.model_bundle import ModelBundle
+    from .io.image_io import pair_images_and_masks
 
     _check_writable(args.out, "--out", folder=True)
     if args.images or args.masks:

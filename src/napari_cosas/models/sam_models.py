@@ -37,8 +37,8 @@ from segment_anything.modeling import (
 from segment_anything.modeling.common import LayerNorm2d
 from torch import Tensor, nn
 
-from ..files import atomic_write
-from ..checkpoints import read_weights_file
+from ..io.files import atomic_write
+from .checkpoints import read_weights_file
 from .compact_state import expand_state_dict
 from .enhanced_decoder import NEW_PARAMETER_PREFIXES, EnhancedMaskDecoder
 

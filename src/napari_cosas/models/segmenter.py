@@ -18,11 +18,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..files import atomic_write
-from ..checkpoints import read_weights_file
-from ..devices import inference_autocast
+from ..io.files import atomic_write
 from .backbones import ReinBackbone, build_backbone
+from .checkpoints import read_weights_file
 from .compact_state import expand_state_dict
+from .devices import inference_autocast
 from .head import ReinHead
 
 __all__ = [
@@ -43,7 +43,7 @@ class SegmenterConfig:
 
     ``mean`` / ``std`` are per-channel RGB statistics on the ``[0, 1]`` scale; ``crop`` and
     ``stride`` are the sliding-window defaults of :meth:`ReinSegmenter.predict_proba`.
-    ``backbone_weights`` names the registered backbone (``napari_cosas.registry``, e.g.
+    ``backbone_weights`` names the registered backbone (``napari_cosas.models.registry``, e.g.
     ``"dinov2_vitl14"``) whose official weights the backbone was loaded from; ``None`` when the
     backbone's weights are the segmenter's own (trained, or from a random initialisation).
     """
@@ -155,7 +155,7 @@ class ReinSegmenter(nn.Module):
                              f"{getattr(image, 'shape', type(image))}")
         if image.dtype != np.uint8:
             raise ValueError(f"image must be uint8, got {image.dtype}; convert it first "
-                             "(napari_cosas.image_io.as_rgb_uint8)")
+                             "(napari_cosas.io.image_io.as_rgb_uint8)")
         crop = self.config.crop if crop is None else crop
         stride = self.config.stride if stride is None else stride
         if crop <= 0 or not 0 < stride <= crop or batch_size <= 0:
@@ -247,7 +247,7 @@ class ReinSegmenter(nn.Module):
         if backbone_state is None and config.freeze_backbone and config.backbone_weights:
             raise ValueError(
                 f"{source} keeps its backbone frozen at the official weights {config.backbone_weights!r}, "
-                "which it does not hold: load it with napari_cosas.registry.load_segmenter (which fetches "
+                "which it does not hold: load it with napari_cosas.models.registry.load_segmenter (which fetches "
                 "them), or pass their state dict as backbone_state"
             )
         model = build_segmenter(config, backbone_state)

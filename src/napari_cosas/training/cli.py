@@ -39,7 +39,7 @@ def _bar(total_desc: str):
 
 
 def _write_summary(out: Path, summary: dict) -> None:
-    from ..files import atomic_write
+    from ..io.files import atomic_write
 
     atomic_write(out / "summary.json", json.dumps(summary, indent=2).encode())
 
@@ -47,7 +47,7 @@ def _write_summary(out: Path, summary: dict) -> None:
 def _backbone_name(backbone: str | None, weights: str | None) -> str:
     """The segmenter's backbone: ``--backbone``, else the architecture that the registered
     weights ``--backbone-weights`` fit, else :data:`DEFAULT_BACKBONE`."""
-    from ..registry import backbone_architecture
+    from ..models.registry import backbone_architecture
 
     if weights is None:
         return backbone or DEFAULT_BACKBONE
@@ -59,8 +59,8 @@ def _backbone_name(backbone: str | None, weights: str | None) -> str:
 
 
 def cmd_train_segmenter(args: argparse.Namespace) -> int:
+    from ..models.registry import segmenter_file
     from ..models.segmenter import SegmenterConfig, read_segmenter_config
-    from ..registry import segmenter_file
     from .segmenter_training import SegmenterTrainConfig, train_segmenter
 
     init_from = str(segmenter_file(args.init_from)) if args.init_from else None
@@ -159,8 +159,8 @@ def cmd_train_decoder(args: argparse.Namespace) -> int:
 def cmd_record_focus(args: argparse.Namespace) -> int:
     import torch
 
-    from ..predictor import ClickPredictor
-    from ..registry import load_focus_refiner, load_segmenter
+    from ..inference.predictor import ClickPredictor
+    from ..models.registry import load_focus_refiner, load_segmenter
     from .focus_training import record_folder
 
     torch.set_num_threads(args.threads)
@@ -176,9 +176,9 @@ def cmd_record_focus(args: argparse.Namespace) -> int:
 def cmd_train_focus(args: argparse.Namespace) -> int:
     import torch
 
-    from ..files import atomic_write
+    from ..io.files import atomic_write
     from ..models.focus_refiner import refiner_payload
-    from ..registry import load_focus_refiner
+    from ..models.registry import load_focus_refiner
     from .focus_training import train_refiner
 
     torch.set_num_threads(args.threads)

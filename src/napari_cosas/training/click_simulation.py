@@ -24,10 +24,10 @@ from segment_anything.modeling import Sam
 from segment_anything.utils.transforms import ResizeLongestSide
 from torch import Tensor
 
-from ..clicks import next_click
+from ..inference.predictor import clipped_logits
+from ..inference.refine import LOCAL_WINDOW
+from ..interaction.clicks import next_click
 from ..models.click_decoding import LOGIT_THRESHOLD
-from ..predictor import clipped_logits
-from ..refine import LOCAL_WINDOW
 from .mask_degrade import degrade_mask
 
 if TYPE_CHECKING:

@@ -31,10 +31,10 @@ import torch.nn.functional as F
 from segment_anything.modeling import Sam
 from torch import Tensor, nn
 
-from ..devices import resolve_device
-from ..files import atomic_write
+from ..io.files import atomic_write
+from ..models.checkpoints import read_weights_file
+from ..models.devices import resolve_device
 from ..models.enhanced_decoder import EnhancedMaskDecoder
-from ..checkpoints import read_weights_file
 from .augment import random_dihedral, stain_jitter
 from .click_simulation import ClickSimulator, TrainView, prepare_view
 from .common import load_resume_checkpoint, segmentation_loss, warmup_cosine

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..checkpoints import read_weights_file
+from ..models.checkpoints import read_weights_file
 
 
 def segmentation_loss(logits: Tensor, target: Tensor, valid: Tensor) -> Tensor:

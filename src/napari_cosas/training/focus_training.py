@@ -1,4 +1,4 @@
-"""Training the focus refiner (``napari_cosas.focus``) on this CPU.
+"""Training the focus refiner (``napari_cosas.inference.focus``) on this CPU.
 
 Two stages, both on the ``fit`` training images only:
 
@@ -30,21 +30,21 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..clicks import next_click
-from ..files import atomic_write
-from ..focus import FOCUS_SIZE, Focus, focus_inputs, focus_window
-from ..image_io import load_image, load_mask, pair_images_and_masks
-from ..correctors import ClickContext, ModelCorrector
-from ..interaction import Interaction
-from ..metrics import iou
+from ..evaluation.metrics import iou
+from ..inference.focus import FOCUS_SIZE, Focus, focus_inputs, focus_window
+from ..inference.refine import shown_clicks
+from ..interaction.clicks import next_click
+from ..interaction.correctors import ClickContext, ModelCorrector
+from ..interaction.engine import Interaction
+from ..io.files import atomic_write
+from ..io.image_io import load_image, load_mask, pair_images_and_masks
 from ..models.focus_refiner import FocusRefiner
-from ..refine import shown_clicks
 from .common import segmentation_loss, warmup_cosine
 from .mask_degrade import degrade_mask
 
 if TYPE_CHECKING:
-    from ..predictor import ClickPredictor
-    from ..model_bundle import Segmenter
+    from ..inference.model_bundle import Segmenter
+    from ..inference.predictor import ClickPredictor
 
 __all__ = ["RECORD_SIZE", "RECORD_WINDOW", "record_folder", "train_refiner"]
 

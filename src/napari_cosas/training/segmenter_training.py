@@ -20,13 +20,13 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from .. import metrics
-from ..devices import resolve_device
-from ..files import atomic_write
-from ..image_io import load_image, load_mask, pair_images_and_masks
+from ..evaluation import metrics
+from ..io.files import atomic_write
+from ..io.image_io import load_image, load_mask, pair_images_and_masks
 from ..models.click_decoding import PROB_THRESHOLD
+from ..models.devices import resolve_device
+from ..models.registry import load_backbone_state, load_segmenter
 from ..models.segmenter import ReinSegmenter, SegmenterConfig, build_segmenter, normalise_batch
-from ..registry import load_backbone_state, load_segmenter
 from .augment import random_crop, random_dihedral, stain_jitter
 from .common import load_resume_checkpoint, segmentation_loss, warmup_cosine
 

@@ -24,8 +24,8 @@ from skimage.color import rgb2lab
 from skimage.filters import gaussian
 from skimage.segmentation import flood
 
+from ..inference.refine import LOCAL_WINDOW, local_window
 from .correctors import ClickContext
-from .refine import LOCAL_WINDOW, local_window
 
 __all__ = ["WAND_SIGMA", "WAND_TOLERANCE", "OracleCorrector", "WandCorrector"]
 

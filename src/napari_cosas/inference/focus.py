@@ -27,8 +27,8 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage
 
-from .models.click_decoding import LOGIT_THRESHOLD
-from .models.focus_refiner import FocusRefiner
+from ..models.click_decoding import LOGIT_THRESHOLD
+from ..models.focus_refiner import FocusRefiner
 from .refine import (
     FOCUS_WINDOW,
     LOCAL_WINDOW,

@@ -13,11 +13,11 @@ from typing import TYPE_CHECKING, Literal, Protocol
 
 import numpy as np
 
+from ..inference.refine import CLICK_MEMORY, LOCAL_WINDOW, ClickEffect, ClickLogits, click_mask
 from .clicks import Click, click_labels, points_rc
-from .refine import CLICK_MEMORY, LOCAL_WINDOW, ClickEffect, ClickLogits, click_mask
 
 if TYPE_CHECKING:
-    from .focus import Focus
+    from ..inference.focus import Focus
 
 __all__ = [
     "FIRST_CLICK",

@@ -1,5 +1,5 @@
 """Masks made elsewhere, as a patch's starting mask: a QuPath GeoJSON export
-(:mod:`napari_cosas.geojson`) or a mask file. Masks are ``(H, W)`` bool.
+(:mod:`napari_cosas.io.geojson`) or a mask file. Masks are ``(H, W)`` bool.
 """
 
 from __future__ import annotations

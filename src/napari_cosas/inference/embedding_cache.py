@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import zarr
 
-from .files import make_temporary_dir
+from ..io.files import make_temporary_dir
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ def _entry_sha256(embedding: np.ndarray, input_size: tuple[int, int]) -> str:
 
 def default_cache_dir() -> Path:
     """``$NAPARI_COSAS_CACHE/embeddings`` when set, else the user cache folder."""
-    from .checkpoints import cache_dir
+    from ..models.checkpoints import cache_dir
 
     return Path(cache_dir()) / "embeddings"
 

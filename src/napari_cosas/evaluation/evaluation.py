@@ -2,7 +2,7 @@
 
 For each object the loop is RITM's ``evaluate_sample``: up to ``max_clicks`` times, place the
 next click from the current prediction's errors (``clicks.next_click``), let the object's
-:class:`~napari_cosas.interaction.Interaction` apply it (the same engine, mask prompts and click
+:class:`~napari_cosas.interaction.engine.Interaction` apply it (the same engine, mask prompts and click
 rules as the widget), record the IoU, and stop once it reaches ``stop_iou`` (the highest NoC
 target).
 
@@ -19,7 +19,7 @@ Two click effects (:func:`refine.apply_click`): ``"global"`` (RITM: the mask is 
 prediction, the next mask prompt its low-res logits) and ``"local"`` (the product's default:
 each click changes only the region under it; the mask, not the model's logits, becomes the next
 mask prompt). A ``corrector`` replaces the model, e.g. the reference rows of
-:mod:`napari_cosas.references`.
+:mod:`napari_cosas.interaction.references`.
 
 Coordinates are ``(row, col)``; masks are ``(H, W)`` ``bool``.
 """
@@ -33,13 +33,13 @@ from typing import Literal, Protocol
 
 import numpy as np
 
-from .clicks import Click, next_click
-from .correctors import FIRST_CLICK, Corrector, FirstClick, ModelCorrector, PromptModel
-from .focus import Focus
-from .interaction import Interaction
+from ..inference.focus import Focus
+from ..inference.refine import CLICK_MEMORY, FOCUS_WINDOW, LOCAL_WINDOW, ClickEffect
+from ..interaction.clicks import Click, next_click
+from ..interaction.correctors import FIRST_CLICK, Corrector, FirstClick, ModelCorrector, PromptModel
+from ..interaction.engine import Interaction
+from ..models.focus_refiner import FocusRefiner
 from .metrics import iou, noc
-from .models.focus_refiner import FocusRefiner
-from .refine import CLICK_MEMORY, FOCUS_WINDOW, LOCAL_WINDOW, ClickEffect
 
 __all__ = [
     "ClickModel",

@@ -12,7 +12,7 @@ import textwrap
 from dataclasses import dataclass, field
 from typing import Any
 
-from .models.click_decoding import PROB_THRESHOLD
+from ..models.click_decoding import PROB_THRESHOLD
 
 __all__ = ["EvaluateReport"]
 

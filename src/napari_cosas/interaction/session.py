@@ -5,17 +5,17 @@ the states ``new`` (nothing computed) -> ``segmented`` (automatic mask) -> ``cor
 or brush edits not yet exported) -> ``exported`` (written; any later change makes it
 ``corrected`` again, undoing back to the exported state makes it ``exported``). Corrections stay
 in memory per patch when switching patches. A patch's mask, clicks and undo / redo history are
-its :class:`~napari_cosas.interaction.Interaction`, the engine ``evaluate`` and ``demo`` use too.
+its :class:`~napari_cosas.interaction.engine.Interaction`, the engine ``evaluate`` and ``demo`` use too.
 
 Work that takes time is split in two so that a front end can run it in a worker thread:
 ``compute_*`` methods read state and call the models (safe off the GUI thread, one at a time);
 ``apply_*`` methods mutate state (call them on the GUI thread). Which of those jobs a patch
 needs next (its automatic mask, its click embedding) is :meth:`AnnotationSession.jobs_after`'s
-to say. What an export writes and records is :mod:`napari_cosas.exports`'s (the outline:
-:mod:`napari_cosas.geojson`); the models it uses are a :class:`~napari_cosas.model_bundle.ModelBundle`.
+to say. What an export writes and records is :mod:`napari_cosas.io.exports`'s (the outline:
+:mod:`napari_cosas.io.geojson`); the models it uses are a :class:`~napari_cosas.inference.model_bundle.ModelBundle`.
 
 Coordinates: clicks and masks use napari's ``(row, col)`` pixel order; the click model's
-``(x, y)`` conversion happens in :mod:`napari_cosas.predictor`.
+``(x, y)`` conversion happens in :mod:`napari_cosas.inference.predictor`.
 Images are ``(H, W, 3)`` uint8, masks ``(H, W)`` bool, probabilities ``(H, W)`` float32.
 """
 
@@ -29,9 +29,9 @@ from typing import Literal
 
 import numpy as np
 
-from .clicks import Click
-from .correctors import FIRST_CLICK, FirstClick, ModelCorrector
-from .exports import (
+from ..inference.model_bundle import ModelBundle
+from ..inference.refine import ClickEffect
+from ..io.exports import (
     ExportResult,
     content_sha256,
     mask_suffix,
@@ -40,12 +40,12 @@ from .exports import (
     sidecar_record,
     write_export,
 )
-from .geojson import mask_to_geojson
-from .image_io import ImageFormatError, as_rgb_uint8, encode_image, list_images
-from .interaction import ClickOutsideError, ClickRecord, Interaction, StaleClickError
-from .model_bundle import ModelBundle
+from ..io.geojson import mask_to_geojson
+from ..io.image_io import ImageFormatError, as_rgb_uint8, encode_image, list_images
+from .clicks import Click
+from .correctors import FIRST_CLICK, FirstClick, ModelCorrector
+from .engine import ClickOutsideError, ClickRecord, Interaction, StaleClickError
 from .patch import ClickResult, Patch
-from .refine import ClickEffect
 
 __all__ = [
     "AnnotationSession",
@@ -199,7 +199,7 @@ class AnnotationSession:
     def corrector(self, patch: Patch) -> ModelCorrector:
         """The click model with the session's click effect and the focus refiner on ``patch``
         (the predictor's image must be set to it)."""
-        from .focus import Focus
+        from ..inference.focus import Focus
 
         refiner = self.models.refiner()
         return ModelCorrector(self.models.predictor(), effect=self.click_effect, first_click=self.first_click,
@@ -266,7 +266,7 @@ class AnnotationSession:
     def export(self, patch: Patch, out_dir: str | os.PathLike) -> ExportResult:
         """Write the mask, the GeoJSON outline and the JSON sidecar under ``out_dir``.
 
-        Layout and guarantees: :mod:`napari_cosas.exports`. ``masks/<stem>.png`` (``.tif`` when
+        Layout and guarantees: :mod:`napari_cosas.io.exports`. ``masks/<stem>.png`` (``.tif`` when
         a side exceeds ``exports.LARGE_SIDE``; 0 / 255 uint8), ``geojson/<stem>.geojson``,
         ``sidecars/<stem>.json`` (written last), where ``<stem>`` is the patch name made safe as
         a file name, or ``<stem>_v2``, ``<stem>_v3``, ... so that no earlier export is

@@ -17,7 +17,7 @@ Writing (:func:`write_export`):
 What an export of a patch records (:func:`sidecar_record`, the sidecar's schema; format
 :data:`SIDECAR_FORMAT`, read back by :func:`load_sidecar`) and when an unchanged patch reuses
 its earlier export (:func:`content_sha256`, :func:`reusable_export`) are decided here too; the
-session (:meth:`napari_cosas.session.AnnotationSession.export`) encodes the files and calls
+session (:meth:`napari_cosas.interaction.session.AnnotationSession.export`) encodes the files and calls
 them.
 
 Reading (:func:`export_problem`, :func:`latest_exports`): an export is complete when its
@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Any
 from .files import atomic_write, claim, is_temporary
 
 if TYPE_CHECKING:
-    from .patch import Patch
+    from ..interaction.patch import Patch
 
 log = logging.getLogger(__name__)
 

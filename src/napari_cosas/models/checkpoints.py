@@ -56,7 +56,7 @@ def cache_dir() -> Path:
 def weights_dirs() -> list[Path]:
     """Folders searched for bundled weights, in order: ``$NAPARI_COSAS_WEIGHTS``,
     ``<package>/weights`` (installed package data), ``<repository>/weights`` (editable)."""
-    package = Path(__file__).resolve().parent
+    package = Path(__file__).resolve().parents[1]
     dirs = [package / "weights", package.parents[1] / "weights"]
     env = os.environ.get("NAPARI_COSAS_WEIGHTS")
     return ([Path(env).expanduser()] if env else []) + dirs

@@ -16,13 +16,13 @@ import torch.nn.functional as F
 from segment_anything.modeling import Sam
 from segment_anything.utils.transforms import ResizeLongestSide
 
-from .devices import resolve_device
+from ..io.image_io import as_rgb_uint8, image_sha256
+from ..models.click_decoding import TOKEN_PIXELS, ClickDecoding, ClickPrediction, TokenRegion
+from ..models.devices import resolve_device
+from ..models.eager_decoder import EagerClickDecoder
+from ..models.fast_decoder import FastClickDecoder
+from ..models.segmenter import ModelOutputError
 from .embedding_cache import CachedEmbedding, CacheKey, EmbeddingCache
-from .image_io import as_rgb_uint8, image_sha256
-from .models.click_decoding import TOKEN_PIXELS, ClickDecoding, ClickPrediction, TokenRegion
-from .models.eager_decoder import EagerClickDecoder
-from .models.fast_decoder import FastClickDecoder
-from .models.segmenter import ModelOutputError
 from .refine import CONTEXT_MARGIN
 
 #: Bumped whenever resizing or normalisation changes, which invalidates cached embeddings.
@@ -141,7 +141,7 @@ class ClickPredictor:
         context_margin: int | None = CONTEXT_MARGIN,
     ) -> ClickPredictor:
         """Build from a registry name (``cosas-default-click``, ``sam_vit_b``, ...) or a checkpoint path."""
-        from .registry import load_click_model
+        from ..models.registry import load_click_model
 
         model, model_id = load_click_model(name, weights=weights, device="cpu")
         return cls(model, model_id, device=device, cache=cache, context_margin=context_margin)

@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
-from . import metrics
-from .image_io import (
+from ..interaction.correctors import Corrector
+from ..io.image_io import (
     ImageFormatError,
     files_by_stem,
     load_image,
@@ -30,15 +30,15 @@ from .image_io import (
     pair_images_and_masks,
     save_mask,
 )
-from .correctors import Corrector
+from ..models.click_decoding import PROB_THRESHOLD
+from . import metrics
 from .evaluate_report import EvaluateReport
-from .models.click_decoding import PROB_THRESHOLD
 
 if TYPE_CHECKING:  # torch loads only for the jobs that run a model (score is pure numpy)
+    from ..inference.model_bundle import Segmenter
+    from ..inference.predictor import ClickPredictor
+    from ..models.focus_refiner import FocusRefiner
     from .evaluation import EvalProtocol
-    from .models.focus_refiner import FocusRefiner
-    from .predictor import ClickPredictor
-    from .model_bundle import Segmenter
 
 log = logging.getLogger(__name__)
 
@@ -166,7 +166,7 @@ def reference_corrector(
     reference: Reference, window: float, wand_tolerance: float | None = None
 ) -> Callable[[np.ndarray, np.ndarray], Corrector]:
     """``(image, gt) -> corrector`` for a reference row (``"oracle"`` or ``"wand"``)."""
-    from .references import WAND_TOLERANCE, OracleCorrector, WandCorrector
+    from ..interaction.references import WAND_TOLERANCE, OracleCorrector, WandCorrector
 
     if reference == "oracle":
         return lambda _image, gt: OracleCorrector(gt)
@@ -197,11 +197,11 @@ def evaluate_folder(
     treats ``mask > 0`` as one target, ``"instances"`` each label on its own. ``init="auto"``
     starts every image target from ``segmenter``'s probabilities. Images whose image or mask
     file cannot be used are listed in ``skipped``.
-    ``reference`` (``"oracle"`` or ``"wand"``, :mod:`napari_cosas.references`) takes the clicks
+    ``reference`` (``"oracle"`` or ``"wand"``, :mod:`napari_cosas.interaction.references`) takes the clicks
     instead of ``predictor`` (which may then be ``None``), with the protocol's ``window`` as the
     wand's window. ``refiner`` refines every local click but a first one taking the whole
     prediction in its focus window (``protocol.focus_window`` of the longer side;
-    :mod:`napari_cosas.focus`).
+    :mod:`napari_cosas.inference.focus`).
     """
     from .evaluation import evaluate_image, image_target, instance_targets, spc
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from .files import atomic_write
+from ..io.files import atomic_write
 
 
 def plot_iou_curves(curves: Mapping[str, Sequence[float]], path: str | Path) -> Path:

@@ -33,9 +33,9 @@ from typing import Literal
 
 import numpy as np
 
+from ..models.click_decoding import PROB_THRESHOLD
 from .clicks import Click, Clicker
 from .correctors import ClickContext, Corrector
-from .models.click_decoding import PROB_THRESHOLD
 
 __all__ = [
     "MAX_UNDO",

@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
-from .registry import DEFAULT_CLICK, DEFAULT_FOCUS, DEFAULT_SEGMENTER, load_focus_refiner, load_segmenter
+from ..models.registry import DEFAULT_CLICK, DEFAULT_FOCUS, DEFAULT_SEGMENTER, load_focus_refiner, load_segmenter
 
 if TYPE_CHECKING:  # torch is imported only when a model is used
-    from .models.focus_refiner import FocusRefiner
+    from ..models.focus_refiner import FocusRefiner
     from .predictor import ClickPredictor
 
 __all__ = ["ModelBundle", "Segmenter"]
@@ -36,8 +36,8 @@ class ModelBundle:
     """The automatic segmenter and the click predictor, loaded from the registry on first use.
 
     Args:
-        segmenter_name, click_name: registry names (see :func:`napari_cosas.registry.available_models`).
-        focus_name: registry name of the focus refiner of local clicks (:mod:`napari_cosas.focus`),
+        segmenter_name, click_name: registry names (see :func:`napari_cosas.models.registry.available_models`).
+        focus_name: registry name of the focus refiner of local clicks (:mod:`napari_cosas.inference.focus`),
             or ``None`` for none.
         device: ``"auto"``, ``"cpu"`` or ``"cuda"`` (the refiner runs on the CPU).
         segmenter, predictor, refiner: ready models (tests, scripts); they skip loading.

@@ -1,6 +1,6 @@
 """The headless main job: segment patches, refine them with simulated clicks, export, report.
 
-It drives the same :class:`~napari_cosas.session.AnnotationSession` as the napari widget: the
+It drives the same :class:`~napari_cosas.interaction.session.AnnotationSession` as the napari widget: the
 automatic mask, then clicks placed by the RITM rule against the ground truth (standing in for a
 pathologist), then the widget's export (mask, JSON sidecar, GeoJSON). It adds an overlay per
 patch and a report (``report.json``, ``report.md``) with Dice, IoU, NoC and seconds per click.
@@ -18,14 +18,14 @@ from pathlib import Path
 import numpy as np
 from skimage.segmentation import find_boundaries
 
+from ..inference.model_bundle import ModelBundle
+from ..interaction.clicks import next_click
+from ..interaction.session import AnnotationSession
+from ..io.files import atomic_write
+from ..io.image_io import encode_image, load_mask
 from . import metrics
 from .batch import BAD_FILE_ERRORS, skipped_entry
-from .clicks import next_click
 from .evaluation import EvalProtocol
-from .files import atomic_write
-from .image_io import encode_image, load_mask
-from .model_bundle import ModelBundle
-from .session import AnnotationSession
 
 #: Overlay colours (RGB): automatic mask, refined mask, ground truth.
 COLOURS = {"auto": (255, 210, 0), "refined": (0, 220, 0), "truth": (40, 120, 255)}

@@ -13,11 +13,11 @@ from typing import Literal
 
 import numpy as np
 
+from ..io.exports import ExportResult
+from ..io.image_io import ImageFormatError, image_sha256, load_image
+from ..models.click_decoding import PROB_THRESHOLD
 from .clicks import Click, Clicker
-from .exports import ExportResult
-from .image_io import ImageFormatError, image_sha256, load_image
-from .interaction import ClickRecord, ClickStep, Interaction
-from .models.click_decoding import PROB_THRESHOLD
+from .engine import ClickRecord, ClickStep, Interaction
 
 __all__ = ["ClickResult", "Patch", "PatchState"]
 

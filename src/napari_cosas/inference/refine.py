@@ -31,7 +31,7 @@ from typing import Literal, Protocol
 import numpy as np
 from skimage.segmentation import flood
 
-from .models.click_decoding import LOGIT_THRESHOLD, ClickPrediction
+from ..models.click_decoding import LOGIT_THRESHOLD, ClickPrediction
 
 __all__ = [
     "CLICK_MEMORY",
@@ -51,7 +51,7 @@ __all__ = [
 #: (270 px on a 1500x1500 patch). Chosen on held-out training images (weights/README.md).
 LOCAL_WINDOW = 0.18
 
-#: Side of a refined click's focus window (``napari_cosas.focus``), a fraction of the longer image
+#: Side of a refined click's focus window (``napari_cosas.inference.focus``), a fraction of the longer image
 #: side. Chosen on held-out training images (``benchmarks/focus_refiner.md``).
 FOCUS_WINDOW = 0.5
 

@@ -46,8 +46,8 @@ if TYPE_CHECKING:  # torch is imported where a file is read: the names here are 
     import torch
     from segment_anything.modeling import Sam
 
-    from .models.focus_refiner import FocusRefiner
-    from .models.segmenter import ReinSegmenter
+    from .focus_refiner import FocusRefiner
+    from .segmenter import ReinSegmenter
 
 __all__ = [
     "ALIASES", "DEFAULT_CLICK", "DEFAULT_FOCUS", "DEFAULT_SEGMENTER", "Architecture", "Kind", "ModelSpec",
@@ -86,7 +86,7 @@ def load_click_model(
     model_id)``; ``model_id`` changes whenever the weights do (use it to key embedding caches).
     """
     from .devices import resolve_device
-    from .models.sam_models import (
+    from .sam_models import (
         CLICK_FORMAT,
         build_sam_vit,
         click_model_from_payload,
@@ -168,7 +168,7 @@ def load_segmenter(
     """Load a trained `ReinSegmenter` by registry name or path (saved with
     `ReinSegmenter.save`; a backbone frozen at official weights is fetched by its name)."""
     from .devices import resolve_device
-    from .models.segmenter import ReinSegmenter, SegmenterConfig, read_segmenter_file
+    from .segmenter import ReinSegmenter, SegmenterConfig, read_segmenter_file
 
     path = segmenter_file(name_or_path, weights)
     payload = read_segmenter_file(path)
@@ -181,9 +181,9 @@ def load_segmenter(
 
 
 def load_focus_refiner(name_or_path: str | os.PathLike, *, weights: str | os.PathLike | None = None) -> FocusRefiner:
-    """Load a focus refiner (``napari_cosas.focus``) by registry name or from a file written by
+    """Load a focus refiner (``napari_cosas.inference.focus``) by registry name or from a file written by
     ``napari-cosas train-focus``; on the CPU, in eval mode."""
-    from .models.focus_refiner import refiner_from_payload
+    from .focus_refiner import refiner_from_payload
 
     path = _model_file(name_or_path, "focus", "focus refiner", weights)
     try:

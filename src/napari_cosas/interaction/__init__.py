@@ -1,0 +1,1 @@
+"""Interaction: clicks, correctors, the interaction engine, one patch's state and the annotation session."""
