@@ -112,3 +112,20 @@ def test_the_widget_hides_triton_only_while_it_imports_the_model_stack() -> None
         + ("import triton\n" if has_triton else "")
     )
     assert ("triton" in _loaded_after(statement)) == has_triton
+
+
+LAYERS = ["io", "models", "inference", "interaction", "evaluation", "training"]  # bottom to top
+
+
+def test_each_core_layer_imports_only_the_layers_below_it() -> None:
+    """`io` <- `models` <- `inference` <- `interaction` <- `evaluation` <- `training`; the front ends
+    (top-level modules) sit above them all and no core module imports a front end."""
+    def layer(module: str) -> int:
+        parts = module.split(".")
+        return LAYERS.index(parts[1]) if len(parts) > 1 and parts[1] in LAYERS else len(LAYERS)
+
+    graph = _package_imports()
+    assert "napari_cosas.io.files" in graph["napari_cosas.models.segmenter"]
+    upward = sorted((a, b) for a, deps in graph.items() for b in deps
+                    if layer(a) < len(LAYERS) and layer(b) > layer(a))
+    assert upward == []
