@@ -37,7 +37,7 @@ def import_model_stack() -> None:
     if hide:
         sys.modules["triton"] = None  # makes `import triton` raise ImportError
     try:
-        from . import predictor  # noqa: F401
+        from .inference import predictor  # noqa: F401
         from .models import segmenter  # noqa: F401
     finally:
         if hide and sys.modules.get("triton", 0) is None:
