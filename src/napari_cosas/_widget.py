@@ -11,6 +11,7 @@ names) holds the actions and ties them together:
 * ``_widget_layers.py``: the image, mask and clicks layers (:class:`PatchLayers`);
 * ``_widget_canvas.py``: mouse clicks on the canvas and the key bindings;
 * ``_widget_clicks.py``: the click model's runs, one at a time, and the clicks queued meanwhile;
+* ``_widget_patch_jobs.py``: a patch's background jobs (automatic mask, click embedding);
 * ``_widget_brush.py``: brush strokes on the mask layer, handed to the session;
 * ``_widget_close.py``: what closing the viewer asks and waits for;
 * ``_widget_jobs.py``: the worker thread runner (:class:`JobRunner`) and torch thread counts;
@@ -33,11 +34,12 @@ from ._widget_clicks import ClickQueue
 from ._widget_close import CloseGuard
 from ._widget_jobs import JobRunner
 from ._widget_layers import PatchLayers
+from ._widget_patch_jobs import PatchJobs
 from ._widget_process import prepare_process
 from ._widget_ui import click_stats, confirm_drop, default_export_dir, setup_ui, show_patch_list
 from .inference.model_bundle import ModelBundle
 from .interaction.patch import Patch
-from .interaction.session import AnnotationSession, PatchEvent
+from .interaction.session import AnnotationSession
 from .io.mask_import import load_start_mask
 
 if TYPE_CHECKING:
@@ -58,7 +60,6 @@ class CosasWidget(QWidget):
         self.viewer = napari_viewer
         self.session = AnnotationSession(models if models is not None else ModelBundle())
         self.jobs = JobRunner(on_busy=self._set_busy, on_finished=self._after_job, on_error=self._on_error)
-        self._opened_while_busy: Patch | None = None  # a patch opened while a job ran: its jobs wait
         setup_ui(self)
         self.layers = PatchLayers(
             self.viewer, on_paint=lambda: self.brush.on_paint(), display=self.display_combo.currentText(),
@@ -67,7 +68,10 @@ class CosasWidget(QWidget):
         self.brush = BrushEdits(self.session, self.layers, busy=lambda: self.busy, changed=self._refresh)
         self.clicks = ClickQueue(self.session, self.jobs, self.layers, self.brush, message=self._message,
                                  show_mask=lambda patch: self._show_mask(patch, select=False))
-        self.jobs.progress.changed.connect(self._on_progress)
+        self.patch_jobs = PatchJobs(self.session, self.jobs, self.brush, self.progress_bar, segment=self.segment,
+                                    auto_segment=self.auto_segment_box.isChecked, message=self._message,
+                                    show_mask=self._show_mask)
+        self.jobs.progress.changed.connect(self.patch_jobs.on_progress)
         self.on_mouse_drag = canvas_clicks(self.viewer, lambda: self.layers.image_layer, self.add_click)
         self.viewer.mouse_drag_callbacks.append(self.on_mouse_drag)
         bind_keys(self.viewer, self, self._key_actions())
@@ -152,10 +156,7 @@ class CosasWidget(QWidget):
         self.layers.show_image(patch)
         self._show_mask(patch)
         self._message(f"{patch.name}: {patch.state}")
-        if self.busy:
-            self._opened_while_busy = patch
-        else:
-            self._run_jobs(patch, "opened")
+        self.patch_jobs.opened(patch)
 
     def next_patch(self) -> None:
         self.select_patch(min(self.session.index + 1, len(self.session.patches) - 1))
@@ -224,17 +225,6 @@ class CosasWidget(QWidget):
             return None
         return self.session.current
 
-    def _run_jobs(self, patch: Patch, event: PatchEvent) -> None:
-        """Start the first background job the session says ``patch`` needs after ``event``
-        (`AnnotationSession.jobs_after`); each job asks again when it is done."""
-        jobs = self.session.jobs_after(patch, event, segment_new=self.auto_segment_box.isChecked())
-        if not jobs:
-            return
-        if jobs[0] == "segment":
-            self.segment()
-        else:
-            self._encode(patch)
-
     # -- segment, click, undo, reset ------------------------------------------------------------
 
     def segment(self) -> None:
@@ -242,34 +232,7 @@ class CosasWidget(QWidget):
         patch = self._ready("segmenting")
         if patch is None or not confirm_drop(self, patch, "Segmenting again"):
             return
-        self.progress_bar.setRange(0, 1)
-        self.progress_bar.setValue(0)
-        self._message("Segmenting…")
-        self.jobs.start(self.session.compute_segmentation, patch, self.jobs.check_cancel,
-                        on_done=lambda prob: self._segmented(patch, prob),
-                        then=lambda: self._run_jobs(patch, "segmented"))
-
-    def _segmented(self, patch: Patch, prob: np.ndarray) -> None:
-        painted = self.brush.painted_since(patch)
-        self.session.apply_segmentation(patch, prob)
-        self.brush.keep(patch, painted)
-        if patch is self.session.current:
-            self._show_mask(patch)
-        self._message("Automatic mask ready; encoding the image for clicks…")
-
-    def _encode(self, patch: Patch) -> None:
-        """The click embedding of ``patch``, in the background (the bar shows work of unknown length)."""
-        self.progress_bar.setRange(0, 0)
-        self.jobs.start(self.session.prepare_embedding, patch, on_done=lambda _r: self._encoded())
-
-    def _encoded(self) -> None:
-        self.progress_bar.setRange(0, 1)
-        self.progress_bar.setValue(1)
-        self._message("Ready for clicks.")
-
-    def _on_progress(self, done: int, total: int) -> None:
-        self.progress_bar.setRange(0, total)
-        self.progress_bar.setValue(done)
+        self.patch_jobs.segment(patch)
 
     def add_click(self, row: int, col: int, positive: bool) -> None:
         """Refine the mask with a click at ``(row, col)`` (image pixels), in a worker; while a job
@@ -288,9 +251,7 @@ class CosasWidget(QWidget):
         that was opened while a job ran."""
         if self.clicks.start_next():
             return
-        patch, self._opened_while_busy = self._opened_while_busy, None
-        if patch is not None and patch is self.session.current:
-            self._run_jobs(patch, "opened")
+        self.patch_jobs.run_waiting()
 
     def undo(self) -> None:
         """Undo the last click or brush edit (a queued click first)."""
@@ -342,7 +303,7 @@ class CosasWidget(QWidget):
         self.session.sync_mask(patch, mask > 0)
         self._show_mask(patch)
         self._message(f"{patch.name}: mask from {source}; encoding the image for clicks…")
-        self._run_jobs(patch, "mask set")
+        self.patch_jobs.after(patch, "mask set")
         return True
 
     def start_from_layer(self, layer: Any = None) -> bool:
