@@ -33,6 +33,7 @@ import torch
 from machine import cpu_model
 
 from napari_cosas.io.image_io import load_image, load_mask, pair_images_and_masks
+from napari_cosas.models.enhanced_decoder import EnhancedMaskDecoder
 from napari_cosas.models.sam_models import convert_decoder
 from napari_cosas.models.registry import load_click_model
 from napari_cosas.training.click_simulation import ClickSimulator
@@ -77,6 +78,8 @@ def main() -> None:
     model.eval()
     views = build_views(data, model, split, views_per_image=1, rng=np.random.default_rng(1), device=torch.device("cpu"))
     plain, _ = convert_decoder(copy.deepcopy(model), {"arch": "convnext", "decoder": "enhanced"}, "plain")
+    # batched over images as train_click_model trains a plain decoder: no added parts
+    plain.mask_decoder = EnhancedMaskDecoder.from_sam(plain.mask_decoder, num_extra_layers=0, global_attention=False)
     variants = {  # name -> (model, simulator, bf16)
         "per round": (model, PerRoundContext, False),
         "shared": (model, ClickSimulator, False),
