@@ -25,7 +25,6 @@ the two JSON files exist).
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import logging
 import os
@@ -34,6 +33,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import torch
+from decoder_gates import gate_statistics, with_gates_zero
 from holdout import report_row
 from link_test_splits import TEST_SPLITS, link_test_split
 from machine import cpu_model
@@ -60,26 +60,12 @@ log = logging.getLogger("decoder_ablation")
 _MODELS: dict = {}
 
 
-def gate_statistics(decoder: torch.nn.Module) -> dict[str, dict[str, float]]:
-    """Each gate of an `EnhancedMaskDecoder`: mean and largest absolute value."""
-    return {
-        name: {"mean_abs": float(p.detach().abs().mean()), "max_abs": float(p.detach().abs().max())}
-        for name, p in decoder.named_parameters()
-        if name.endswith("gate")
-    }
-
-
 def _predictor(variant: str) -> ClickPredictor:
     """The variant's click model (gates zeroed for an ablation row) behind a `ClickPredictor`."""
     name, gates_zero = VARIANTS[variant]
     model, model_id = load_click_model(name, device="cpu")
     if gates_zero:
-        model = copy.deepcopy(model)
-        with torch.no_grad():
-            for pname, p in model.mask_decoder.named_parameters():
-                if pname.endswith("gate"):
-                    p.zero_()
-        model_id += "-gates-zero"
+        model, model_id = with_gates_zero(model), f"{model_id}-gates-zero"
     return ClickPredictor(model, model_id, device="cpu")
 
 

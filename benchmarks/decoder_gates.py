@@ -38,17 +38,24 @@ def gate_statistics(decoder: torch.nn.Module) -> dict[str, dict[str, float]]:
     }
 
 
+def with_gates_zero(model: torch.nn.Module) -> torch.nn.Module:
+    """A copy of a click model with every gate of its enhanced decoder at zero (the plain decoder's
+    computation on the same trained weights)."""
+    model = copy.deepcopy(model)
+    with torch.no_grad():
+        for name, p in model.mask_decoder.named_parameters():
+            if name.endswith("gate"):
+                p.zero_()
+    return model
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=Path("../shared/data"))
     args = parser.parse_args()
     torch.set_num_threads(min(2, os.cpu_count() or 1))
     shipped, model_id = load_click_model("cosas-default-click")
-    gates_off = copy.deepcopy(shipped)
-    with torch.no_grad():
-        for name, p in gates_off.mask_decoder.named_parameters():
-            if name.endswith("gate"):
-                p.zero_()
+    gates_off = with_gates_zero(shipped)
     segmenter = load_segmenter("cosas-default-segmenter")
     result: dict = {"model_id": model_id, "gates": gate_statistics(shipped.mask_decoder), "protocol": {}}
     with tempfile.TemporaryDirectory() as tmp:
