@@ -12,7 +12,7 @@ thresholding, result as numpy) for:
 * ``enhanced_local``: a local click as the product makes it after the first (``refine.click_mask``
   on an edited mask: the decoder, then only the click's window upscaled and flooded), and
   ``enhanced_local_full``: the same click from the whole-image logits (``predict`` without a window +
-  ``refine.apply_click``), the same mask within float tolerance;
+  ``refine.mask_after_click``), the same mask within float tolerance;
 
 with 1 and 2 CPU threads and, with ``--device cuda``, on the GPU. Random weights (the enhanced
 decoder's gates are set non-zero, as after training), one random 256x64x64 embedding, a fresh
@@ -57,7 +57,7 @@ from napari_cosas.io.image_io import image_sha256
 from napari_cosas.models.enhanced_decoder import EnhancedMaskDecoder
 from napari_cosas.models.sam_models import build_convnext_sam, build_sam_vit
 from napari_cosas.inference.predictor import PREPROCESS_VERSION, ClickPredictor
-from napari_cosas.inference.refine import CLICK_MEMORY, apply_click, click_mask, local_window
+from napari_cosas.inference.refine import CLICK_MEMORY, mask_after_click, click_mask, local_window
 from machine import cpu_model
 
 SIDE = 1500
@@ -178,7 +178,7 @@ def bench_clicks(
     def local_click_full(i: int) -> object:
         logits = preds["enhanced"].predict(points[i : i + 1], labels, mask).logits
         row, col = (int(v) for v in points[i])
-        return apply_click(previous, logits, row, col, True, effect="local")
+        return mask_after_click(previous, logits, row, col, True, effect="local")
 
     fns["enhanced_local"] = local_click
     fns["enhanced_local_full"] = local_click_full
@@ -500,7 +500,7 @@ A local click changes only the connected region under it inside its window (270x
 patch), so it needs the full-resolution logits of that window only: `refine.click_mask` asks
 `ClickPredictor.predict(..., window=...)`, which runs every attention layer over all image tokens
 but upscales only the tokens under the window and interpolates only the window. The same click
-from the whole-image logits (`predict` without a window + `refine.apply_click`) for comparison; both
+from the whole-image logits (`predict` without a window + `refine.mask_after_click`) for comparison; both
 include the flood fill and the new mask. Window vs whole-image logits, max |difference|:
 {window_diff:.1e}.
 

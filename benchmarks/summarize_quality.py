@@ -51,7 +51,7 @@ def main() -> None:
         )
     lines += [
         "",
-        "Click effect (`--click-effect`, `napari_cosas.inference.refine.apply_click`): `local`, the widget's default, "
+        "Click effect (`--click-effect`, `napari_cosas.inference.refine.mask_after_click`): `local`, the widget's default, "
         "changes only the connected region under each click after the first (inside a square of side 0.18 of "
         "the longer image side, with the threshold moved to the clicked pixel's logit when the model did not "
         "flip it); `global` makes the mask the model's whole prediction (RITM's protocol). Clicks shown "

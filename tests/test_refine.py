@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from napari_cosas.models.click_decoding import LOGIT_THRESHOLD, ClickPrediction
-from napari_cosas.inference.refine import apply_click, click_mask, local_window
+from napari_cosas.inference.refine import mask_after_click, click_mask, local_window
 
 HIGH, LOW = 8.0, -8.0
 
@@ -21,7 +21,7 @@ def test_global_is_the_thresholded_prediction():
     logits = _logits((10, 10), (2, 5, 2, 5))
     logits[0, 0] = LOGIT_THRESHOLD  # exactly the threshold: background
     previous = np.ones((10, 10), bool)
-    np.testing.assert_array_equal(apply_click(previous, logits, 3, 3, True, effect="global"), logits > 0)
+    np.testing.assert_array_equal(mask_after_click(previous, logits, 3, 3, True, effect="global"), logits > 0)
 
 
 def test_positive_click_adds_only_the_region_under_it():
@@ -29,7 +29,7 @@ def test_positive_click_adds_only_the_region_under_it():
     previous = np.zeros(shape, bool)
     previous[5:15, 5:15] = True  # an earlier region the model now forgets
     logits = _logits(shape, (40, 50, 40, 50), (40, 50, 52, 60), (90, 99, 90, 99))
-    mask = apply_click(previous, logits, 45, 45, True)
+    mask = mask_after_click(previous, logits, 45, 45, True)
     expected = previous.copy()
     expected[40:50, 40:50] = True  # not the separate blob two columns away, nor the far one
     np.testing.assert_array_equal(mask, expected)
@@ -42,7 +42,7 @@ def test_negative_click_removes_only_the_region_under_it():
     previous[10:20, 30:40] = True
     logits = _logits(shape, (10, 20, 30, 40))  # the model drops the first region and keeps the second
     logits[60:70, 60:70] = HIGH  # and adds a region nobody asked for
-    mask = apply_click(previous, logits, 15, 15, False)
+    mask = mask_after_click(previous, logits, 15, 15, False)
     expected = previous.copy()
     expected[10:20, 10:20] = False
     np.testing.assert_array_equal(mask, expected)
@@ -53,21 +53,21 @@ def test_a_click_the_model_did_not_follow_still_changes_its_pixel():
     logits = _logits(shape)
     logits[45:55, 45:55] = -2.0  # more likely tumour than around it, but below the threshold
     logits[48:52, 48:52] = -1.0
-    mask = apply_click(np.zeros(shape, bool), logits, 50, 46, True)
+    mask = mask_after_click(np.zeros(shape, bool), logits, 50, 46, True)
     expected = np.zeros(shape, bool)
     expected[45:55, 45:55] = True  # every connected pixel at least as likely as the clicked one
     np.testing.assert_array_equal(mask, expected)
 
     previous = np.ones(shape, bool)
     logits = -logits  # a negative click on foreground the model keeps
-    mask = apply_click(previous, logits, 50, 46, False)
+    mask = mask_after_click(previous, logits, 50, 46, False)
     np.testing.assert_array_equal(mask, ~expected)
 
 
 def test_the_change_stays_inside_the_window():
     shape = (1000, 1000)
     logits = _logits(shape, (0, 1000, 0, 1000))  # the model says "all tumour"
-    mask = apply_click(np.zeros(shape, bool), logits, 500, 500, True, window=0.1)
+    mask = mask_after_click(np.zeros(shape, bool), logits, 500, 500, True, window=0.1)
     rows, cols = local_window(shape, 500, 500, 0.1)
     assert (rows.start, rows.stop, cols.start, cols.stop) == (450, 551, 450, 551)
     assert mask.sum() == 101 * 101 and mask[rows, cols].all()
@@ -83,25 +83,25 @@ def test_first_click_can_start_from_the_whole_prediction():
     previous = np.zeros(shape, bool)
     previous[0:10, 0:10] = True
     logits = _logits(shape, (40, 50, 40, 50), (80, 90, 80, 90))
-    mask = apply_click(previous, logits, 45, 45, True, start_from_prediction=True)
+    mask = mask_after_click(previous, logits, 45, 45, True, start_from_prediction=True)
     np.testing.assert_array_equal(mask, logits > 0)
 
 
 def test_previous_mask_is_not_modified():
     previous = np.zeros((20, 20), bool)
-    apply_click(previous, _logits((20, 20), (5, 10, 5, 10)), 7, 7, True)
+    mask_after_click(previous, _logits((20, 20), (5, 10, 5, 10)), 7, 7, True)
     assert not previous.any()
 
 
 def test_bad_arguments_are_refused():
     with pytest.raises(ValueError, match="must match"):
-        apply_click(np.zeros((3, 3), bool), np.zeros((3, 4)), 0, 0, True)
+        mask_after_click(np.zeros((3, 3), bool), np.zeros((3, 4)), 0, 0, True)
     with pytest.raises(ValueError, match="outside"):
-        apply_click(np.zeros((3, 3), bool), np.zeros((3, 3)), 3, 0, True)
+        mask_after_click(np.zeros((3, 3), bool), np.zeros((3, 3)), 3, 0, True)
     with pytest.raises(ValueError, match="effect"):
-        apply_click(np.zeros((3, 3), bool), np.zeros((3, 3)), 0, 0, True, effect="bogus")
+        mask_after_click(np.zeros((3, 3), bool), np.zeros((3, 3)), 0, 0, True, effect="bogus")
     with pytest.raises(ValueError, match="window"):
-        apply_click(np.zeros((3, 3), bool), np.zeros((3, 3)), 0, 0, True, window=0)
+        mask_after_click(np.zeros((3, 3), bool), np.zeros((3, 3)), 0, 0, True, window=0)
 
 
 class _WholeLogits:
@@ -132,7 +132,7 @@ def test_click_mask_asks_only_for_what_the_click_reads(effect, start):
     points, labels = np.array([[10.0, 15.0], [50.0, 45.0]]), np.array([1, 1])
     mask, low_res = click_mask(model, previous, points, labels, None, effect=effect,
                                start_from_prediction=start, window=0.2)
-    expected = apply_click(previous, logits, 50, 45, True, effect=effect, start_from_prediction=start, window=0.2)
+    expected = mask_after_click(previous, logits, 50, 45, True, effect=effect, start_from_prediction=start, window=0.2)
     np.testing.assert_array_equal(mask, expected)
     if effect == "local" and not start:
         assert model.calls == [(20, 81, 15, 76)] and low_res is None

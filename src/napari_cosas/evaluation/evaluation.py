@@ -15,7 +15,7 @@ Two starting points:
   ``model.mask_to_prompt(init_prob)`` are the first mask prompt. If the starting mask already
   reaches ``stop_iou`` no click is made (NoC 0, see ``metrics.noc``).
 
-Two click effects (:func:`refine.apply_click`): ``"global"`` (RITM: the mask is the model's
+Two click effects (:func:`refine.mask_after_click`): ``"global"`` (RITM: the mask is the model's
 prediction, the next mask prompt its low-res logits) and ``"local"`` (the product's default:
 each click changes only the region under it; the mask, not the model's logits, becomes the next
 mask prompt). A ``corrector`` replaces the model, e.g. the reference rows of

@@ -3,7 +3,7 @@
 On a patch with many tumour regions a click should correct the region it was placed in and
 leave the rest of the mask alone; otherwise a click can undo what is right elsewhere (the
 click model's global prediction is often worse than the mask it starts from) and a pathologist's
-brush edits would be overwritten. :func:`apply_click` implements both behaviours:
+brush edits would be overwritten. :func:`mask_after_click` implements both behaviours:
 
 - ``"global"``: the mask is the model's prediction, ``logits > LOGIT_THRESHOLD`` (RITM's protocol).
 - ``"local"``: the first click on a mask nobody has edited may take the model's whole prediction
@@ -40,7 +40,7 @@ __all__ = [
     "LOCAL_WINDOW",
     "ClickEffect",
     "ClickLogits",
-    "apply_click",
+    "mask_after_click",
     "click_mask",
     "local_click",
     "local_window",
@@ -116,7 +116,7 @@ def click_mask(
 
     A local click on an edited mask reads only its window's logits; the global effect and the
     first click on an unedited mask read the whole prediction. The model is shown the last
-    ``memory`` clicks (``None``: all). Other arguments as in `apply_click`.
+    ``memory`` clicks (``None``: all). Other arguments as in `mask_after_click`.
 
     Returns:
         The ``(H, W)`` bool mask after the click, and the model's low-res logits when the whole
@@ -132,7 +132,7 @@ def click_mask(
         near = model.predict(points_rc, labels, mask_input, window=(rows, cols)).logits
         return local_click(previous, near, rows, cols, row, col, positive), None
     prediction = model.predict(points_rc, labels, mask_input)
-    mask = apply_click(previous, prediction.logits, row, col, positive, effect=effect,
+    mask = mask_after_click(previous, prediction.logits, row, col, positive, effect=effect,
                        start_from_prediction=start_from_prediction, window=window)
     return mask, prediction.next_prompt
 
@@ -179,7 +179,7 @@ def _check_click(shape: tuple[int, ...], row: int, col: int, window: float) -> N
         raise ValueError(f"window must be a positive fraction of the image side, got {window}")
 
 
-def apply_click(
+def mask_after_click(
     previous: np.ndarray,
     logits: np.ndarray,
     row: int,

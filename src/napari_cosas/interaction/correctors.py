@@ -100,7 +100,7 @@ class ModelCorrector:
 
     Args:
         model: the click predictor, its image set.
-        effect: ``"local"`` or ``"global"`` (``refine.apply_click``).
+        effect: ``"local"`` or ``"global"`` (``refine.mask_after_click``).
         window: side of a local click's window, a fraction of the longer image side.
         memory: how many of the latest clicks the model is shown (``None``: all).
         first_click: for ``"local"``, what the first click on an unedited mask may change:

@@ -64,7 +64,7 @@ PatchEvent = Literal["opened", "segmented", "mask set"]
 class AnnotationSession:
     """Patches, the current one, the models and the session's click statistics.
 
-    ``click_effect`` (``refine.apply_click``): ``"local"`` (default) changes only the region
+    ``click_effect`` (``refine.mask_after_click``): ``"local"`` (default) changes only the region
     under each click once the mask has been clicked or brushed, so nothing annotated elsewhere
     is overwritten; ``"global"`` replaces the mask with the model's whole prediction.
     ``first_click``: what the first local click on the automatic mask may change
