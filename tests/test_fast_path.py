@@ -108,7 +108,7 @@ def _reference_full_logits(sam, embedding, points_rc, labels, mask, original_siz
 def test_predictor_matches_sam_reference(sam, embedding, tmp_path, original_size):
     """Full-resolution logits and masks of `ClickPredictor.predict` vs SAM's path."""
     image = np.random.default_rng(0).integers(0, 256, (*original_size, 3), dtype=np.uint8)
-    predictor = ClickPredictor(sam, "tiny", device="cpu")
+    predictor = ClickPredictor(sam, "tiny", device="cpu", precision="fp32")
     predictor.set_image(image)
     # a fixed embedding: compare the decoder path only
     predictor.set_embedding(embedding, predictor.input_size, predictor.original_size)
@@ -217,7 +217,7 @@ def test_context_margin_confines_the_attention_to_the_image_tokens_near_the_wind
     rows, cols = slice(240, 480), slice(380, 600)
     outputs = {}
     for margin in (None, 100, 2):
-        predictor = ClickPredictor(sam, "tiny", device="cpu", fast=fast, context_margin=margin)
+        predictor = ClickPredictor(sam, "tiny", device="cpu", fast=fast, context_margin=margin, precision="fp32")
         predictor.set_image(image)
         predictor.set_embedding(embedding, predictor.input_size, predictor.original_size)
         outputs[margin] = predictor.predict(points, labels, mask, window=(rows, cols)).logits
@@ -249,7 +249,7 @@ def test_window_outside_the_image_is_refused(sam):
 def test_fast_and_eager_predictors_agree(sam, tmp_path):
     image = np.random.default_rng(5).integers(0, 256, (200, 150, 3), dtype=np.uint8)
     cache = EmbeddingCache(tmp_path)
-    fast = ClickPredictor(sam, "tiny", device="cpu", cache=cache)
+    fast = ClickPredictor(sam, "tiny", device="cpu", cache=cache, precision="fp32")
     eager = ClickPredictor(sam, "tiny", device="cpu", cache=cache, fast=False)
     fast.set_image(image)
     eager.set_image(image)
@@ -277,3 +277,47 @@ def test_patch_encoded_once(tmp_path):
     prediction = second.predict(np.array([[700.0, 800.0]]), np.array([1]))
     mask, low = prediction.mask, prediction.next_prompt
     assert mask.shape == (1500, 1500) and low.shape == (1, 256, 256)
+
+
+@pytest.mark.parametrize("margin", [None, 8])
+def test_bf16_products_give_the_fp32_mask_within_bf16_precision(sam, embedding, margin):
+    """The bf16 products change the logits by about bf16's precision, not the mask: the window a
+    local click reads and the whole prediction agree with fp32 wherever fp32 is not within that
+    precision of the threshold."""
+    original_size = (775, 522)
+    image = np.random.default_rng(2).integers(0, 256, (*original_size, 3), dtype=np.uint8)
+    points, labels = np.array([[300.0, 200.0], [420.0, 100.0], [250.0, 330.0]]), np.array([1, 0, 1])
+    mask = (4 * np.random.default_rng(8).standard_normal((1, 256, 256))).astype(np.float32)
+    window = (slice(150, 500), slice(50, 400))
+    outputs = {}
+    for precision in ("fp32", "bf16"):
+        predictor = ClickPredictor(sam, "tiny", device="cpu", context_margin=margin, precision=precision)
+        assert predictor.precision == precision
+        predictor.set_image(image)
+        predictor.set_embedding(embedding, predictor.input_size, predictor.original_size)
+        outputs[precision] = (predictor.predict(points, labels, mask).logits,
+                              predictor.predict(points, labels, mask, window=window).logits)
+    for fp32, bf16 in zip(outputs["fp32"], outputs["bf16"]):
+        scale = np.abs(fp32).max()
+        difference = np.abs(bf16 - fp32)
+        assert 0 < difference.max() < 0.02 * scale
+        decided = np.abs(fp32 - LOGIT_THRESHOLD) > 0.02 * scale
+        assert ((bf16 > LOGIT_THRESHOLD) == (fp32 > LOGIT_THRESHOLD))[decided].all()
+
+
+def test_precision_auto_uses_bf16_only_on_a_cpu_that_multiplies_it_natively(sam, tmp_path):
+    from napari_cosas.models.devices import click_products, native_bf16
+
+    with_bf16, without = tmp_path / "bf16", tmp_path / "plain"
+    with_bf16.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512_bf16 avx512_vnni\n")
+    without.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512_vnni\n")
+    assert native_bf16(with_bf16) and not native_bf16(without) and not native_bf16(tmp_path / "absent")
+    assert click_products("auto", torch.device("cuda")) == torch.float32
+    assert click_products("fp32", torch.device("cpu")) == torch.float32
+    assert click_products("bf16", torch.device("cpu")) == torch.bfloat16
+    assert ClickPredictor(sam, "tiny", device="cpu").precision == ("bf16" if native_bf16() else "fp32")
+    with pytest.raises(ValueError, match='precision must be "auto", "fp32" or "bf16"'):
+        ClickPredictor(sam, "tiny", device="cpu", precision="fp16")
+    with pytest.raises(ValueError, match="needs the fast decoder"):
+        ClickPredictor(sam, "tiny", device="cpu", fast=False, precision="bf16")
+    assert ClickPredictor(sam, "tiny", device="cpu", fast=False).precision == "fp32"

@@ -158,6 +158,13 @@ def build_parser() -> argparse.ArgumentParser:
         f"around them, or to every token with none (default {CONTEXT_MARGIN}, as in the widget)",
     )
     p.add_argument(
+        "--click-precision",
+        default="auto",
+        choices=("auto", "fp32", "bf16"),
+        help="the click decoder's image-sized matrix products: bf16 on a CPU that multiplies it natively "
+        "(AVX512-BF16, AMX), else fp32 (auto, the default, as in the widget), or always fp32 / bf16",
+    )
+    p.add_argument(
         "--reference",
         default=None,
         choices=("oracle", "wand"),

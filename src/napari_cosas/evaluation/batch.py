@@ -270,6 +270,7 @@ def evaluate_folder(
         wand_tolerance=wand_tolerance if reference == "wand" else None,
         model_id=predictor.model_id if reference is None else reference,
         device=str(predictor.device) if reference is None else "cpu",
+        click_precision=predictor.precision if reference is None else None,
         skipped=skipped,
         objects_detail=records,
     )

@@ -75,6 +75,9 @@ class EvaluateReport:
         'n_clicks, noc {"80", "85", "90"}')
     refiner: str | None = _field("--refiner: the focus refiner's name or file (null without one)", None)
     context_margin: int | None = _field("--context-margin (null: every token, or a reference row)", None)
+    click_precision: str | None = _field(
+        "the click decoder's product precision used, fp32 or bf16 (--click-precision; null for a reference row)",
+        None)
 
     def to_json(self) -> dict[str, Any]:
         """The JSON object ``evaluate --json`` writes: one key per field, in field order."""

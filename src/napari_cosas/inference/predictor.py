@@ -18,7 +18,7 @@ from segment_anything.utils.transforms import ResizeLongestSide
 
 from ..io.image_io import as_rgb_uint8, image_sha256
 from ..models.click_decoding import TOKEN_PIXELS, ClickDecoding, ClickPrediction, TokenRegion
-from ..models.devices import resolve_device
+from ..models.devices import Precision, click_products, resolve_device
 from ..models.eager_decoder import EagerClickDecoder
 from ..models.fast_decoder import FastClickDecoder
 from ..models.segmenter import ModelOutputError
@@ -101,6 +101,10 @@ class ClickPredictor:
             it (cut at the image's edge, so never the padding of a non-square image); ``None``:
             every token of the padded grid, SAM's own decoding. A click then costs in proportion
             to the tokens seen (default `CONTEXT_MARGIN`).
+        precision: the dtype of the fast decoder's image-sized products (``devices.click_products``):
+            ``"auto"`` (bf16 on a CPU that multiplies it natively, about 1.2x faster clicks,
+            else fp32), ``"fp32"`` or ``"bf16"``; `precision` then holds the one used. The eager
+            decoder is always fp32.
     """
 
     def __init__(
@@ -112,6 +116,7 @@ class ClickPredictor:
         cache: EmbeddingCache | None = None,
         fast: bool = True,
         context_margin: int | None = CONTEXT_MARGIN,
+        precision: Precision = "auto",
     ) -> None:
         if context_margin is not None and context_margin < 0:
             raise ValueError(f"context_margin must be None or at least 0, not {context_margin}")
@@ -126,8 +131,16 @@ class ClickPredictor:
         self._resize_rows: torch.Tensor | None = None
         self._resize_cols: torch.Tensor | None = None
         self.last_encode_from_cache = False
-        decoding = FastClickDecoder if fast else EagerClickDecoder
-        self.decoding: ClickDecoding = decoding(self.model.prompt_encoder, self.model.mask_decoder)
+        products = click_products(precision, self.device)
+        if fast:
+            self.decoding: ClickDecoding = FastClickDecoder(self.model.prompt_encoder, self.model.mask_decoder,
+                                                            products=products)
+        elif precision == "bf16":
+            raise ValueError('precision "bf16" needs the fast decoder (fast=True); the eager decoder is fp32')
+        else:
+            products = torch.float32
+            self.decoding = EagerClickDecoder(self.model.prompt_encoder, self.model.mask_decoder)
+        self.precision = "bf16" if products == torch.bfloat16 else "fp32"
         self.context_margin = context_margin
 
     @classmethod
@@ -139,12 +152,13 @@ class ClickPredictor:
         device: str = "auto",
         cache: EmbeddingCache | None = None,
         context_margin: int | None = CONTEXT_MARGIN,
+        precision: Precision = "auto",
     ) -> ClickPredictor:
         """Build from a registry name (``cosas-default-click``, ``sam_vit_b``, ...) or a checkpoint path."""
         from ..models.registry import load_click_model
 
         model, model_id = load_click_model(name, weights=weights, device="cpu")
-        return cls(model, model_id, device=device, cache=cache, context_margin=context_margin)
+        return cls(model, model_id, device=device, cache=cache, context_margin=context_margin, precision=precision)
 
     @property
     def is_image_set(self) -> bool:

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+from pathlib import Path
+from typing import Literal
 
 import torch
+
+#: The click decoder's product precision (``ClickPredictor``'s ``precision``).
+Precision = Literal["auto", "fp32", "bf16"]
 
 
 def resolve_device(name: str | torch.device | None = "auto") -> torch.device:
@@ -29,3 +34,29 @@ def inference_autocast(device: torch.device) -> contextlib.AbstractContextManage
     if device.type == "cuda":
         return torch.autocast("cuda", dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+def native_bf16(cpuinfo: str | Path = "/proc/cpuinfo") -> bool:
+    """Whether this CPU multiplies bfloat16 matrices natively (the x86 flags ``avx512_bf16`` or
+    ``amx_bf16`` in ``cpuinfo``). Where the file cannot be read (not Linux) the answer is ``False``."""
+    try:
+        text = Path(cpuinfo).read_text()
+    except OSError:
+        return False
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            return not {"avx512_bf16", "amx_bf16"}.isdisjoint(line.partition(":")[2].split())
+    return False
+
+
+def click_products(precision: Precision, device: torch.device) -> torch.dtype:
+    """The dtype of the click decoder's image-sized products (``FastClickDecoder``'s ``products``):
+    ``"fp32"`` float32, ``"bf16"`` bfloat16, ``"auto"`` bfloat16 on a CPU that multiplies it
+    natively (`native_bf16`) and float32 elsewhere, CUDA included."""
+    if precision == "fp32":
+        return torch.float32
+    if precision == "bf16":
+        return torch.bfloat16
+    if precision == "auto":
+        return torch.bfloat16 if device.type == "cpu" and native_bf16() else torch.float32
+    raise ValueError(f'precision must be "auto", "fp32" or "bf16", not {precision!r}')

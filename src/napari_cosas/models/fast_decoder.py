@@ -25,6 +25,11 @@ rounding), but cheaper:
   ``addmm`` input, with the output bias folded into the value rows; the output upscaling's
   kernels are laid out as matrices once per instance;
 * the extra layers' gated blend ``x + g * (new - x)`` as one ``torch.lerp``;
+* **optionally bfloat16 products** (``products=torch.bfloat16``): the four products per layer
+  whose one side is the ``HW`` image tokens take bf16 inputs and return float32 (softmax,
+  residuals and everything else stay float32). On a CPU that multiplies bf16 natively
+  (AVX512-BF16, AMX) a click is about 1.2x faster; the logits then differ from float32 by about
+  bf16's precision (``benchmarks/click_precision.md`` measures both), so the default is float32;
 * **only the tokens a window needs** (`low_res_block`): each image token becomes its own 4x4
   block of low-resolution logits, so a click that changes only a window of the mask upscales
   only the tokens under that window; the attention layers see every token, or, given a
@@ -62,14 +67,32 @@ def _crop_tokens(tokens: Tensor, h: int, w: int, region: TokenRegion) -> Tensor:
     return cropped.reshape(-1, tokens.shape[1])
 
 
+def _mm(a: Tensor, b: Tensor, products: torch.dtype) -> Tensor:
+    """``a @ b`` as float32, multiplied in ``products`` (float32 or bfloat16)."""
+    if products == torch.float32:
+        return torch.mm(a, b)
+    return torch.mm(a.to(products), b.to(products)).float()
+
+
+def _addmm(bias: Tensor, a: Tensor, b: Tensor, products: torch.dtype) -> Tensor:
+    """``bias + a @ b`` as float32, the product multiplied in ``products`` (one fused ``addmm`` in
+    float32)."""
+    if products == torch.float32:
+        return torch.addmm(bias, a, b)
+    return bias + torch.mm(a.to(products), b.to(products)).float()
+
+
 def _uses_token_side(attn: Attention, num_tokens: int) -> bool:
     """The re-associated form costs ``heads * T`` per image token, the original ``D``."""
     return attn.num_heads * num_tokens < attn.internal_dim
 
 
-def tokens_to_image(attn: Attention, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+def tokens_to_image(
+    attn: Attention, q: Tensor, k: Tensor, v: Tensor, products: torch.dtype = torch.float32
+) -> Tensor:
     """``attn(q, k, v)`` for ``T`` query tokens ``(T, C)`` over image tokens ``k``, ``v``
-    ``(HW, C)``; returns ``(T, C)``."""
+    ``(HW, C)``; returns ``(T, C)``. The two ``HW``-sized products of the token-side form are
+    multiplied in ``products``."""
     num_tokens = q.shape[0]
     if not _uses_token_side(attn, num_tokens):
         return attn(q[None], k[None], v[None])[0]
@@ -77,8 +100,8 @@ def tokens_to_image(attn: Attention, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
     head_dim = attn.internal_dim // heads
     qh = attn.q_proj(q).view(num_tokens, heads, head_dim).transpose(0, 1)  # (H, T, d)
     q_img = torch.bmm(qh, _heads_weight(attn.k_proj, heads)).mul_(1.0 / math.sqrt(head_dim))
-    probs = torch.mm(q_img.view(heads * num_tokens, -1), k.t()).softmax(dim=-1)  # (H*T, HW)
-    mixed = torch.mm(probs, v).view(heads, num_tokens, -1)  # (H, T, C)
+    probs = _mm(q_img.view(heads * num_tokens, -1), k.t(), products).softmax(dim=-1)  # (H*T, HW)
+    mixed = _mm(probs, v, products).view(heads, num_tokens, -1)  # (H, T, C)
     out = torch.baddbmm(
         attn.v_proj.bias.view(heads, 1, head_dim),
         mixed,
@@ -87,9 +110,13 @@ def tokens_to_image(attn: Attention, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
     return attn.out_proj(out.transpose(0, 1).reshape(num_tokens, attn.internal_dim))
 
 
-def image_to_tokens(attn: Attention, residual: Tensor, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+def image_to_tokens(
+    attn: Attention, residual: Tensor, q: Tensor, k: Tensor, v: Tensor, products: torch.dtype = torch.float32
+) -> Tensor:
     """``residual + attn(q, k, v)`` for image tokens ``q`` ``(HW, C)`` over ``T`` prompt tokens
-    ``k``, ``v`` ``(T, C)``; ``residual`` and the result are ``(HW, C)``.
+    ``k``, ``v`` ``(T, C)``; ``residual`` and the result are ``(HW, C)``. The two ``HW``-sized
+    products of the token-side form are multiplied in ``products`` (the original form, for 16
+    tokens or more, stays float32).
 
     The residual sum is the input of one ``addmm``, and in the token-side form the output bias is
     folded into the ``H * T`` value rows (each head's attention weights over the ``T`` tokens sum
@@ -110,20 +137,26 @@ def image_to_tokens(attn: Attention, residual: Tensor, q: Tensor, k: Tensor, v: 
         return torch.addmm(residual, mixed, attn.out_proj.weight.t()).add_(attn.out_proj.bias)
     keys_img = torch.bmm(kh, _heads_weight(attn.q_proj, heads)).mul_(scale)  # (H, T, C)
     bias = torch.bmm(kh, attn.q_proj.bias.view(heads, head_dim, 1)).mul_(scale)  # (H, T, 1)
-    logits = torch.addmm(
-        bias.view(heads * num_tokens, 1), keys_img.view(heads * num_tokens, -1), q.t()
+    logits = _addmm(
+        bias.view(heads * num_tokens, 1), keys_img.view(heads * num_tokens, -1), q.t(), products
     )  # (H*T, HW)
     probs = logits.view(heads, num_tokens, -1).softmax(dim=1).view(heads * num_tokens, -1)
     out_w = attn.out_proj.weight.view(-1, heads, head_dim).permute(1, 2, 0)  # (H, d, C)
     values_out = torch.bmm(vh, out_w).view(heads * num_tokens, -1)  # (H*T, C)
     values_out.add_(attn.out_proj.bias, alpha=1.0 / heads)
-    return torch.addmm(residual, probs.t(), values_out)
+    return _addmm(residual, probs.t(), values_out, products)
 
 
 def two_way_block(
-    block: TwoWayAttentionBlock, queries: Tensor, keys: Tensor, query_pe: Tensor, key_pe: Tensor
+    block: TwoWayAttentionBlock,
+    queries: Tensor,
+    keys: Tensor,
+    query_pe: Tensor,
+    key_pe: Tensor,
+    products: torch.dtype = torch.float32,
 ) -> tuple[Tensor, Tensor]:
-    """``TwoWayAttentionBlock.forward`` on unbatched ``(T, C)`` queries and ``(HW, C)`` keys."""
+    """``TwoWayAttentionBlock.forward`` on unbatched ``(T, C)`` queries and ``(HW, C)`` keys, the
+    cross attentions' image-sized products multiplied in ``products``."""
     if block.skip_first_layer_pe:
         queries = block.self_attn(queries[None], queries[None], queries[None])[0]
     else:
@@ -131,10 +164,10 @@ def two_way_block(
         queries = queries + block.self_attn(q, q, queries[None])[0]
     queries = block.norm1(queries)
     keys_pe = keys + key_pe
-    attn_out = tokens_to_image(block.cross_attn_token_to_image, queries + query_pe, keys_pe, keys)
+    attn_out = tokens_to_image(block.cross_attn_token_to_image, queries + query_pe, keys_pe, keys, products)
     queries = block.norm2(queries + attn_out)
     queries = block.norm3(queries + block.mlp(queries))
-    keys = image_to_tokens(block.cross_attn_image_to_token, keys, keys_pe, queries + query_pe, queries)
+    keys = image_to_tokens(block.cross_attn_image_to_token, keys, keys_pe, queries + query_pe, queries, products)
     return queries, block.norm4(keys)
 
 
@@ -154,10 +187,17 @@ class FastClickDecoder:
     Call `set_image` once per image, then `low_res_logits` or `low_res_block` per click. Inference only (call it
     under ``torch.inference_mode``); the model's parameters are read, not copied, except the two
     small output-upscaling kernels, laid out once per instance as matrices (so build a new
-    instance after changing the weights).
+    instance after changing the weights). ``products``: the dtype of the attention's image-sized
+    products, ``torch.float32`` (equal to the decoder within float tolerance) or
+    ``torch.bfloat16`` (see the module docstring).
     """
 
-    def __init__(self, prompt_encoder: PromptEncoder, mask_decoder: MaskDecoder) -> None:
+    def __init__(
+        self, prompt_encoder: PromptEncoder, mask_decoder: MaskDecoder, *, products: torch.dtype = torch.float32
+    ) -> None:
+        if products not in (torch.float32, torch.bfloat16):
+            raise ValueError(f"products must be torch.float32 or torch.bfloat16, not {products}")
+        self.products = products
         self.prompt_encoder = prompt_encoder
         self.decoder = mask_decoder
         transformer = mask_decoder.transformer
@@ -258,7 +298,7 @@ class FastClickDecoder:
         keys = image_tokens + dense_tokens.flatten(1).t()
         queries = tokens
         for block, query_gate, key_gate in self.layers:
-            new_q, new_k = two_way_block(block, queries, keys, tokens, key_pe)
+            new_q, new_k = two_way_block(block, queries, keys, tokens, key_pe, self.products)
             if query_gate is None:
                 queries, keys = new_q, new_k
             else:
@@ -268,7 +308,7 @@ class FastClickDecoder:
         t = d.transformer
         mask_query = queries[1:2]
         attn_out = tokens_to_image(
-            t.final_attn_token_to_image, mask_query + tokens[1:2], keys + key_pe, keys
+            t.final_attn_token_to_image, mask_query + tokens[1:2], keys + key_pe, keys, self.products
         )
         mask_query = t.norm_final_attn(mask_query + attn_out)
         return keys, d.output_hypernetworks_mlps[0](mask_query[0])
