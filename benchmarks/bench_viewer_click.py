@@ -23,7 +23,10 @@ click's mask on screen (the embedding is read from the on-disk cache).
 With ``--compare REV`` the same measurement runs alternately on the widget of git revision
 ``REV`` (the source tree exported to a temporary folder) and on the working tree, each in its own
 process, ``--rounds`` times, and the report gives medians over all clicks and the ratios
-before / after. The embedding cache is a fresh temporary folder per process.
+before / after. The embedding cache is a fresh temporary folder per process. With
+``--switch-interval S`` (a probe of the GIL's cost, never a setting of the product) the measured
+tree's process runs with ``sys.setswitchinterval(S)``; ``--compare HEAD`` then measures the same
+code at Python's default beside it.
 
     xvfb-run -a -s "-screen 0 1280x1024x24" .venv/bin/python benchmarks/bench_viewer_click.py \
         --compare 2462eba --json benchmarks/viewer_click.json --md benchmarks/viewer_click.md
@@ -211,13 +214,14 @@ def _export_tree(rev: str, dest: Path) -> Path:
     return dest / "src"
 
 
-def _run_child(src: Path, clicks: int, seed: int) -> dict:
+def _run_child(src: Path, clicks: int, seed: int, switch_interval: float | None = None) -> dict:
     with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as out:
         out_path = Path(out.name)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(src), str(HERE)]),
            "NAPARI_COSAS_WEIGHTS": str(REPO / "weights")}  # the default models of this checkout
-    subprocess.run([sys.executable, __file__, "--child", str(out_path), "--clicks", str(clicks), "--seed", str(seed)],
-                   env=env, check=True)
+    probe = [] if switch_interval is None else ["--switch-interval", str(switch_interval)]
+    subprocess.run([sys.executable, __file__, "--child", str(out_path), "--clicks", str(clicks), "--seed", str(seed),
+                    *probe], env=env, check=True)
     result = json.loads(out_path.read_text())
     out_path.unlink()
     return result
@@ -289,9 +293,15 @@ def main() -> None:
     parser.add_argument("--note", default="", help="what else ran on the machine")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--md", type=Path)
+    parser.add_argument("--switch-interval", type=float, metavar="S",
+                        help="a probe, not a setting of the product: the measured tree's process (not --compare's) "
+                        "runs with sys.setswitchinterval(S), so the click's worker thread waits less for the GIL "
+                        "while the GUI thread runs Python (benchmarks/worker_gil.md)")
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child is not None:
+        if args.switch_interval is not None:
+            sys.setswitchinterval(args.switch_interval)
         args.child.write_text(json.dumps(measure(args.clicks, args.seed)))
         return
 
@@ -303,13 +313,16 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         after = ("this tree", REPO / "src") if args.after is None else (
             args.after, _export_tree(args.after, Path(tmp) / "after"))
-        sources = {f"after ({after[0]})": after[1]}
+        probe = "" if args.switch_interval is None else f", switch interval {args.switch_interval * 1000:g} ms"
+        sources = {f"after ({after[0]}{probe})": after[1]}
         if args.compare:
             sources = {f"before ({args.compare})": _export_tree(args.compare, Path(tmp) / "before"), **sources}
         runs: dict[str, list[dict]] = {name: [] for name in sources}
         for round_ in range(args.rounds):
             for name, src in sources.items():
-                runs[name].append(_run_child(src, args.clicks, args.seed + round_))
+                measured = name.startswith("after")
+                runs[name].append(_run_child(src, args.clicks, args.seed + round_,
+                                             args.switch_interval if measured else None))
     result = {
         "command": "python benchmarks/bench_viewer_click.py " + shlex.join(sys.argv[1:]),
         "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "napari": napari.__version__,
