@@ -97,7 +97,8 @@ def setup_ui(w: CosasWidget) -> None:
     w.effect_combo.addItems(["local", "global"])
     w.effect_combo.setToolTip(
         "local: a click changes only the region under it (the rest of the mask, brush edits "
-        "included, is kept); global: the mask becomes the click model's whole prediction"
+        "included, is kept); global: the mask becomes the click model's whole prediction, which "
+        "on patches larger than about 500 px often spoils regions away from the click"
     )
     w.effect_combo.currentTextChanged.connect(w.on_effect_changed)
     form.addRow("Click effect", w.effect_combo)
