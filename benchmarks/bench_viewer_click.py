@@ -314,15 +314,14 @@ def main() -> None:
         after = ("this tree", REPO / "src") if args.after is None else (
             args.after, _export_tree(args.after, Path(tmp) / "after"))
         probe = "" if args.switch_interval is None else f", switch interval {args.switch_interval * 1000:g} ms"
-        sources = {f"after ({after[0]}{probe})": after[1]}
+        # name -> (source tree, switch interval of its process)
+        sources = {f"after ({after[0]}{probe})": (after[1], args.switch_interval)}
         if args.compare:
-            sources = {f"before ({args.compare})": _export_tree(args.compare, Path(tmp) / "before"), **sources}
+            sources = {f"before ({args.compare})": (_export_tree(args.compare, Path(tmp) / "before"), None), **sources}
         runs: dict[str, list[dict]] = {name: [] for name in sources}
         for round_ in range(args.rounds):
-            for name, src in sources.items():
-                measured = name.startswith("after")
-                runs[name].append(_run_child(src, args.clicks, args.seed + round_,
-                                             args.switch_interval if measured else None))
+            for name, (src, switch_interval) in sources.items():
+                runs[name].append(_run_child(src, args.clicks, args.seed + round_, switch_interval))
     result = {
         "command": "python benchmarks/bench_viewer_click.py " + shlex.join(sys.argv[1:]),
         "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "napari": napari.__version__,

@@ -87,15 +87,30 @@ def main() -> None:
             curve = r["mean_iou_per_click"]
             lines.append(f"| {label} | {r['noc80']:.2f} | {r['noc85']:.2f} | {r['noc90']:.2f} | {r['nof85']} | "
                          f"{r['nof90']} | {curve[0]:.3f} | {curve[4]:.3f} | {curve[-1]:.3f} |")
-    lines += [
-        "",
-        "These rows ran with the decoder's products in fp32. On a CPU that multiplies bf16 natively the "
-        "product now multiplies them in bf16 (`--click-precision auto`); `bash benchmarks/click_precision.sh` "
-        "measured the same clicks for every object on these sets but one (EBHI val NoC@80 2.77 instead of "
-        "2.78; `click_precision.md`).",
-    ]
+    lines += _precision_section()
     lines += _decoder_section()
     (Path(__file__).parent / "quality.md").write_text("\n".join(lines) + "\n")
+
+
+def _precision_section() -> list[str]:
+    """How the rows above (fp32 products) change with bf16, from ``click_precision.sh``'s test-set runs."""
+    runs = RESULTS / "click_precision"
+    sets = {"glas": "glas_testA", "ebhi": "ebhi_val"}
+    if not all((runs / f"{p}_{name}.json").exists() for p in ("fp32", "bf16") for name in sets.values()):
+        return []
+    changed, parts = 0, []
+    for ds, name in sets.items():
+        fp32, bf16 = (json.loads((runs / f"{p}_{name}.json").read_text()) for p in ("fp32", "bf16"))
+        nocs = [{(o["image"], o["name"]): o["noc"] for o in r["objects_detail"]} for r in (fp32, bf16)]
+        changed += sum(nocs[0][k] != nocs[1][k] for k in nocs[0])
+        parts.append(f"{DATASETS[ds]} {bf16['noc80']:.2f} / {bf16['noc85']:.2f} / {bf16['noc90']:.2f}")
+    return [
+        "",
+        "These rows ran with the decoder's products in fp32. On a CPU that multiplies bf16 natively the product "
+        "now multiplies them in bf16 (`--click-precision auto`). `bash benchmarks/click_precision.sh` measured "
+        f"NoC@80/85/90 {' and '.join(parts)} in bf16; {changed} object(s) needed a different number of clicks "
+        "(`click_precision.md`).",
+    ]
 
 
 def _decoder_section() -> list[str]:
