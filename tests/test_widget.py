@@ -55,7 +55,13 @@ def widget(make_napari_viewer, qtbot):
 
 
 def _wait(qtbot, w) -> None:
-    qtbot.waitUntil(lambda: not w.busy, timeout=TIMEOUT_MS)
+    """Until no job runs and the clicks layer shows the current patch's clicks (it is updated in
+    a later event-loop turn than the mask)."""
+    def settled() -> bool:
+        patch, layer = w.session.current, w.clicks_layer
+        shown = patch is None or layer is None or len(layer.data) == len(patch.clicks)
+        return not w.busy and shown
+    qtbot.waitUntil(settled, timeout=TIMEOUT_MS)
 
 
 def _canvas(w):
@@ -303,16 +309,16 @@ def test_clicks_while_busy_are_queued_in_order(widget, qtbot) -> None:
     click(w, 60, 80, RIGHT)
     click(w, 90, 90)
     assert "queued (3 waiting)" in w.message_label.text()
-    assert len(w.clicks_layer.data) == 3  # shown before the model has run
+    qtbot.waitUntil(lambda: w.clicks_layer is not None and len(w.clicks_layer.data) == 3)  # before the model ran
     w.undo()
-    assert len(w.clicks_layer.data) == 2
+    qtbot.waitUntil(lambda: len(w.clicks_layer.data) == 2)
     w.export()
     assert "Busy" in w.message_label.text()  # not silently dropped
     gate.set()
     patch = w.session.current
     qtbot.waitUntil(lambda: not w.busy and len(patch.clicks) == 2, timeout=TIMEOUT_MS)
     assert [(c.row, c.col, c.positive) for c in patch.clicks] == [(30, 40, True), (60, 80, False)]
-    assert np.array_equal(w.clicks_layer.data, [[30, 40], [60, 80]])
+    qtbot.waitUntil(lambda: np.array_equal(w.clicks_layer.data, [[30, 40], [60, 80]]))
     assert np.array_equal(w.mask_layer.data > 0, patch.mask)
 
 

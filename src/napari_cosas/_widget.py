@@ -67,7 +67,8 @@ class CosasWidget(QWidget):
         )
         self.brush = BrushEdits(self.session, self.layers, busy=lambda: self.busy, changed=self._refresh)
         self.clicks = ClickQueue(self.session, self.jobs, self.layers, self.brush, message=self._message,
-                                 show_mask=lambda patch: self._show_mask(patch, select=False))
+                                 show_mask=lambda patch: self._show_mask(patch, select=False, clicks=False),
+                                 parent=self)
         self.patch_jobs = PatchJobs(self.session, self.jobs, self.brush, self.progress_bar, segment=self.segment,
                                     auto_segment=self.auto_segment_box.isChecked, message=self._message,
                                     show_mask=self._show_mask)
@@ -188,10 +189,10 @@ class CosasWidget(QWidget):
 
     # -- the mask layer and brush strokes --------------------------------------------------------
 
-    def _show_mask(self, patch: Patch, select: bool = True) -> None:
-        """Write the patch's mask and clicks into the layers; with ``select``, make the mask layer
-        the selected one (not after a click: the user's choice of layer stays)."""
-        self.layers.show_mask(patch, self.clicks.pending(), select)
+    def _show_mask(self, patch: Patch, select: bool = True, clicks: bool = True) -> None:
+        """Write the patch's mask and (with ``clicks``) its clicks into the layers; with ``select``,
+        make the mask layer the selected one (not after a click: the user's choice of layer stays)."""
+        self.layers.show_mask(patch, self.clicks.pending(), select, clicks)
         self._refresh()
 
     # -- jobs -----------------------------------------------------------------------------------

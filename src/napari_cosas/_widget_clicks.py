@@ -1,12 +1,19 @@
 """The dock widget's clicks: each runs the click model in a worker, one at a time; clicks taken
 while a job runs are queued (shown at once, paler) and run after it, in order, on whichever
 patch they were made. Clicks are ``(row, col)`` image pixels.
+
+The GUI thread's share of a click is split over separate turns of Qt's event loop, so that mouse
+events and paints run between them: the press and release (napari's), the click's point in the
+clicks layer (a new point changes the layer's extent, and napari then re-derives the viewer's
+dimensions), the new mask in the labels layer, then the point's colour.
 """
 
 from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
+
+from qtpy.QtCore import QObject, QTimer
 
 from ._widget_brush import BrushEdits
 from ._widget_jobs import JobRunner, click_threads, gui_torch_threads, torch_threads
@@ -21,7 +28,8 @@ class ClickQueue:
     Args:
         session, jobs, layers, brush: the widget's parts.
         message: shows a line in the panel.
-        show_mask: shows a patch's new mask (without selecting the mask layer).
+        show_mask: shows a patch's new mask, not its clicks (without selecting the mask layer).
+        parent: owns the timer that shows the clicks in a later event-loop turn (the widget).
     """
 
     def __init__(
@@ -33,6 +41,7 @@ class ClickQueue:
         *,
         message: Callable[[str], None],
         show_mask: Callable[[Patch], None],
+        parent: QObject,
     ) -> None:
         self.session = session
         self.jobs = jobs
@@ -42,6 +51,10 @@ class ClickQueue:
         self.running: PendingClick | None = None  # the click whose model runs now
         self._message = message
         self._show_mask = show_mask
+        self._points_timer = QTimer(parent)
+        self._points_timer.setSingleShot(True)
+        self._points_timer.setInterval(0)
+        self._points_timer.timeout.connect(self._show_points)
 
     def pending(self) -> list[PendingClick]:
         """The running click, then the queued ones."""
@@ -52,7 +65,7 @@ class ClickQueue:
         kind = "Positive" if positive else "Negative"
         if self.jobs.busy:
             self.queued.append(PendingClick(patch, row, col, positive))
-            self.layers.show_clicks(patch, self.pending())
+            self.show_points_soon()
             self._message(f"{kind} click at (row {row}, col {col}) queued ({len(self.queued)} waiting).")
             return
         self.brush.sync()
@@ -63,15 +76,14 @@ class ClickQueue:
         if not self.queued or self.queued[-1].patch is not patch:
             return False
         self.queued.pop()
-        self.layers.show_clicks(patch, self.pending())
+        self.show_points_soon()
         return True
 
     def job_finished(self) -> None:
         """After any job: a click that failed (its result never came) loses its point."""
         if self.running is not None:
-            failed, self.running = self.running, None
-            if failed.patch is self.session.current:
-                self.layers.show_clicks(failed.patch, self.pending())
+            self.running = None
+            self.show_points_soon()
 
     def start_next(self) -> bool:
         """Run the next queued click; whether there was one."""
@@ -85,10 +97,9 @@ class ClickQueue:
         where = "" if click.patch is self.session.current else f" on {click.patch.name}"
         self._message(f"{kind} click at (row {click.row}, col {click.col}){where}…")
         self.running = click
-        if click.patch is self.session.current:
-            self.layers.show_clicks(click.patch, self.pending())
         self.jobs.start(self._compute, click.patch, click.row, click.col, click.positive, gui_torch_threads(),
                         on_done=self._clicked)
+        self.show_points_soon()
 
     def _compute(self, patch: Patch, row: int, col: int, positive: bool, restore: int) -> ClickResult:
         """`AnnotationSession.compute_click` with `click_threads` torch threads (worker thread),
@@ -103,5 +114,16 @@ class ClickQueue:
         self.brush.keep(result.patch, painted)
         if result.patch is self.session.current:
             self._show_mask(result.patch)
+            self.show_points_soon()
         waiting = f" ({len(self.queued)} waiting)" if self.queued else ""
         self._message(f"Click done in {result.latency_s * 1000:.0f} ms{waiting}.")
+
+    def show_points_soon(self) -> None:
+        """Show the current patch's clicks and pending clicks in the clicks layer in the event
+        loop's next turn (requests made before then are served by one update)."""
+        self._points_timer.start()
+
+    def _show_points(self) -> None:
+        patch = self.session.current
+        if patch is not None and self.layers.image_layer is not None:
+            self.layers.show_clicks(patch, self.pending())

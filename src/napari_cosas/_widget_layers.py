@@ -46,7 +46,7 @@ def update_labels_layer(layer: Any, labels: np.ndarray) -> None:
 
     A click changes only a window of the mask: when the shape and dtype are unchanged only the
     changed pixels are written, with ``Labels.data_setitem``, which recolours and uploads to
-    the GPU only their bounding box (a whole-layer refresh recolours, re-contours and uploads
+    the GPU only their bounding box (the changed pixels are looked for only inside it, too) (a whole-layer refresh recolours, re-contours and uploads
     all 1500x1500 pixels: ``benchmarks/viewer_click.md``). Like a brush stroke, the write is
     one step of napari's own labels undo (Ctrl+Z), and emits the layer's ``paint`` event.
     """
@@ -54,9 +54,15 @@ def update_labels_layer(layer: Any, labels: np.ndarray) -> None:
     if not isinstance(data, np.ndarray) or data.shape != labels.shape or data.dtype != labels.dtype:
         layer.data = labels
         return
-    changed = np.nonzero(data != labels)
-    if changed[0].size:
-        layer.data_setitem(changed, labels[changed])
+    changed = data != labels
+    rows = np.flatnonzero(changed.any(axis=1))
+    if not rows.size:
+        return
+    cols = np.flatnonzero(changed.any(axis=0))
+    box = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
+    box_rows, box_cols = np.nonzero(changed[box])
+    indices = (box_rows + box[0].start, box_cols + box[1].start)
+    layer.data_setitem(indices, labels[indices])
 
 
 def paler(rgba: tuple[float, float, float, float]) -> tuple[float, float, float, float]:
@@ -136,9 +142,9 @@ class PatchLayers:
         if layer is not None:
             layer.contour, layer.opacity = MASK_DISPLAYS[self.display]
 
-    def show_mask(self, patch: Patch, pending: Sequence[PendingClick], select: bool) -> None:
-        """Write the patch's mask and clicks (then ``pending``) into the layers, creating them when
-        needed; with ``select``, make the mask layer the selected one."""
+    def show_mask(self, patch: Patch, pending: Sequence[PendingClick], select: bool, clicks: bool = True) -> None:
+        """Write the patch's mask and (with ``clicks``) its clicks, then ``pending``, into the
+        layers, creating them when needed; with ``select``, make the mask layer the selected one."""
         mask = patch.mask if patch.mask is not None else np.zeros(patch.shape, dtype=bool)
         labels = mask.astype(np.uint8)
         layer = self.mask_layer
@@ -153,7 +159,8 @@ class PatchLayers:
             self.style_mask()
         else:
             self._write_mask(layer, labels)
-        self.show_clicks(patch, pending)
+        if clicks:
+            self.show_clicks(patch, pending)
         if select:
             self.viewer.layers.selection.active = layer
 

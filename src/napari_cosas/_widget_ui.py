@@ -154,10 +154,9 @@ def setup_ui(w: CosasWidget) -> None:
 
     w.stats_label = QLabel()
     w.message_label = QLabel()
-    w.message_label.setWordWrap(True)
     help_label = QLabel(HELP)
-    help_label.setWordWrap(True)
     for label in (w.stats_label, w.message_label, help_label):
+        label.setWordWrap(True)  # a longer line wraps instead of widening the dock (and resizing the canvas)
         layout.addWidget(label)
     w.action_buttons = (
         w.segment_button, w.undo_button, w.redo_button, w.reset_button, w.export_button,
