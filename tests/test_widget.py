@@ -290,6 +290,43 @@ def test_viewer_images_are_not_duplicated_and_sidecar_reader(widget, qtbot, tmp_
     assert np.array_equal(kinds["Points"].data, [[10, 70]])
 
 
+def test_ctrl_z_undoes_the_session_step_and_never_crosses_patches(widget, qtbot) -> None:
+    """Ctrl+Z on the canvas with the mask layer selected is the widget's undo (the click goes,
+    with its point), Ctrl+Shift+Z its redo; after a switch to another patch Ctrl+Z never writes
+    the previous patch's pixels into the one shown (napari's own labels undo would)."""
+    w = widget
+    w.add_paths([sample_path(0), sample_path(1)])
+    first = w.session.current
+    _segment(qtbot, w)
+    auto = first.mask.copy()
+    positive = not auto[20:-20, 20:-20].all()  # a local click always takes its own pixel
+    rows, cols = np.nonzero(auto[20:-20, 20:-20] != positive)
+    click(w, rows[len(rows) // 2] + 20, cols[len(cols) // 2] + 20, LEFT if positive else RIGHT)
+    _wait(qtbot, w)
+    corrected = first.mask.copy()
+    assert not np.array_equal(corrected, auto)
+    native = _canvas(w).native
+    w.viewer.layers.selection.active = w.mask_layer
+    native.setFocus()
+    key(native, Qt.Key.Key_Z, CTRL)
+    qtbot.waitUntil(lambda: len(first.clicks) == 0 and len(w.clicks_layer.data) == 0)
+    assert np.array_equal(first.mask, auto) and np.array_equal(w.mask_layer.data > 0, auto)
+    key(native, Qt.Key.Key_Z, CTRL | SHIFT)
+    qtbot.waitUntil(lambda: len(first.clicks) == 1)
+    assert np.array_equal(first.mask, corrected) and np.array_equal(w.mask_layer.data > 0, corrected)
+    w.next_patch()
+    second = w.session.current
+    _segment(qtbot, w)
+    shown = second.mask.copy()
+    w.viewer.layers.selection.active = w.mask_layer
+    native.setFocus()
+    key(native, Qt.Key.Key_Z, CTRL)
+    qtbot.wait(200)
+    assert np.array_equal(second.mask, shown) and np.array_equal(w.mask_layer.data > 0, shown)
+    assert np.array_equal(first.mask, corrected)
+    assert "Nothing to undo" in w.message_label.text()
+
+
 def test_clicks_while_busy_are_queued_in_order(widget, qtbot) -> None:
     """Clicks made while the automatic mask is computed are shown at once and applied after it,
     in order; undo first drops the last queued click."""

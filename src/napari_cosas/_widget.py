@@ -101,6 +101,8 @@ class CosasWidget(QWidget):
             "n": self.next_patch, "Shift-N": self.previous_patch, "s": self.segment,
             "u": self.undo, "Shift-U": self.redo, "r": self.reset, "Shift-S": self.export,
             "a": self.accept_and_next,
+            # napari's labels undo would replay the layer's writes, not the session's steps
+            "Control-Z": self.undo, "Control-Shift-Z": self.redo,
         }
 
     # -- patches ----------------------------------------------------------------------------

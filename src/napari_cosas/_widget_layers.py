@@ -48,7 +48,8 @@ def update_labels_layer(layer: Any, labels: np.ndarray) -> None:
     changed pixels are written, with ``Labels.data_setitem``, which recolours and uploads to
     the GPU only their bounding box (the changed pixels are looked for only inside it, too) (a whole-layer refresh recolours, re-contours and uploads
     all 1500x1500 pixels: ``benchmarks/viewer_click.md``). Like a brush stroke, the write is
-    one step of napari's own labels undo (Ctrl+Z), and emits the layer's ``paint`` event.
+    one step of napari's own labels history, and emits the layer's ``paint`` event (the widget
+    binds Ctrl+Z to the session's undo, which knows the clicks).
     """
     data = layer.data
     if not isinstance(data, np.ndarray) or data.shape != labels.shape or data.dtype != labels.dtype:
@@ -93,6 +94,7 @@ class PatchLayers:
         self.viewer = viewer
         self.display = display
         self.writing = False
+        self.mask_patch: Patch | None = None  # the patch whose mask the mask layer holds
         self.image_layer: Any = None  # the layer showing the current patch
         self.own_image_layer: Any = None  # the widget's image layer (patches opened from files)
         self.source_layers: dict[int, Any] = {}  # id(patch) -> the viewer layer it came from
@@ -148,7 +150,9 @@ class PatchLayers:
         mask = patch.mask if patch.mask is not None else np.zeros(patch.shape, dtype=bool)
         labels = mask.astype(np.uint8)
         layer = self.mask_layer
-        if layer is None:
+        if layer is not None and patch is not self.mask_patch:
+            self._replace_mask(layer, labels)
+        elif layer is None:
             layer = self.viewer.add_labels(
                 labels, name=MASK_LAYER,
                 colormap=DirectLabelColormap(color_dict={None: (0, 0, 0, 0), 0: (0, 0, 0, 0), 1: MASK_RGBA}),
@@ -159,6 +163,7 @@ class PatchLayers:
             self.style_mask()
         else:
             self._write_mask(layer, labels)
+        self.mask_patch = patch
         if clicks:
             self.show_clicks(patch, pending)
         if select:
@@ -167,6 +172,15 @@ class PatchLayers:
     def _painted(self, _event: Any) -> None:
         if not self.writing:
             self._on_paint()
+
+    def _replace_mask(self, layer: Any, labels: np.ndarray) -> None:
+        """Another patch's mask replaces the layer's data (not a partial write, which would be a
+        step of napari's labels undo leading back to the previous patch's pixels)."""
+        self.writing = True
+        try:
+            layer.data = labels
+        finally:
+            self.writing = False
 
     def _write_mask(self, layer: Any, labels: np.ndarray) -> None:
         self.writing = True
