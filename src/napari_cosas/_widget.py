@@ -370,7 +370,7 @@ class CosasWidget(QWidget):
     def shutdown(self, timeout_s: float = 60.0) -> None:
         """Stop taking work and wait for the running job (a segmentation stops at its next window),
         so that no worker thread outlives the viewer."""
-        self.clicks.queued.clear()
+        self.clicks.stop()
         self.jobs.shutdown(timeout_s)
 
     # -- status ----------------------------------------------------------------------------------

@@ -118,6 +118,11 @@ class ClickQueue:
         waiting = f" ({len(self.queued)} waiting)" if self.queued else ""
         self._message(f"Click done in {result.latency_s * 1000:.0f} ms{waiting}.")
 
+    def stop(self) -> None:
+        """Drop the queued clicks and the pending points update (the viewer is closing)."""
+        self.queued.clear()
+        self._points_timer.stop()
+
     def show_points_soon(self) -> None:
         """Show the current patch's clicks and pending clicks in the clicks layer in the event
         loop's next turn (requests made before then are served by one update)."""
