@@ -46,8 +46,9 @@ def update_labels_layer(layer: Any, labels: np.ndarray) -> None:
 
     A click changes only a window of the mask: when the shape and dtype are unchanged only the
     changed pixels are written, with ``Labels.data_setitem``, which recolours and uploads to
-    the GPU only their bounding box (the changed pixels are looked for only inside it, too) (a whole-layer refresh recolours, re-contours and uploads
-    all 1500x1500 pixels: ``benchmarks/viewer_click.md``). Like a brush stroke, the write is
+    the GPU only their bounding box (a whole-layer refresh recolours, re-contours and uploads
+    all 1500x1500 pixels: ``benchmarks/viewer_click.md``); they are looked for only inside the
+    rows and columns that changed. Like a brush stroke, the write is
     one step of napari's own labels history, and emits the layer's ``paint`` event (the widget
     binds Ctrl+Z to the session's undo, which knows the clicks).
     """
