@@ -8,9 +8,9 @@ each a real press and release on the canvas (QTest), alternating 2 positive and 
 random pixels. For each click it measures
 
 * **click-to-display**: wall time from just before the mouse press until the first canvas paint
-  after the widget has written the click's mask into the labels layer;
-  (with ``--hold-ms H`` the button is held H ms, the event loop running, and the time is taken
-  from the release: the widget takes a click on its release);
+  after the widget has written the click's mask into the labels layer (with ``--hold-ms H`` the
+  button is held H ms, the event loop running, and the time is taken from the release: the
+  widget takes a click on its release);
 * **GUI-thread block**: a precise QTimer beats every ``HEARTBEAT_MS``; the longest gap between two
   beats during the click, minus the period, is the longest time the GUI thread could not run
   (events, painting, the mouse) because of the click;
@@ -148,15 +148,13 @@ def measure(clicks: int, seed: int, hold_s: float = 0.0) -> dict:
     def press_and_release(button, point: QPoint) -> float:
         """A click on the canvas, held ``hold_s``; returns the time of the release (of the
         press when not held)."""
-        pressed = time.perf_counter()
+        start = time.perf_counter()
         QTest.mousePress(native, button, Qt.KeyboardModifier.NoModifier, point)
-        if not hold_s:
-            QTest.mouseRelease(native, button, Qt.KeyboardModifier.NoModifier, point)
-            return pressed
-        wait_until(lambda: time.perf_counter() >= pressed + hold_s)
-        released = time.perf_counter()
+        if hold_s:
+            wait_until(lambda: time.perf_counter() >= start + hold_s)
+            start = time.perf_counter()
         QTest.mouseRelease(native, button, Qt.KeyboardModifier.NoModifier, point)
-        return released
+        return start
 
     def click_and_show(row: int, col: int, positive: bool) -> tuple[float, float]:
         """Seconds from the press (the release when held) to the first paint showing the click's

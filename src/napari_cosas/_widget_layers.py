@@ -41,19 +41,20 @@ class PendingClick:
     positive: bool
 
 
-def update_labels_layer(layer: Any, labels: np.ndarray) -> None:
+def update_labels_layer(layer: Any, labels: np.ndarray, replace: bool = False) -> None:
     """Show ``labels`` (``(H, W)`` uint8) in a napari Labels ``layer``.
 
     A click changes only a window of the mask: when the shape and dtype are unchanged only the
     changed pixels are written, with ``Labels.data_setitem``, which recolours and uploads to
     the GPU only their bounding box (a whole-layer refresh recolours, re-contours and uploads
     all 1500x1500 pixels: ``benchmarks/viewer_click.md``); they are looked for only inside the
-    rows and columns that changed. Like a brush stroke, the write is
-    one step of napari's own labels history, and emits the layer's ``paint`` event (the widget
-    binds Ctrl+Z to the session's undo, which knows the clicks).
+    rows and columns that changed. Like a brush stroke, the write is one step of napari's own
+    labels history, and emits the layer's ``paint`` event (the widget binds Ctrl+Z to the
+    session's undo, which knows the clicks). With ``replace`` (another patch's mask) the data
+    is replaced instead, so that no history step leads back to the previous patch's pixels.
     """
     data = layer.data
-    if not isinstance(data, np.ndarray) or data.shape != labels.shape or data.dtype != labels.dtype:
+    if replace or not isinstance(data, np.ndarray) or data.shape != labels.shape or data.dtype != labels.dtype:
         layer.data = labels
         return
     changed = data != labels
@@ -151,9 +152,7 @@ class PatchLayers:
         mask = patch.mask if patch.mask is not None else np.zeros(patch.shape, dtype=bool)
         labels = mask.astype(np.uint8)
         layer = self.mask_layer
-        if layer is not None and patch is not self.mask_patch:
-            self._replace_mask(layer, labels)
-        elif layer is None:
+        if layer is None:
             layer = self.viewer.add_labels(
                 labels, name=MASK_LAYER,
                 colormap=DirectLabelColormap(color_dict={None: (0, 0, 0, 0), 0: (0, 0, 0, 0), 1: MASK_RGBA}),
@@ -163,7 +162,7 @@ class PatchLayers:
             self._bind_keys(layer)
             self.style_mask()
         else:
-            self._write_mask(layer, labels)
+            self._write_mask(layer, labels, replace=patch is not self.mask_patch)
         self.mask_patch = patch
         if clicks:
             self.show_clicks(patch, pending)
@@ -174,19 +173,10 @@ class PatchLayers:
         if not self.writing:
             self._on_paint()
 
-    def _replace_mask(self, layer: Any, labels: np.ndarray) -> None:
-        """Another patch's mask replaces the layer's data (not a partial write, which would be a
-        step of napari's labels undo leading back to the previous patch's pixels)."""
+    def _write_mask(self, layer: Any, labels: np.ndarray, replace: bool) -> None:
         self.writing = True
         try:
-            layer.data = labels
-        finally:
-            self.writing = False
-
-    def _write_mask(self, layer: Any, labels: np.ndarray) -> None:
-        self.writing = True
-        try:
-            update_labels_layer(layer, labels)
+            update_labels_layer(layer, labels, replace)
         finally:
             self.writing = False
 

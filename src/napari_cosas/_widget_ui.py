@@ -49,8 +49,8 @@ meanwhile. To paint, pick the labels
 layer's brush (<i>p</i>) or eraser (<i>e</i>); edits are kept and the next click starts from
 them. <i>Start from layer / file</i> takes an existing mask (labels layer, mask file, QuPath
 GeoJSON) to correct.<br><b>Keys</b> (on the canvas or in this panel): <i>s</i> segment,
-<i>u</i> or Ctrl+Z undo the last click, edit or reset, <i>Shift+U</i> or Ctrl+Shift+Z redo, <i>r</i> reset to the automatic
-mask (undoable; <i>s</i> and <i>r</i> ask before dropping corrections), <i>Shift+S</i> export, <i>a</i> accept (export) and next,
+<i>u</i> or Ctrl+Z undo the last click, edit or reset, <i>Shift+U</i> or Ctrl+Shift+Z redo,
+<i>r</i> reset to the automatic mask (undoable; <i>s</i> and <i>r</i> ask before dropping corrections), <i>Shift+S</i> export, <i>a</i> accept (export) and next,
 <i>n</i> next patch, <i>Shift+N</i> previous patch."""
 
 
