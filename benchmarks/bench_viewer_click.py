@@ -85,7 +85,11 @@ def _patches(folder: Path) -> list[Path]:
 
 def measure(clicks: int, seed: int, hold_s: float = 0.0) -> dict:
     """Run the viewer session in this process; returns per-click numbers. ``hold_s``: seconds
-    between each press and its release, spent in the event loop."""
+    between each press and its release, spent in the event loop. napari's settings are a fresh
+    file (``NAPARI_CONFIG``), so a window size saved by an earlier napari session does not change
+    the canvas, and with it the cost of a software-OpenGL paint."""
+    folder = Path(tempfile.mkdtemp(prefix="bench_viewer_click_"))
+    os.environ["NAPARI_CONFIG"] = str(folder / "napari_settings.yaml")
     import napari
     import numpy as np
     from qtpy.QtCore import QEventLoop, QPoint, Qt, QTimer
@@ -94,7 +98,6 @@ def measure(clicks: int, seed: int, hold_s: float = 0.0) -> dict:
 
     from napari_cosas._widget import CosasWidget
 
-    folder = Path(tempfile.mkdtemp(prefix="bench_viewer_click_"))
     os.environ["NAPARI_COSAS_CACHE"] = str(folder / "cache")  # fresh embedding cache (weights are bundled)
     paths = _patches(folder)
     viewer = napari.Viewer(show=True)
@@ -176,6 +179,7 @@ def measure(clicks: int, seed: int, hold_s: float = 0.0) -> dict:
     widget.add_paths(paths)
     wait_until(ready)
     first_ready_s = time.perf_counter() - t0
+    canvas_px = list(canvas.size)
     _log(f"first patch ready in {first_ready_s:.1f} s")
     for _ in range(20):  # let the first paints settle
         app.processEvents()
@@ -212,7 +216,7 @@ def measure(clicks: int, seed: int, hold_s: float = 0.0) -> dict:
     cached_ready_s = time.perf_counter() - t0
     heartbeat.stop()
     viewer.close()
-    return {"clicks": rows, "first_patch_ready_s": first_ready_s, "cached_patch_click_ready_s": cached_ready_s,
+    return {"clicks": rows, "canvas_px": canvas_px, "first_patch_ready_s": first_ready_s, "cached_patch_click_ready_s": cached_ready_s,
             "cached_patch_block_ms": block * 1000, "ignored_press_block_ms": reference_blocks}
 
 
@@ -244,6 +248,7 @@ def _summary(runs: list[dict]) -> dict:
     clicks = [c for run in runs for c in run["clicks"]]
     return {
         "clicks": len(clicks),
+        "canvas_px": runs[0]["canvas_px"],
         "median_display_ms": statistics.median(c["display_ms"] for c in clicks),
         "p90_display_ms": statistics.quantiles([c["display_ms"] for c in clicks], n=10)[-1],
         "max_block_ms": max(c["block_ms"] for c in clicks),
@@ -265,7 +270,9 @@ def _markdown(result: dict) -> str:
         "",
         f"Machine: {result['machine']['cpu']}, {result['machine']['cores']} logical cores, napari "
         f"{result['machine']['napari']}, torch {result['machine']['torch']}, Python {result['machine']['python']}, "
-        "software OpenGL (Mesa) under xvfb.",
+        "software OpenGL (Mesa) under xvfb, canvas "
+        + " / ".join(f"{v['canvas_px'][0]}x{v['canvas_px'][1]}" for v in variants.values() if "canvas_px" in v)
+        + " px (a software paint's cost grows with it).",
         f"Load average before / after: {result['load_before']} / {result['load_after']}. {result['note']}",
         "",
         f"A 1500x1500 patch, default models, {variants[names[-1]]['clicks']} clicks per variant "

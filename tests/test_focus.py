@@ -7,6 +7,7 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from napari_cosas.inference.focus import Focus, focus_inputs, focus_window
@@ -59,6 +60,24 @@ def test_the_refiner_input_draws_each_click_at_its_row_and_col() -> None:
     np.testing.assert_allclose(centre(5), ((10.5 * 96 / 40) - 0.5, (60.5 * 96 / 80) - 0.5), atol=0.5)
     np.testing.assert_allclose(centre(8), ((30.5 * 96 / 40) - 0.5, (5.5 * 96 / 80) - 0.5), atol=0.7)
     assert x[6].sum() == 0 and x[7].sum() == 0  # no latest negative; the earlier positive is outside
+
+
+@pytest.mark.parametrize("side", [40, 300])  # resampled up to 96 px, and down with antialiasing
+def test_the_refiner_input_is_the_normalised_crop_resampled(side: int) -> None:
+    """The image is normalised after the resampling (cheaper); the refiner was trained on the
+    crop normalised first, then resampled, and must get the same input from a uint8 crop."""
+    rng = np.random.default_rng(side)
+    crop = torch.from_numpy(rng.integers(0, 256, (side, side, 3), dtype=np.uint8)).permute(2, 0, 1)
+    previous = torch.from_numpy((rng.random((side, side)) > 0.5).astype(np.float32))
+    logits = torch.from_numpy(rng.normal(0.0, 6.0, (side, side)).astype(np.float32))
+    mean, std = torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1), torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1)
+    planes = torch.cat([(crop.float() / 255.0 - mean) / std, previous[None], torch.tanh(logits[None] / 4.0)])
+    expected = F.interpolate(planes[None], size=(96, 96), mode="bilinear", align_corners=False,
+                             antialias=side > 96)[0]
+    points, labels = np.array([[side / 3, side / 2]]), np.array([1])
+    for rgb in (crop, crop.float() / 255.0):
+        x = focus_inputs(rgb, previous, logits, points, labels, size=96)
+        torch.testing.assert_close(x[:5], expected, atol=1e-5, rtol=0)
 
 
 def _two_blobs() -> tuple[np.ndarray, np.ndarray]:

@@ -76,18 +76,28 @@ def focus_inputs(
     """The refiner's ``(FOCUS_CHANNELS, size, size)`` float32 input for one crop.
 
     Args:
-        rgb: ``(3, h, w)`` float32 in ``[0, 1]``, the crop of the image.
+        rgb: ``(3, h, w)`` the crop of the image, float32 in ``[0, 1]`` or uint8.
         previous: ``(h, w)`` float32 0 / 1, the mask before the click.
         logits: ``(h, w)`` float32 coarse logits of the click model.
         points_rc: ``(N, 2)`` float ``(row, col)`` of the clicks in crop pixels, the latest last
             (clicks outside the crop are ignored).
         labels: ``(N,)`` int, 1 positive, 0 negative.
         size: side of the square the crop is resampled to.
+
+    The image is scaled to ``[0, 1]`` and normalised after the resampling, on ``size x size``
+    pixels instead of ``h x w``: the resampling's weights sum to 1 at every output pixel, so
+    the result is the same as normalising first.
     """
     h, w = previous.shape
-    planes = torch.cat([(rgb - _MEAN) / _STD, previous[None], torch.tanh(logits[None] / 4.0)])
-    planes = F.interpolate(planes[None], size=(size, size), mode="bilinear", align_corners=False,
-                           antialias=size < max(h, w))[0]
+
+    def resample(planes: torch.Tensor) -> torch.Tensor:
+        return F.interpolate(planes[None].float(), size=(size, size), mode="bilinear", align_corners=False,
+                             antialias=size < max(h, w))[0]
+
+    image = resample(rgb)
+    if rgb.dtype == torch.uint8:
+        image = image / 255.0
+    planes = [(image - _MEAN) / _STD, resample(previous[None]), resample(torch.tanh(logits[None] / 4.0))]
     disks = torch.zeros(4, size, size)
     grid_r = torch.arange(size, dtype=torch.float32)[:, None]
     grid_c = torch.arange(size, dtype=torch.float32)[None, :]
@@ -100,7 +110,7 @@ def focus_inputs(
         disk = ((grid_r - rs) ** 2 + (grid_c - cs) ** 2) <= CLICK_RADIUS**2
         channel = (0 if label else 1) + (0 if i == last else 2)
         disks[channel][disk] = 1.0
-    return torch.cat([planes, disks])
+    return torch.cat([*planes, disks])
 
 
 @dataclass
@@ -170,8 +180,8 @@ class Focus:
     ) -> np.ndarray:
         """The refiner's ``(h, w)`` float32 logits for the focus window ``[rows, cols]`` (its
         ``previous`` mask and coarse ``logits``; clicks in window pixels)."""
-        crop = torch.from_numpy(np.ascontiguousarray(self.image[rows, cols])).permute(2, 0, 1).float() / 255.0
-        x = focus_inputs(crop, torch.from_numpy(previous.astype(np.float32)), torch.from_numpy(logits.astype(np.float32)),
-                         points_rc, labels, self.size)
+        crop = torch.from_numpy(np.ascontiguousarray(self.image[rows, cols])).permute(2, 0, 1)
+        x = focus_inputs(crop, torch.from_numpy(previous.astype(np.float32)),
+                         torch.from_numpy(logits.astype(np.float32, copy=False)), points_rc, labels, self.size)
         out = self.refiner(x[None])
         return F.interpolate(out, size=previous.shape, mode="bilinear", align_corners=False)[0, 0].numpy()
