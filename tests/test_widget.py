@@ -20,6 +20,7 @@ from qtpy.QtTest import QTest
 from qtpy.QtWidgets import QApplication, QMessageBox
 
 from napari_cosas._sample_data import sample_path
+from napari_cosas._widget_layers import POSITIVE_RGBA, paler
 from napari_cosas.io.image_io import load_mask
 from napari_cosas.inference.model_bundle import ModelBundle
 from napari_cosas.models.sam_models import build_tiny_sam
@@ -357,6 +358,31 @@ def test_clicks_while_busy_are_queued_in_order(widget, qtbot) -> None:
     assert [(c.row, c.col, c.positive) for c in patch.clicks] == [(30, 40, True), (60, 80, False)]
     qtbot.waitUntil(lambda: np.array_equal(w.clicks_layer.data, [[30, 40], [60, 80]]))
     assert np.array_equal(w.mask_layer.data > 0, patch.mask)
+
+
+def test_a_slow_click_shows_its_point_paler_while_its_model_runs(widget, qtbot) -> None:
+    """A click shows its point, paler, while its model runs; the point takes its full colour
+    with the mask."""
+    w = widget
+    w.add_paths([sample_path(0)])
+    _segment(qtbot, w)
+    patch = w.session.current
+    gate = threading.Event()
+    compute = w.session.compute_click
+
+    def held(*args):
+        gate.wait(60)
+        return compute(*args)
+
+    w.session.compute_click = held
+    click(w, 150, 150)
+    qtbot.waitUntil(lambda: len(w.clicks_layer.data) == 1)
+    assert w.busy and not patch.clicks
+    np.testing.assert_allclose(w.clicks_layer.face_color[0], paler(POSITIVE_RGBA))
+    gate.set()
+    qtbot.waitUntil(lambda: len(patch.clicks) == 1 and np.allclose(w.clicks_layer.face_color[0], POSITIVE_RGBA),
+                    timeout=TIMEOUT_MS)
+    assert np.array_equal(w.clicks_layer.data, [[150, 150]]) and np.array_equal(w.mask_layer.data > 0, patch.mask)
 
 
 def test_keys_reach_the_widget_whatever_is_selected(widget, qtbot, tmp_path: Path) -> None:
