@@ -184,8 +184,11 @@ class PatchLayers:
         """The patch's clicks, then its ``pending`` ones (paler), in the clicks layer.
 
         A click's point is shown when it is taken; when its mask arrives only the point's
-        colour changes (new coordinates change the layer's extent, which makes napari
-        recompute the viewer's dimensions: the dearer update is done while the model runs).
+        colour changes. New coordinates are written without the layer's ``data`` event: on it
+        napari re-derives the viewer's dimensions, which cannot change (every click is a pixel
+        of the image), and that Python, about half of the update, would run while the click's
+        model does and hold it up (the GUI thread holds the GIL). The ``extent`` event, which
+        keeps the layer list's extent (``reset_view``) right, still fires.
         """
         waiting = [q for q in pending if q.patch is patch]
         points = np.array(
@@ -199,6 +202,7 @@ class PatchLayers:
             clicks.editable = False  # display only: stays in pan/zoom, the canvas clicks stay ours
             self._bind_keys(clicks)
         elif clicks.data.shape != points.shape or not np.array_equal(clicks.data, points):
-            clicks.data = points
+            with clicks.events.data.blocker():
+                clicks.data = points
         if len(points) and not np.array_equal(clicks.face_color, colors):
             clicks.face_color = np.array(colors)
