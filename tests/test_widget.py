@@ -361,8 +361,8 @@ def test_clicks_while_busy_are_queued_in_order(widget, qtbot) -> None:
 
 
 def test_a_slow_click_shows_its_point_paler_while_its_model_runs(widget, qtbot) -> None:
-    """A click shows its point, paler, while its model runs; the point takes its full colour
-    with the mask."""
+    """A click whose mask takes longer than ``RUNNING_POINT_DELAY_MS`` shows its point, paler,
+    while its model runs; the point takes its full colour with the mask."""
     w = widget
     w.add_paths([sample_path(0)])
     _segment(qtbot, w)

@@ -3,9 +3,12 @@ while a job runs are queued (shown at once, paler) and run after it, in order, o
 patch they were made. Clicks are ``(row, col)`` image pixels.
 
 The GUI thread's share of a click is split over separate turns of Qt's event loop, so that mouse
-events and paints run between them: the press and release (napari's), the click's point in the
-clicks layer (a new point changes the layer's extent, and napari then re-derives the viewer's
-dimensions), the new mask in the labels layer, then the point's colour.
+events and paints run between them: the press and release (napari's), the new mask in the labels
+layer, and the click's point in the clicks layer. Whatever the GUI thread does while the model
+runs holds the model up for about as long (it keeps the GIL; ``benchmarks/viewer_worker_load.md``),
+and drawing a new point costs the click about 50 ms. So a running click's point is drawn, paler,
+only when its mask has not come within ``RUNNING_POINT_DELAY_MS``; a quicker click's point is drawn
+in the turn after its mask. Queued clicks show their points at once.
 """
 
 from __future__ import annotations
@@ -20,6 +23,10 @@ from ._widget_jobs import JobRunner, click_threads, gui_torch_threads, torch_thr
 from ._widget_layers import PatchLayers, PendingClick
 from .interaction.patch import ClickResult, Patch
 from .interaction.session import AnnotationSession
+
+#: How long a running click's mask may take before the click's point is drawn ahead of it
+#: (milliseconds): the product's target for a click's mask on screen (issue 14).
+RUNNING_POINT_DELAY_MS = 150
 
 
 class ClickQueue:
@@ -55,6 +62,10 @@ class ClickQueue:
         self._points_timer.setSingleShot(True)
         self._points_timer.setInterval(0)
         self._points_timer.timeout.connect(self._show_points)
+        self._running_point_timer = QTimer(parent)
+        self._running_point_timer.setSingleShot(True)
+        self._running_point_timer.setInterval(RUNNING_POINT_DELAY_MS)
+        self._running_point_timer.timeout.connect(self._show_points)
 
     def pending(self) -> list[PendingClick]:
         """The running click, then the queued ones."""
@@ -81,6 +92,7 @@ class ClickQueue:
 
     def job_finished(self) -> None:
         """After any job: a click that failed (its result never came) loses its point."""
+        self._running_point_timer.stop()
         if self.running is not None:
             self.running = None
             self.show_points_soon()
@@ -99,7 +111,7 @@ class ClickQueue:
         self.running = click
         self.jobs.start(self._compute, click.patch, click.row, click.col, click.positive, gui_torch_threads(),
                         on_done=self._clicked)
-        self.show_points_soon()
+        self._running_point_timer.start()
 
     def _compute(self, patch: Patch, row: int, col: int, positive: bool, restore: int) -> ClickResult:
         """`AnnotationSession.compute_click` with `click_threads` torch threads (worker thread),
@@ -108,6 +120,7 @@ class ClickQueue:
             return self.session.compute_click(patch, row, col, positive)
 
     def _clicked(self, result: ClickResult) -> None:
+        self._running_point_timer.stop()
         painted = self.brush.painted_since(result.patch)
         self.running = None
         self.session.apply_click(result)
@@ -119,9 +132,10 @@ class ClickQueue:
         self._message(f"Click done in {result.latency_s * 1000:.0f} ms{waiting}.")
 
     def stop(self) -> None:
-        """Drop the queued clicks and the pending points update (the viewer is closing)."""
+        """Drop the queued clicks and the pending points updates (the viewer is closing)."""
         self.queued.clear()
         self._points_timer.stop()
+        self._running_point_timer.stop()
 
     def show_points_soon(self) -> None:
         """Show the current patch's clicks and pending clicks in the clicks layer in the event
