@@ -342,7 +342,8 @@ def test_clicks_while_busy_are_queued_in_order(widget, qtbot) -> None:
 
     w.session.compute_segmentation = held
     w.segment()
-    assert w.busy and not w.segment_button.isEnabled()
+    assert w.busy
+    qtbot.waitUntil(lambda: not w.segment_button.isEnabled())  # greyed once the job has run a while
     click(w, 30, 40)
     click(w, 60, 80, RIGHT)
     click(w, 90, 90)
@@ -361,8 +362,8 @@ def test_clicks_while_busy_are_queued_in_order(widget, qtbot) -> None:
 
 
 def test_a_slow_click_shows_its_point_paler_while_its_model_runs(widget, qtbot) -> None:
-    """A click whose mask takes longer than ``RUNNING_POINT_DELAY_MS`` shows its point, paler,
-    while its model runs; the point takes its full colour with the mask."""
+    """A click whose mask takes longer than ``RUNNING_FEEDBACK_AFTER_MS`` shows its point, paler,
+    and its message while its model runs; the point takes its full colour with the mask."""
     w = widget
     w.add_paths([sample_path(0)])
     _segment(qtbot, w)
@@ -377,7 +378,7 @@ def test_a_slow_click_shows_its_point_paler_while_its_model_runs(widget, qtbot) 
     w.session.compute_click = held
     click(w, 150, 150)
     qtbot.waitUntil(lambda: len(w.clicks_layer.data) == 1)
-    assert w.busy and not patch.clicks
+    assert w.busy and not patch.clicks and "Positive click at (row 150, col 150)" in w.message_label.text()
     np.testing.assert_allclose(w.clicks_layer.face_color[0], paler(POSITIVE_RGBA))
     gate.set()
     qtbot.waitUntil(lambda: len(patch.clicks) == 1 and np.allclose(w.clicks_layer.face_color[0], POSITIVE_RGBA),

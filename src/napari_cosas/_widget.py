@@ -66,9 +66,11 @@ class CosasWidget(QWidget):
             bind_keys=lambda layer: bind_layer_keys(layer, self._key_actions()),
         )
         self.brush = BrushEdits(self.session, self.layers, busy=lambda: self.busy, changed=self._refresh)
-        self.clicks = ClickQueue(self.session, self.jobs, self.layers, self.brush, message=self._message,
-                                 show_mask=lambda patch: self._show_mask(patch, select=False, clicks=False),
-                                 parent=self)
+        self.clicks = ClickQueue(
+            self.session, self.jobs, self.layers, self.brush, message=self._message,
+            show_mask=lambda patch: self.layers.show_mask(patch, self.clicks.pending(), select=False, clicks=False),
+            refresh=self._refresh, parent=self,
+        )
         self.patch_jobs = PatchJobs(self.session, self.jobs, self.brush, self.progress_bar, segment=self.segment,
                                     auto_segment=self.auto_segment_box.isChecked, message=self._message,
                                     show_mask=self._show_mask)

@@ -4,11 +4,12 @@ patch they were made. Clicks are ``(row, col)`` image pixels.
 
 The GUI thread's share of a click is split over separate turns of Qt's event loop, so that mouse
 events and paints run between them: the press and release (napari's), the new mask in the labels
-layer, and the click's point in the clicks layer. Whatever the GUI thread does while the model
-runs holds the model up for about as long (it keeps the GIL; ``benchmarks/viewer_worker_load.md``),
-and drawing a new point costs the click about 50 ms. So a running click's point is drawn, paler,
-only when its mask has not come within ``RUNNING_POINT_DELAY_MS``; a quicker click's point is drawn
-in the turn after its mask. Queued clicks show their points at once.
+layer, then the click's point, the panel's message and numbers. Whatever the GUI thread does while
+the model runs holds the model up for about as long (it keeps the GIL, and a repaint of the
+window runs inside napari's Python event handler; ``benchmarks/viewer_worker_load.md``): drawing
+a new point costs the click about 50 ms. So a running click shows its point (paler) and its
+message only when its mask has not come within ``RUNNING_FEEDBACK_AFTER_MS``; a quicker click
+shows them in the turn after its mask. Queued clicks show their points at once.
 """
 
 from __future__ import annotations
@@ -24,9 +25,9 @@ from ._widget_layers import PatchLayers, PendingClick
 from .interaction.patch import ClickResult, Patch
 from .interaction.session import AnnotationSession
 
-#: How long a running click's mask may take before the click's point is drawn ahead of it
-#: (milliseconds): the product's target for a click's mask on screen (issue 14).
-RUNNING_POINT_DELAY_MS = 150
+#: How long a running click's mask may take before the click's point and message are shown
+#: ahead of it (milliseconds): the product's target for a click's mask on screen (issue 14).
+RUNNING_FEEDBACK_AFTER_MS = 150
 
 
 class ClickQueue:
@@ -36,7 +37,8 @@ class ClickQueue:
         session, jobs, layers, brush: the widget's parts.
         message: shows a line in the panel.
         show_mask: shows a patch's new mask, not its clicks (without selecting the mask layer).
-        parent: owns the timer that shows the clicks in a later event-loop turn (the widget).
+        refresh: updates the panel's patch list and numbers.
+        parent: owns the timers that show the clicks in a later event-loop turn (the widget).
     """
 
     def __init__(
@@ -48,6 +50,7 @@ class ClickQueue:
         *,
         message: Callable[[str], None],
         show_mask: Callable[[Patch], None],
+        refresh: Callable[[], None],
         parent: QObject,
     ) -> None:
         self.session = session
@@ -58,14 +61,17 @@ class ClickQueue:
         self.running: PendingClick | None = None  # the click whose model runs now
         self._message = message
         self._show_mask = show_mask
+        self._refresh = refresh
+        self._running_text = ""  # the running click's message, shown with its point
+        self._done_text: str | None = None  # a finished click's message, shown with its point
         self._points_timer = QTimer(parent)
         self._points_timer.setSingleShot(True)
         self._points_timer.setInterval(0)
         self._points_timer.timeout.connect(self._show_points)
-        self._running_point_timer = QTimer(parent)
-        self._running_point_timer.setSingleShot(True)
-        self._running_point_timer.setInterval(RUNNING_POINT_DELAY_MS)
-        self._running_point_timer.timeout.connect(self._show_points)
+        self._running_timer = QTimer(parent)
+        self._running_timer.setSingleShot(True)
+        self._running_timer.setInterval(RUNNING_FEEDBACK_AFTER_MS)
+        self._running_timer.timeout.connect(self._show_running)
 
     def pending(self) -> list[PendingClick]:
         """The running click, then the queued ones."""
@@ -92,7 +98,7 @@ class ClickQueue:
 
     def job_finished(self) -> None:
         """After any job: a click that failed (its result never came) loses its point."""
-        self._running_point_timer.stop()
+        self._running_timer.stop()
         if self.running is not None:
             self.running = None
             self.show_points_soon()
@@ -107,11 +113,11 @@ class ClickQueue:
     def _start(self, click: PendingClick) -> None:
         kind = "Positive" if click.positive else "Negative"
         where = "" if click.patch is self.session.current else f" on {click.patch.name}"
-        self._message(f"{kind} click at (row {click.row}, col {click.col}){where}…")
+        self._running_text = f"{kind} click at (row {click.row}, col {click.col}){where}…"
         self.running = click
         self.jobs.start(self._compute, click.patch, click.row, click.col, click.positive, gui_torch_threads(),
                         on_done=self._clicked)
-        self._running_point_timer.start()
+        self._running_timer.start()
 
     def _compute(self, patch: Patch, row: int, col: int, positive: bool, restore: int) -> ClickResult:
         """`AnnotationSession.compute_click` with `click_threads` torch threads (worker thread),
@@ -120,22 +126,22 @@ class ClickQueue:
             return self.session.compute_click(patch, row, col, positive)
 
     def _clicked(self, result: ClickResult) -> None:
-        self._running_point_timer.stop()
+        self._running_timer.stop()
         painted = self.brush.painted_since(result.patch)
         self.running = None
         self.session.apply_click(result)
         self.brush.keep(result.patch, painted)
         if result.patch is self.session.current:
             self._show_mask(result.patch)
-            self.show_points_soon()
         waiting = f" ({len(self.queued)} waiting)" if self.queued else ""
-        self._message(f"Click done in {result.latency_s * 1000:.0f} ms{waiting}.")
+        self._done_text = f"Click done in {result.latency_s * 1000:.0f} ms{waiting}."
+        self.show_points_soon()
 
     def stop(self) -> None:
-        """Drop the queued clicks and the pending points updates (the viewer is closing)."""
+        """Drop the queued clicks and the pending updates (the viewer is closing)."""
         self.queued.clear()
         self._points_timer.stop()
-        self._running_point_timer.stop()
+        self._running_timer.stop()
 
     def show_points_soon(self) -> None:
         """Show the current patch's clicks and pending clicks in the clicks layer in the event
@@ -143,6 +149,17 @@ class ClickQueue:
         self._points_timer.start()
 
     def _show_points(self) -> None:
+        """The clicks layer; after a click's mask, the panel's numbers and the click's message too."""
         patch = self.session.current
         if patch is not None and self.layers.image_layer is not None:
             self.layers.show_clicks(patch, self.pending())
+        if self._done_text is not None:
+            self._refresh()
+            self._message(self._done_text)
+            self._done_text = None
+
+    def _show_running(self) -> None:
+        """The running click's point and message (its mask is taking a while)."""
+        if self.running is not None:
+            self._message(self._running_text)
+            self._show_points()

@@ -3,8 +3,11 @@ thread counts a click runs with.
 
 A job is a function run off the GUI thread (a segmentation, a click embedding, a click, an
 export); its result is handed to a callback on the GUI thread. While a job runs the runner is
-``busy``; when the viewer closes, :meth:`JobRunner.shutdown` stops taking work and waits for
-the running job, so that no worker thread outlives the viewer.
+``busy``; the panel is told so only once a job has run ``BUSY_SHOWN_AFTER_MS``, so that a click,
+usually done sooner, does not grey and restore the buttons (two repaints of the window while
+its model runs, which hold the model up: ``benchmarks/viewer_worker_load.md``). When the viewer
+closes, :meth:`JobRunner.shutdown` stops taking work and waits for the running job, so that no
+worker thread outlives the viewer.
 """
 
 from __future__ import annotations
@@ -16,7 +19,10 @@ from contextlib import contextmanager
 from typing import Any
 
 from napari.qt.threading import create_worker
-from qtpy.QtCore import QObject, Signal
+from qtpy.QtCore import QObject, QTimer, Signal
+
+#: How long a job runs before the panel shows it as busy (milliseconds).
+BUSY_SHOWN_AFTER_MS = 150
 
 
 class Cancelled(Exception):
@@ -33,7 +39,8 @@ class JobRunner:
     """Runs jobs in napari worker threads, one at a time.
 
     Args:
-        on_busy: called on the GUI thread with ``True`` when a job starts, ``False`` when it ends.
+        on_busy: called on the GUI thread with ``True`` once a job has run ``BUSY_SHOWN_AFTER_MS``,
+            and with ``False`` when it ends after that (``busy`` itself is set at once).
         on_finished: called on the GUI thread after each job (successful or not), with the job's
             ``then`` callback (or ``None``), unless the viewer is closing.
         on_error: called on the GUI thread with a job's exception, unless the viewer is closing.
@@ -53,6 +60,11 @@ class JobRunner:
         self._on_finished = on_finished
         self._on_error = on_error
         self._jobs_done: list[threading.Event] = []
+        self._shown_busy = False
+        self._busy_timer = QTimer()
+        self._busy_timer.setSingleShot(True)
+        self._busy_timer.setInterval(BUSY_SHOWN_AFTER_MS)
+        self._busy_timer.timeout.connect(self._show_busy)
 
     def start(
         self,
@@ -95,12 +107,24 @@ class JobRunner:
     def shutdown(self, timeout_s: float = 60.0) -> None:
         """Stop taking work and wait for the running job (a segmentation stops at its next window)."""
         self.closing = True
+        self._busy_timer.stop()
         for done in list(self._jobs_done):
             done.wait(timeout_s)
 
     def _set_busy(self, busy: bool) -> None:
         self.busy = busy
-        self._on_busy(busy)
+        if busy:
+            self._busy_timer.start()
+            return
+        self._busy_timer.stop()
+        if self._shown_busy:
+            self._shown_busy = False
+            self._on_busy(False)
+
+    def _show_busy(self) -> None:
+        if self.busy and not self.closing:
+            self._shown_busy = True
+            self._on_busy(True)
 
     def _finished(self, done: threading.Event, then: Callable[[], None] | None) -> None:
         self._jobs_done.remove(done)
