@@ -65,6 +65,20 @@ def _wait(qtbot, w) -> None:
     qtbot.waitUntil(settled, timeout=TIMEOUT_MS)
 
 
+def _hold(session, name: str) -> threading.Event:
+    """Make ``session.<name>`` (``compute_click`` / ``compute_segmentation``) wait in its worker
+    until the returned event is set, so that a test can act while the job runs."""
+    compute = getattr(session, name)
+
+    def held(*args):
+        gate.wait(60)
+        return compute(*args)
+
+    gate = threading.Event()
+    setattr(session, name, held)
+    return gate
+
+
 def _canvas(w):
     return w.viewer.window._qt_viewer.canvas
 
@@ -333,14 +347,7 @@ def test_clicks_while_busy_are_queued_in_order(widget, qtbot) -> None:
     in order; undo first drops the last queued click."""
     w = widget
     w.add_paths([sample_path(2)])
-    gate = threading.Event()
-    compute = w.session.compute_segmentation
-
-    def held(*args):
-        gate.wait(60)
-        return compute(*args)
-
-    w.session.compute_segmentation = held
+    gate = _hold(w.session, "compute_segmentation")
     w.segment()
     assert w.busy
     qtbot.waitUntil(lambda: not w.segment_button.isEnabled())  # greyed once the job has run a while
@@ -368,14 +375,7 @@ def test_a_slow_click_shows_its_point_paler_while_its_model_runs(widget, qtbot) 
     w.add_paths([sample_path(0)])
     _segment(qtbot, w)
     patch = w.session.current
-    gate = threading.Event()
-    compute = w.session.compute_click
-
-    def held(*args):
-        gate.wait(60)
-        return compute(*args)
-
-    w.session.compute_click = held
+    gate = _hold(w.session, "compute_click")
     click(w, 150, 150)
     qtbot.waitUntil(lambda: len(w.clicks_layer.data) == 1)
     assert w.busy and not patch.clicks and "Positive click at (row 150, col 150)" in w.message_label.text()
@@ -582,14 +582,7 @@ def test_brush_strokes_made_while_a_click_runs_are_kept(widget, qtbot) -> None:
     w.add_paths([sample_path(0)])
     _segment(qtbot, w)
     patch = w.session.current
-    gate = threading.Event()
-    compute = w.session.compute_click
-
-    def held(*args):
-        gate.wait(60)
-        return compute(*args)
-
-    w.session.compute_click = held
+    gate = _hold(w.session, "compute_click")
     click(w, 150, 150)
     assert w.busy
     layer = w.mask_layer
@@ -614,14 +607,7 @@ def test_navigation_while_a_patch_segments(widget, qtbot) -> None:
     queued on the first patch is applied to it even after moving on."""
     w = widget
     w.auto_segment_box.setChecked(True)
-    gate = threading.Event()
-    compute = w.session.compute_segmentation
-
-    def held(*args):
-        gate.wait(60)
-        return compute(*args)
-
-    w.session.compute_segmentation = held
+    gate = _hold(w.session, "compute_segmentation")
     w.add_paths([sample_path(0), sample_path(1)])
     first, second = w.session.patches
     assert w.busy and w.next_button.isEnabled()

@@ -68,7 +68,7 @@ class CosasWidget(QWidget):
         self.brush = BrushEdits(self.session, self.layers, busy=lambda: self.busy, changed=self._refresh)
         self.clicks = ClickQueue(
             self.session, self.jobs, self.layers, self.brush, message=self._message,
-            show_mask=lambda patch: self.layers.show_mask(patch, self.clicks.pending(), select=False, clicks=False),
+            show_mask=lambda patch: self.layers.show_mask(patch, (), select=False, clicks=False),
             refresh=self._refresh, parent=self,
         )
         self.patch_jobs = PatchJobs(self.session, self.jobs, self.brush, self.progress_bar, segment=self.segment,
@@ -193,10 +193,10 @@ class CosasWidget(QWidget):
 
     # -- the mask layer and brush strokes --------------------------------------------------------
 
-    def _show_mask(self, patch: Patch, select: bool = True, clicks: bool = True) -> None:
-        """Write the patch's mask and (with ``clicks``) its clicks into the layers; with ``select``,
-        make the mask layer the selected one (not after a click: the user's choice of layer stays)."""
-        self.layers.show_mask(patch, self.clicks.pending(), select, clicks)
+    def _show_mask(self, patch: Patch, select: bool = True) -> None:
+        """Write the patch's mask and clicks into the layers; with ``select``, make the mask layer
+        the selected one (not after a click: the user's choice of layer stays)."""
+        self.layers.show_mask(patch, self.clicks.pending(), select)
         self._refresh()
 
     # -- jobs -----------------------------------------------------------------------------------

@@ -126,7 +126,6 @@ class ClickQueue:
             return self.session.compute_click(patch, row, col, positive)
 
     def _clicked(self, result: ClickResult) -> None:
-        self._running_timer.stop()
         painted = self.brush.painted_since(result.patch)
         self.running = None
         self.session.apply_click(result)

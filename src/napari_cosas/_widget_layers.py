@@ -183,11 +183,12 @@ class PatchLayers:
     def show_clicks(self, patch: Patch, pending: Sequence[PendingClick]) -> None:
         """The patch's clicks, then its ``pending`` ones (paler), in the clicks layer.
 
-        When a pending click's mask arrives only its point's colour changes. New coordinates are written without the layer's ``data`` event: on it
-        napari re-derives the viewer's dimensions, which cannot change (every click is a pixel
-        of the image), and that Python, about half of the update, would run while the click's
-        model does and hold it up (the GUI thread holds the GIL). The ``extent`` event, which
-        keeps the layer list's extent (``reset_view``) right, still fires.
+        When a pending click's mask arrives only its point's colour changes. New coordinates
+        are written without the layer's ``data`` event: on it napari re-derives the viewer's
+        dimensions, which cannot change (every click is a pixel of the image), and that Python,
+        about half of the update, would hold up a running click's model (the GUI thread keeps
+        the GIL). The ``extent`` event, which keeps the layer list's extent (``reset_view``)
+        right, still fires.
         """
         waiting = [q for q in pending if q.patch is patch]
         points = np.array(
