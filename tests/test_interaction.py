@@ -150,6 +150,21 @@ def test_history_stores_only_what_changed_and_is_bounded() -> None:
     assert not inter.undo() and len(inter.records) == 50
 
 
+def test_a_computed_click_knows_the_box_of_the_pixels_it_flips() -> None:
+    """The widget writes only that box into the labels layer: it must hold every flipped pixel."""
+    inter = Interaction((40, 40), mask=_square((40, 40), 10, 20, 10, 20))
+    step = inter.compute(Paint(), Click(30, 5, True))
+    flipped = step.mask != inter.mask
+    rows, cols = step.changed_box
+    assert flipped.any() and flipped[rows, cols].sum() == flipped.sum()
+    assert rows == slice(*np.flatnonzero(flipped.any(1))[[0, -1]] + [0, 1])
+    inter.apply(step)
+    nothing = inter.compute(Paint(), Click(30, 5, True))  # the pixel is already in the mask
+    assert nothing.changed_box == (slice(0, 0), slice(0, 0))
+    inter.apply(nothing)
+    assert inter.undo() and inter.undo() and np.array_equal(inter.mask, _square((40, 40), 10, 20, 10, 20))
+
+
 def test_a_click_computed_on_an_older_state_is_refused() -> None:
     inter = Interaction((20, 20))
     step = inter.compute(Paint(), Click(5, 5, True))

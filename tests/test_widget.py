@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from scipy import ndimage as ndi
 from qtpy.QtCore import QEvent, QPoint, QPointF, Qt
 from qtpy.QtGui import QMouseEvent
 from qtpy.QtTest import QTest
@@ -21,6 +22,7 @@ from qtpy.QtWidgets import QApplication, QMessageBox
 
 from napari_cosas._sample_data import sample_path
 from napari_cosas._widget_layers import POSITIVE_RGBA, paler
+from napari_cosas._widget_mask_labels import MaskLabels
 from napari_cosas.io.image_io import load_mask
 from napari_cosas.inference.model_bundle import ModelBundle
 from napari_cosas.models.sam_models import build_tiny_sam
@@ -452,6 +454,49 @@ def test_update_labels_layer_shows_each_new_mask() -> None:
     assert layer.data.shape == (20, 25) and layer.data.all()
 
 
+def test_update_labels_layer_within_a_box_writes_only_that_box() -> None:
+    """Given the click's changed box, the pixels are compared and written there only: the mask
+    shows inside it, and what the layer showed outside it is left as it was."""
+    from napari.layers import Labels
+
+    from napari_cosas._widget_layers import update_labels_layer
+
+    layer = Labels(np.zeros((40, 30), np.uint8))
+    new = np.zeros((40, 30), np.uint8)
+    new[5:15, 10:20] = 1
+    new[30:35, 0:5] = 1  # outside the box: the caller says the layer shows it already
+    update_labels_layer(layer, new, within=(slice(5, 15), slice(10, 20)))
+    np.testing.assert_array_equal(layer.data[5:15, 10:20], 1)
+    assert layer.data.sum() == 100
+    update_labels_layer(layer, new, within=(slice(0, 0), slice(0, 0)))  # a click that changed nothing
+    assert layer.data.sum() == 100
+
+
+@pytest.mark.parametrize("thickness", [1, 2, 3])
+def test_the_mask_layer_outline_is_napari_contour(thickness: int) -> None:
+    """The mask layer's fast outline of a 0 / 1 mask is exactly napari's contour, for boxes inside
+    the image, at its border and for the whole image; any other labels use napari's own."""
+    from napari.layers import Labels
+
+    from napari_cosas._widget_mask_labels import MaskLabels
+
+    rng = np.random.default_rng(thickness)
+    mask = (ndi.gaussian_filter(rng.random((90, 70)), 3) > 0.5).astype(np.uint8)
+    mask[:, :4] = 1  # touching the border
+    ours, napari_own = MaskLabels(mask), Labels(mask)
+    ours.contour = napari_own.contour = thickness
+    assert ours._type_string == "labels" and ours.as_layer_data_tuple()[2] == "labels"
+    boxes = [(slice(0, 90), slice(0, 70)), (slice(10, 40), slice(20, 55)), (slice(0, 7), slice(60, 70)),
+             (slice(44, 45), slice(3, 4))]
+    for box in boxes:
+        expected = napari_own._calculate_contour(mask, box)
+        np.testing.assert_array_equal(ours._calculate_contour(mask, box), expected)
+        assert 0 < expected.sum() < expected.size or box[0].stop - box[0].start == 1
+    several = mask * rng.integers(1, 4, mask.shape).astype(np.uint8)  # labels 1-3: napari's contour
+    np.testing.assert_array_equal(ours._calculate_contour(several, boxes[0]),
+                                  napari_own._calculate_contour(several, boxes[0]))
+
+
 def test_new_patches_are_segmented_when_they_open(widget, qtbot) -> None:
     """With the box ticked (the default) a new patch gets its automatic mask and click embedding
     without pressing Segment; a patch already worked on is not segmented again."""
@@ -478,6 +523,7 @@ def test_mask_display_outline_or_filled(widget) -> None:
     w = widget
     w.add_paths([sample_path(0)])
     assert w.display_combo.currentText() == "outline" and w.mask_layer.contour > 0
+    assert isinstance(w.mask_layer, MaskLabels)  # its outline is napari's, drawn faster
     w.display_combo.setCurrentText("filled")
     assert w.mask_layer.contour == 0 and w.mask_layer.opacity == 0.5
 

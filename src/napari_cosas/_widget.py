@@ -68,7 +68,8 @@ class CosasWidget(QWidget):
         self.brush = BrushEdits(self.session, self.layers, busy=lambda: self.busy, changed=self._refresh)
         self.clicks = ClickQueue(
             self.session, self.jobs, self.layers, self.brush, message=self._message,
-            show_mask=lambda patch: self.layers.show_mask(patch, (), select=False, clicks=False),
+            show_mask=lambda patch, within: self.layers.show_mask(patch, (), select=False, clicks=False,
+                                                                  within=within),
             refresh=self._refresh, parent=self,
         )
         self.patch_jobs = PatchJobs(self.session, self.jobs, self.brush, self.progress_bar, segment=self.segment,

@@ -36,7 +36,8 @@ class ClickQueue:
     Args:
         session, jobs, layers, brush: the widget's parts.
         message: shows a line in the panel.
-        show_mask: shows a patch's new mask, not its clicks (without selecting the mask layer).
+        show_mask: shows a patch's new mask, not its clicks (without selecting the mask layer);
+            its second argument is ``within`` of ``PatchLayers.show_mask`` (``None``: anywhere).
         refresh: updates the panel's patch list and numbers.
         parent: owns the timers that show the clicks in a later event-loop turn (the widget).
     """
@@ -49,7 +50,7 @@ class ClickQueue:
         brush: BrushEdits,
         *,
         message: Callable[[str], None],
-        show_mask: Callable[[Patch], None],
+        show_mask: Callable[[Patch, tuple[slice, slice] | None], None],
         refresh: Callable[[], None],
         parent: QObject,
     ) -> None:
@@ -131,7 +132,8 @@ class ClickQueue:
         self.session.apply_click(result)
         self.brush.keep(result.patch, painted)
         if result.patch is self.session.current:
-            self._show_mask(result.patch)
+            # without strokes in between, the layer shows the mask the click started from
+            self._show_mask(result.patch, result.step.changed_box if painted is None else None)
         waiting = f" ({len(self.queued)} waiting)" if self.queued else ""
         self._done_text = f"Click done in {result.latency_s * 1000:.0f} ms{waiting}."
         self.show_points_soon()

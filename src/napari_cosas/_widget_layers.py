@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from napari.utils.colormaps import DirectLabelColormap
 
+from ._widget_mask_labels import MaskLabels
 from .interaction.patch import Patch
 
 if TYPE_CHECKING:
@@ -41,30 +42,31 @@ class PendingClick:
     positive: bool
 
 
-def update_labels_layer(layer: Any, labels: np.ndarray, replace: bool = False) -> None:
+def update_labels_layer(
+    layer: Any, labels: np.ndarray, replace: bool = False, within: tuple[slice, slice] | None = None
+) -> None:
     """Show ``labels`` (``(H, W)`` uint8) in a napari Labels ``layer``.
 
     A click changes only a window of the mask: when the shape and dtype are unchanged only the
     changed pixels are written, with ``Labels.data_setitem``, which recolours and uploads to
     the GPU only their bounding box (a whole-layer refresh recolours, re-contours and uploads
-    all 1500x1500 pixels: ``benchmarks/viewer_click.md``); they are looked for only inside the
-    rows and columns that changed. Like a brush stroke, the write is one step of napari's own
-    labels history, and emits the layer's ``paint`` event (the widget binds Ctrl+Z to the
-    session's undo, which knows the clicks). With ``replace`` (another patch's mask) the data
-    is replaced instead, so that no history step leads back to the previous patch's pixels.
+    all 1500x1500 pixels: ``benchmarks/viewer_click.md``). They are looked for in ``within``,
+    a ``(rows, cols)`` box outside which the caller knows the layer already shows ``labels``
+    (a click's changed box), or else in the whole layer. Like a brush stroke, the write is one
+    step of napari's own labels history, and emits the layer's ``paint`` event (the widget
+    binds Ctrl+Z to the session's undo, which knows the clicks). With ``replace`` (another
+    patch's mask) the data is replaced instead, so that no history step leads back to the
+    previous patch's pixels.
     """
     data = layer.data
     if replace or not isinstance(data, np.ndarray) or data.shape != labels.shape or data.dtype != labels.dtype:
         layer.data = labels
         return
-    changed = data != labels
-    rows = np.flatnonzero(changed.any(axis=1))
-    if not rows.size:
+    rows, cols = within if within is not None else (slice(0, labels.shape[0]), slice(0, labels.shape[1]))
+    box_rows, box_cols = np.nonzero(data[rows, cols] != labels[rows, cols])
+    if not box_rows.size:
         return
-    cols = np.flatnonzero(changed.any(axis=0))
-    box = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
-    box_rows, box_cols = np.nonzero(changed[box])
-    indices = (box_rows + box[0].start, box_cols + box[1].start)
+    indices = (box_rows + rows.start, box_cols + cols.start)
     layer.data_setitem(indices, labels[indices])
 
 
@@ -146,23 +148,28 @@ class PatchLayers:
         if layer is not None:
             layer.contour, layer.opacity = MASK_DISPLAYS[self.display]
 
-    def show_mask(self, patch: Patch, pending: Sequence[PendingClick], select: bool, clicks: bool = True) -> None:
+    def show_mask(
+        self, patch: Patch, pending: Sequence[PendingClick], select: bool, clicks: bool = True,
+        within: tuple[slice, slice] | None = None,
+    ) -> None:
         """Write the patch's mask and (with ``clicks``) its clicks, then ``pending``, into the
-        layers, creating them when needed; with ``select``, make the mask layer the selected one."""
+        layers, creating them when needed; with ``select``, make the mask layer the selected one.
+        ``within``: the ``(rows, cols)`` box outside which the mask layer already shows the
+        patch's mask, if it shows that patch (``update_labels_layer``)."""
         mask = patch.mask if patch.mask is not None else np.zeros(patch.shape, dtype=bool)
         labels = mask.astype(np.uint8)
         layer = self.mask_layer
         if layer is None:
-            layer = self.viewer.add_labels(
+            layer = self.viewer.add_layer(MaskLabels(
                 labels, name=MASK_LAYER,
                 colormap=DirectLabelColormap(color_dict={None: (0, 0, 0, 0), 0: (0, 0, 0, 0), 1: MASK_RGBA}),
-            )
+            ))
             layer.selected_label = 1
             layer.events.paint.connect(self._painted)
             self._bind_keys(layer)
             self.style_mask()
         else:
-            self._write_mask(layer, labels, replace=patch is not self.mask_patch)
+            self._write_mask(layer, labels, replace=patch is not self.mask_patch, within=within)
         self.mask_patch = patch
         if clicks:
             self.show_clicks(patch, pending)
@@ -173,10 +180,12 @@ class PatchLayers:
         if not self.writing:
             self._on_paint()
 
-    def _write_mask(self, layer: Any, labels: np.ndarray, replace: bool) -> None:
+    def _write_mask(
+        self, layer: Any, labels: np.ndarray, replace: bool, within: tuple[slice, slice] | None = None
+    ) -> None:
         self.writing = True
         try:
-            update_labels_layer(layer, labels, replace)
+            update_labels_layer(layer, labels, replace, within)
         finally:
             self.writing = False
 

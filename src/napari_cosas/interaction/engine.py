@@ -73,13 +73,20 @@ class ClickRecord:
 @dataclass(frozen=True)
 class ClickStep:
     """A computed click, not yet applied: the record, the ``(H, W)`` bool mask after it, the next
-    prompt's low-res logits (or ``None``) and the state it was computed on."""
+    prompt's low-res logits (or ``None``), the state it was computed on, and the pixels it flips
+    in that state's mask (found in the thread that computed the click, not in the one applying it)."""
 
     click: Click
     record: ClickRecord
     mask: np.ndarray
     logits: np.ndarray | None
     base: int
+    diff: _MaskDiff | None
+
+    @property
+    def changed_box(self) -> tuple[slice, slice]:
+        """The ``(rows, cols)`` bounding box of the pixels the click flips (empty if none)."""
+        return (slice(0, 0), slice(0, 0)) if self.diff is None else (self.diff.rows, self.diff.cols)
 
 
 @dataclass(frozen=True)
@@ -217,10 +224,12 @@ class Interaction:
         base = self.state_id
         timestamp = _now_iso()
         start = clock()
-        mask, logits = corrector.correct(self.context(click))
+        context = self.context(click)
+        mask, logits = corrector.correct(context)
         latency = clock() - start
         record = ClickRecord(click.row, click.col, click.is_positive, timestamp, latency, corrector.effect)
-        return ClickStep(click, record, np.asarray(mask, dtype=bool), logits, base)
+        mask = np.asarray(mask, dtype=bool)
+        return ClickStep(click, record, mask, logits, base, _MaskDiff.between(context.previous, mask))
 
     def apply(self, step: ClickStep) -> None:
         """Record a computed click (undoable).
@@ -232,7 +241,7 @@ class Interaction:
             raise StaleClickError("the mask changed while the click was computed; click again")
         self.clicker.add(step.click)
         self.records.append(step.record)
-        self._commit("click", step.mask, step.logits, self.edited, (step.click,), (step.record,))
+        self._commit("click", step.mask, step.logits, self.edited, (step.click,), (step.record,), step.diff)
 
     def click(self, corrector: Corrector, click: Click) -> ClickStep:
         """:meth:`compute` then :meth:`apply`."""
@@ -249,7 +258,7 @@ class Interaction:
             raise ValueError(f"edited mask is {mask.shape}, the image is {self.shape} (rows, cols)")
         if np.array_equal(mask, self._mask):
             return False
-        self._commit("edit", mask, None, True, (), ())
+        self._commit("edit", mask, None, True, (), (), _MaskDiff.between(self._mask, mask))
         return True
 
     def reset(self) -> bool:
@@ -259,7 +268,8 @@ class Interaction:
         clicks, records = self.clicker.clicks, tuple(self.records)
         self.clicker.reset()
         self.records.clear()
-        self._commit("reset", self.start_mask.copy(), None, False, clicks, records)
+        start = self.start_mask.copy()
+        self._commit("reset", start, None, False, clicks, records, _MaskDiff.between(self._mask, start))
         return True
 
     def undo(self) -> bool:
@@ -309,9 +319,10 @@ class Interaction:
         edited: bool,
         clicks: tuple[Click, ...],
         records: tuple[ClickRecord, ...],
+        diff: _MaskDiff | None,
     ) -> None:
-        change = _Change(kind, _MaskDiff.between(self._mask, mask), logits, (self.edited, edited),
-                         clicks, records, self._next_id)
+        """Make ``mask`` the state, ``diff`` (from the current mask to it) the undo step."""
+        change = _Change(kind, diff, logits, (self.edited, edited), clicks, records, self._next_id)
         self._next_id += 1
         self._mask = mask
         self.logits = logits
