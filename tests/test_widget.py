@@ -174,7 +174,7 @@ def test_segment_click_undo_export(widget, qtbot, tmp_path: Path) -> None:
     center = tuple(w.viewer.camera.center)
     click(w, 100, 100, LEFT, NO_MOD, move=(60, 40))  # a drag: pans, no click
     qtbot.waitUntil(lambda: tuple(w.viewer.camera.center) != center, timeout=5_000)
-    assert not w.busy
+    _wait(qtbot, w)  # the press started the click's model; the drag dropped its result
     assert [(c.row, c.col, c.positive) for c in patch.clicks] == [
         (50, 60, True), (100, 120, False), (150, 30, False), (40, 100, True)
     ]
@@ -386,6 +386,75 @@ def test_a_slow_click_shows_its_point_paler_while_its_model_runs(widget, qtbot) 
     qtbot.waitUntil(lambda: len(patch.clicks) == 1 and np.allclose(w.clicks_layer.face_color[0], POSITIVE_RGBA),
                     timeout=TIMEOUT_MS)
     assert np.array_equal(w.clicks_layer.data, [[150, 150]]) and np.array_equal(w.mask_layer.data > 0, patch.mask)
+
+
+def test_a_held_click_computes_at_the_press_and_shows_at_the_release(widget, qtbot) -> None:
+    """The model starts at the mouse press; while the button is held nothing is applied or drawn,
+    and the release shows the click's mask at once (its model is done)."""
+    w = widget
+    w.add_paths([sample_path(0)])
+    _segment(qtbot, w)
+    patch, shown = w.session.current, w.mask_layer.data.copy()
+    native, point = _canvas(w).native, _screen_point(w, 150, 150)
+    QTest.mousePress(native, LEFT, NO_MOD, point)
+    assert w.busy  # the model runs while the button is held
+    qtbot.waitUntil(lambda: not w.busy, timeout=TIMEOUT_MS)
+    qtbot.wait(200)  # past the running click's feedback delay: still nothing shown
+    assert not patch.clicks and len(w.clicks_layer.data) == 0 and np.array_equal(w.mask_layer.data, shown)
+    QTest.mouseRelease(native, LEFT, NO_MOD, point)
+    assert [(c.row, c.col, c.positive) for c in patch.clicks] == [(150, 150, True)] and not w.busy
+    assert np.array_equal(w.mask_layer.data > 0, patch.mask) and not np.array_equal(w.mask_layer.data, shown)
+    _wait(qtbot, w)
+    assert np.array_equal(w.clicks_layer.data, [[150, 150]])
+
+
+def test_a_press_that_becomes_a_drag_changes_nothing(widget, qtbot) -> None:
+    """A drag (napari's pan) drops the click its press started, even when the model finishes
+    after the release; the next click is taken as usual."""
+    w = widget
+    w.add_paths([sample_path(0)])
+    _segment(qtbot, w)
+    patch, shown = w.session.current, w.mask_layer.data.copy()
+    gate = _hold(w.session, "compute_click")
+    click(w, 100, 100, LEFT, NO_MOD, move=(60, 40))
+    assert w.busy
+    gate.set()
+    _wait(qtbot, w)
+    assert not patch.clicks and len(w.clicks_layer.data) == 0 and np.array_equal(w.mask_layer.data, shown)
+    click(w, 60, 70, RIGHT)
+    _wait(qtbot, w)
+    assert [(c.row, c.col, c.positive) for c in patch.clicks] == [(60, 70, False)]
+
+
+def test_a_held_click_is_computed_again_when_the_mask_changed_before_its_release(widget, qtbot) -> None:
+    """A press's result stands for the mask it was computed on: when the mask changes while the
+    button is held (here the undo key, Ctrl+Z, undoes the click before), the release computes
+    the click again, on the new mask."""
+    w = widget
+    w.add_paths([sample_path(0)])
+    _segment(qtbot, w)
+    patch = w.session.current
+    start = patch.mask.copy()
+    rows, cols = np.nonzero(start)
+    far = np.hypot(rows - 150, cols - 150) > 100
+    click(w, int(rows[far][0]), int(cols[far][0]), RIGHT)  # a negative click on the mask, away from the next
+    _wait(qtbot, w)
+    assert not np.array_equal(patch.mask, start)
+    native, point = _canvas(w).native, _screen_point(w, 150, 150)
+    QTest.mousePress(native, LEFT, NO_MOD, point)
+    qtbot.waitUntil(lambda: not w.busy, timeout=TIMEOUT_MS)  # computed after the first click
+    key(native, Qt.Key.Key_Z, CTRL)
+    assert not patch.clicks and np.array_equal(patch.mask, start)
+    QTest.mouseRelease(native, LEFT, NO_MOD, point)
+    _wait(qtbot, w)
+    assert [(c.row, c.col, c.positive) for c in patch.clicks] == [(150, 150, True)]
+    shown = patch.mask.copy()
+    assert np.array_equal(w.mask_layer.data > 0, shown)
+    w.undo()
+    assert not patch.clicks and np.array_equal(patch.mask, start)
+    click(w, 150, 150)  # the same click on `start`, made at once
+    _wait(qtbot, w)
+    assert np.array_equal(patch.mask, shown)
 
 
 def test_keys_reach_the_widget_whatever_is_selected(widget, qtbot, tmp_path: Path) -> None:

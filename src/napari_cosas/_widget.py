@@ -76,7 +76,8 @@ class CosasWidget(QWidget):
                                     auto_segment=self.auto_segment_box.isChecked, message=self._message,
                                     show_mask=self._show_mask)
         self.jobs.progress.changed.connect(self.patch_jobs.on_progress)
-        self.on_mouse_drag = canvas_clicks(self.viewer, lambda: self.layers.image_layer, self.add_click)
+        self.on_mouse_drag = canvas_clicks(self.viewer, lambda: self.layers.image_layer, self.add_click,
+                                           on_press=self.press_click, on_drag=self.clicks.cancel_press)
         self.viewer.mouse_drag_callbacks.append(self.on_mouse_drag)
         bind_keys(self.viewer, self, self._key_actions())
         self._close_guard = CloseGuard(
@@ -251,6 +252,13 @@ class CosasWidget(QWidget):
             self._message(f"Click at (row {row}, col {col}) is outside the image: ignored.")
             return
         self.clicks.add(patch, row, col, positive)
+
+    def press_click(self, row: int, col: int, positive: bool) -> None:
+        """A mouse press at ``(row, col)`` (image pixels) that may become a click: its model
+        starts now when no job runs (`ClickQueue.press`); `add_click` at the release confirms it."""
+        patch = self.session.current
+        if patch is not None and patch.contains(row, col):
+            self.clicks.press(patch, row, col, positive)
 
     def _next_queued(self) -> None:
         """The next queued click (on whichever patch it was made), else the jobs of the patch

@@ -1,8 +1,9 @@
 """The dock widget's canvas input: mouse clicks (positive / negative) and key bindings.
 
 A press and release that moved at most the platform's drag distance (a few screen pixels) is a
-click at the press position; a longer drag is left to napari (pan). Clicks are reported in
-``(row, col)`` image pixels of the shown image layer.
+click at the press position; a longer drag is left to napari (pan). The press is reported too
+(so that the click's model can start before the release), and a press that becomes a drag is
+called off. Clicks are reported in ``(row, col)`` image pixels of the shown image layer.
 """
 
 from __future__ import annotations
@@ -42,27 +43,33 @@ def canvas_clicks(
     viewer: napari.viewer.Viewer,
     image_layer: Callable[[], Any],
     on_click: Callable[[int, int, bool], None],
+    on_press: Callable[[int, int, bool], None] | None = None,
+    on_drag: Callable[[], None] | None = None,
 ) -> MouseCallback:
     """A ``viewer.mouse_drag_callbacks`` entry that calls ``on_click(row, col, positive)`` for
     each click (`click_label`) on ``image_layer()``'s pixels; ignored while no image is shown or
-    a layer tool other than pan/zoom (brush, eraser, ...) is active."""
+    a layer tool other than pan/zoom (brush, eraser, ...) is active. ``on_press`` gets the same
+    arguments at the press, ``on_drag()`` is called once the press has moved too far to be a
+    click (instead of ``on_click``)."""
 
     def on_mouse_drag(_viewer: Any, event: Any) -> Generator[None, None, None]:
         active = viewer.layers.selection.active
         positive = click_label(event.button, event.modifiers)
         if image_layer() is None or positive is None or getattr(active, "mode", "pan_zoom") != "pan_zoom":
             return
-        position, start = tuple(event.position), np.asarray(event.pos, dtype=float)
+        row, col = (int(v) for v in np.round(image_layer().world_to_data(tuple(event.position))[-2:]))
+        start = np.asarray(event.pos, dtype=float)
         slop = QApplication.startDragDistance()
-        moved = 0.0
+        if on_press is not None:
+            on_press(row, col, positive)
         yield
         while event.type == "mouse_move":
-            moved = max(moved, float(np.abs(np.asarray(event.pos, dtype=float) - start).max()))
+            if float(np.abs(np.asarray(event.pos, dtype=float) - start).max()) > slop:
+                if on_drag is not None:
+                    on_drag()
+                return
             yield
-        if moved > slop:
-            return
-        row, col = np.round(image_layer().world_to_data(position)[-2:]).astype(int)
-        on_click(int(row), int(col), positive)
+        on_click(row, col, positive)
 
     return on_mouse_drag
 

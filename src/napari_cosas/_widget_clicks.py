@@ -10,6 +10,12 @@ window runs inside napari's Python event handler; ``benchmarks/viewer_worker_loa
 a new point costs the click about 50 ms. So a running click shows its point (paler) and its
 message only when its mask has not come within ``RUNNING_FEEDBACK_AFTER_MS``; a quicker click
 shows them in the turn after its mask. Queued clicks show their points at once.
+
+A click's model starts at the mouse press, not at the release (:meth:`ClickQueue.press`), when no
+job runs: a hand holds a click for about 0.1 s, which the model then has already used. The
+release confirms the click (:meth:`ClickQueue.add`), and its mask is shown as soon as the model
+is done; a drag (napari's pan) drops it (:meth:`ClickQueue.cancel_press`), and its result is never
+applied. A result computed on a mask that changed before the release is computed again.
 """
 
 from __future__ import annotations
@@ -60,6 +66,8 @@ class ClickQueue:
         self.brush = brush
         self.queued: deque[PendingClick] = deque()
         self.running: PendingClick | None = None  # the click whose model runs now
+        self.pressed: PendingClick | None = None  # a press whose model started before its release
+        self._pressed_result: ClickResult | None = None  # its result, when done before the release
         self._message = message
         self._show_mask = show_mask
         self._refresh = refresh
@@ -78,16 +86,42 @@ class ClickQueue:
         """The running click, then the queued ones."""
         return [*([self.running] if self.running is not None else []), *self.queued]
 
+    def press(self, patch: Patch, row: int, col: int, positive: bool) -> None:
+        """A mouse press that becomes this click if released without a drag: its model starts
+        now when no job runs (else nothing happens until the release)."""
+        if self.jobs.busy or self.queued or self.pressed is not None:
+            return
+        self.brush.sync()
+        self.pressed, self._pressed_result = PendingClick(patch, row, col, positive), None
+        self.jobs.start(self._compute, patch, row, col, positive, gui_torch_threads(), on_done=self._pressed_done)
+
+    def cancel_press(self) -> None:
+        """The press became a drag: its click is dropped (a running model's result is ignored)."""
+        self.pressed, self._pressed_result = None, None
+
     def add(self, patch: Patch, row: int, col: int, positive: bool) -> None:
-        """Run a click on ``patch`` now, or queue it while a job runs."""
+        """Run a click on ``patch`` now, or queue it while a job runs; the release of the
+        `press` of the same click confirms that one instead."""
         kind = "Positive" if positive else "Negative"
+        click = PendingClick(patch, row, col, positive)
+        pressed, result = self.pressed, self._pressed_result
+        self.pressed, self._pressed_result = None, None
+        if pressed == click:
+            if result is None:  # its model still runs: the click is the running one
+                self.running = pressed
+                self._running_text = self._click_text(pressed)
+                self._running_timer.start()
+                return
+            if not self.session.is_stale(result):
+                self._clicked(result)
+                return
         if self.jobs.busy:
             self.queued.append(PendingClick(patch, row, col, positive))
             self.show_points_soon()
             self._message(f"{kind} click at (row {row}, col {col}) queued ({len(self.queued)} waiting).")
             return
         self.brush.sync()
-        self._start(PendingClick(patch, row, col, positive))
+        self._start(click)
 
     def drop_last(self, patch: Patch) -> bool:
         """Remove the last queued click when it was made on ``patch``; whether there was one."""
@@ -111,10 +145,13 @@ class ClickQueue:
         self._start(self.queued.popleft())
         return True
 
-    def _start(self, click: PendingClick) -> None:
+    def _click_text(self, click: PendingClick) -> str:
         kind = "Positive" if click.positive else "Negative"
         where = "" if click.patch is self.session.current else f" on {click.patch.name}"
-        self._running_text = f"{kind} click at (row {click.row}, col {click.col}){where}…"
+        return f"{kind} click at (row {click.row}, col {click.col}){where}…"
+
+    def _start(self, click: PendingClick) -> None:
+        self._running_text = self._click_text(click)
         self.running = click
         self.jobs.start(self._compute, click.patch, click.row, click.col, click.positive, gui_torch_threads(),
                         on_done=self._clicked)
@@ -125,6 +162,20 @@ class ClickQueue:
         then torch's count back to ``restore``, the GUI thread's."""
         with torch_threads(click_threads(), restore):
             return self.session.compute_click(patch, row, col, positive)
+
+    def _pressed_done(self, result: ClickResult) -> None:
+        """A pressed click's model is done: kept until the release while the button is held,
+        applied when released meanwhile (computed again, next, if the mask changed since the
+        press), dropped after a drag."""
+        click = PendingClick(result.patch, result.click.row, result.click.col, result.click.is_positive)
+        if self.pressed == click:
+            self._pressed_result = result
+        elif self.running == click:
+            if self.session.is_stale(result):
+                self.running = None
+                self.queued.appendleft(click)  # runs once this job has finished
+            else:
+                self._clicked(result)
 
     def _clicked(self, result: ClickResult) -> None:
         painted = self.brush.painted_since(result.patch)
@@ -141,6 +192,7 @@ class ClickQueue:
     def stop(self) -> None:
         """Drop the queued clicks and the pending updates (the viewer is closing)."""
         self.queued.clear()
+        self.cancel_press()
         self._points_timer.stop()
         self._running_timer.stop()
 

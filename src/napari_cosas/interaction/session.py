@@ -220,6 +220,13 @@ class AnnotationSession:
         step = interaction.compute(self.corrector(patch), Click(int(row), int(col), bool(positive)))
         return ClickResult(patch, interaction, step)
 
+    def is_stale(self, result: ClickResult) -> bool:
+        """Whether ``result`` was computed on a state of its patch that has changed since (so
+        `apply_click` would refuse it)."""
+        patch = result.patch
+        interaction = patch.interaction if patch.interaction is not None else result.interaction
+        return interaction is not result.interaction or result.step.base != interaction.state_id
+
     def apply_click(self, result: ClickResult) -> None:
         """Record a computed click and its mask (undoable).
 
