@@ -305,17 +305,21 @@ def test_bf16_products_give_the_fp32_mask_within_bf16_precision(sam, embedding, 
         assert ((bf16 > LOGIT_THRESHOLD) == (fp32 > LOGIT_THRESHOLD))[decided].all()
 
 
-def test_precision_auto_uses_bf16_only_on_a_cpu_that_multiplies_it_natively(sam, tmp_path):
-    from napari_cosas.models.devices import click_products, native_bf16
+def test_precision_auto_uses_bf16_only_on_a_cpu_where_it_pays(sam, tmp_path):
+    """bf16 on a CPU with AVX512-BF16 and no AMX (faster there), fp32 on one with AMX (slower
+    there), without bf16, or on CUDA."""
+    from napari_cosas.models.devices import bf16_pays, click_products
 
-    with_bf16, without = tmp_path / "bf16", tmp_path / "plain"
+    with_bf16, with_amx, without = tmp_path / "bf16", tmp_path / "amx", tmp_path / "plain"
     with_bf16.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512_bf16 avx512_vnni\n")
+    with_amx.write_text("processor\t: 0\nflags\t\t: fpu avx512f avx512_bf16 amx_bf16 amx_tile amx_int8\n")
     without.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512_vnni\n")
-    assert native_bf16(with_bf16) and not native_bf16(without) and not native_bf16(tmp_path / "absent")
+    assert bf16_pays(with_bf16) and not bf16_pays(with_amx) and not bf16_pays(without)
+    assert not bf16_pays(tmp_path / "absent")
     assert click_products("auto", torch.device("cuda")) == torch.float32
     assert click_products("fp32", torch.device("cpu")) == torch.float32
     assert click_products("bf16", torch.device("cpu")) == torch.bfloat16
-    assert ClickPredictor(sam, "tiny", device="cpu").precision == ("bf16" if native_bf16() else "fp32")
+    assert ClickPredictor(sam, "tiny", device="cpu").precision == ("bf16" if bf16_pays() else "fp32")
     with pytest.raises(ValueError, match='precision must be "auto", "fp32" or "bf16"'):
         ClickPredictor(sam, "tiny", device="cpu", precision="fp16")
     with pytest.raises(ValueError, match="needs the fast decoder"):

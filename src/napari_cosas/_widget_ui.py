@@ -43,7 +43,8 @@ EXPORT_DIR_NAME = "cosas_export"
 
 HELP = """<b>Mouse</b> (in pan/zoom mode, key <i>z</i>): left click = positive (tumour); right
 click or Ctrl+click (Cmd+click on macOS) = negative (background). Shift and Alt clicks are left
-to napari. A drag pans; a click that moves a few pixels still counts. Clicks made while the
+to napari. The model starts at the press, the release confirms the click. A drag pans; a click
+that moves a few pixels still counts. Clicks made while the
 model works are queued and applied in order (shown at once, paler); next / previous work
 meanwhile. To paint, pick the labels
 layer's brush (<i>p</i>) or eraser (<i>e</i>); edits are kept and the next click starts from

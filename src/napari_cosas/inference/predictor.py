@@ -102,7 +102,7 @@ class ClickPredictor:
             every token of the padded grid, SAM's own decoding. A click then costs in proportion
             to the tokens seen (default `CONTEXT_MARGIN`).
         precision: the dtype of the fast decoder's image-sized products (``devices.click_products``):
-            ``"auto"`` (bf16 on a CPU that multiplies it natively, about 1.2x faster clicks,
+            ``"auto"`` (bf16 where it pays, ``devices.bf16_pays``: about 1.2x faster clicks,
             else fp32), ``"fp32"`` or ``"bf16"``; `precision` then holds the one used. The eager
             decoder is always fp32.
     """

@@ -27,9 +27,10 @@ rounding), but cheaper:
 * the extra layers' gated blend ``x + g * (new - x)`` as one ``torch.lerp``;
 * **optionally bfloat16 products** (``products=torch.bfloat16``): the four products per layer
   whose one side is the ``HW`` image tokens take bf16 inputs and return float32 (softmax,
-  residuals and everything else stay float32). On a CPU that multiplies bf16 natively
-  (AVX512-BF16, AMX) a click is about 1.2x faster; the logits then differ from float32 by about
-  bf16's precision (``benchmarks/click_precision.md`` measures both), so the default is float32;
+  residuals and everything else stay float32). On a CPU with AVX512-BF16 a click is about
+  1.2x faster (on one with AMX 0.97x: ``benchmarks/click_precision_amx.md``); the logits then
+  differ from float32 by about bf16's precision (``benchmarks/click_precision.md`` measures
+  both), so this class's default is float32;
 * **only the tokens a window needs** (`low_res_block`): each image token becomes its own 4x4
   block of low-resolution logits, so a click that changes only a window of the mask upscales
   only the tokens under that window; the attention layers see every token, or, given a
