@@ -36,6 +36,11 @@ from .interaction.session import AnnotationSession
 RUNNING_FEEDBACK_AFTER_MS = 150
 
 
+def _same(a: PendingClick | None, b: PendingClick) -> bool:
+    """Whether ``a`` is the click ``b``: the same patch (object), pixel and label."""
+    return a is not None and a.patch is b.patch and (a.row, a.col, a.positive) == (b.row, b.col, b.positive)
+
+
 class ClickQueue:
     """The running click and the queued ones.
 
@@ -106,7 +111,7 @@ class ClickQueue:
         click = PendingClick(patch, row, col, positive)
         pressed, result = self.pressed, self._pressed_result
         self.pressed, self._pressed_result = None, None
-        if pressed == click:
+        if _same(pressed, click):
             if result is None:  # its model still runs: the click is the running one
                 self.running = pressed
                 self._running_text = self._click_text(pressed)
@@ -168,9 +173,9 @@ class ClickQueue:
         applied when released meanwhile (computed again, next, if the mask changed since the
         press), dropped after a drag."""
         click = PendingClick(result.patch, result.click.row, result.click.col, result.click.is_positive)
-        if self.pressed == click:
+        if _same(self.pressed, click):
             self._pressed_result = result
-        elif self.running == click:
+        elif _same(self.running, click):
             if self.session.is_stale(result):
                 self.running = None
                 self.queued.appendleft(click)  # runs once this job has finished
