@@ -130,8 +130,7 @@ def run(clicks: int, switches: int, warmup: int) -> dict:
     switch_ms: dict[str, list[float]] = {name: [] for name in classes}
     for mask in patches[1:]:
         for name in classes:
-            switch_ms[name].append(timed(name, lambda layer, mask=mask: update_labels_layer(layer, mask.copy(),
-                                                                                          replace=True)))
+            switch_ms[name].append(timed(name, lambda layer, mask=mask: update_labels_layer(layer, mask, replace=True)))
     for name in classes:
         if not np.array_equal(layers[name].data, patches[-1]):
             raise RuntimeError(f"the {name} layer did not end with the last mask")

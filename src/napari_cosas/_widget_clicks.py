@@ -121,7 +121,7 @@ class ClickQueue:
                 self._clicked(result)
                 return
         if self.jobs.busy:
-            self.queued.append(PendingClick(patch, row, col, positive))
+            self.queued.append(click)
             self.show_points_soon()
             self._message(f"{kind} click at (row {row}, col {col}) queued ({len(self.queued)} waiting).")
             return

@@ -55,12 +55,12 @@ def update_labels_layer(
     (a click's changed box), or else in the whole layer. Like a brush stroke, the write is one
     step of napari's own labels history, and emits the layer's ``paint`` event (the widget
     binds Ctrl+Z to the session's undo, which knows the clicks). With ``replace`` (another
-    patch's mask) the data is replaced instead, so that no history step leads back to the
-    previous patch's pixels.
+    patch's mask) the data is replaced by a copy of ``labels`` instead, so that no history step
+    leads back to the previous patch's pixels; ``labels`` itself is never kept.
     """
     data = layer.data
     if replace or not isinstance(data, np.ndarray) or data.shape != labels.shape or data.dtype != labels.dtype:
-        layer.data = labels
+        layer.data = labels.copy()
         return
     rows, cols = within if within is not None else (slice(0, labels.shape[0]), slice(0, labels.shape[1]))
     box_rows, box_cols = np.nonzero(data[rows, cols] != labels[rows, cols])
@@ -157,11 +157,11 @@ class PatchLayers:
         ``within``: the ``(rows, cols)`` box outside which the mask layer already shows the
         patch's mask, if it shows that patch (``update_labels_layer``)."""
         mask = patch.mask if patch.mask is not None else np.zeros(patch.shape, dtype=bool)
-        labels = mask.astype(np.uint8)
+        labels = mask.view(np.uint8)  # read only: the layer gets a copy
         layer = self.mask_layer
         if layer is None:
             layer = self.viewer.add_layer(MaskLabels(
-                labels, name=MASK_LAYER,
+                labels.copy(), name=MASK_LAYER,
                 colormap=DirectLabelColormap(color_dict={None: (0, 0, 0, 0), 0: (0, 0, 0, 0), 1: MASK_RGBA}),
             ))
             layer.selected_label = 1

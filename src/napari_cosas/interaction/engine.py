@@ -231,13 +231,17 @@ class Interaction:
         mask = np.asarray(mask, dtype=bool)
         return ClickStep(click, record, mask, logits, base, _MaskDiff.between(context.previous, mask))
 
+    def is_current(self, step: ClickStep) -> bool:
+        """Whether ``step`` was computed on the state as it is now (`apply` takes only such)."""
+        return step.base == self.state_id
+
     def apply(self, step: ClickStep) -> None:
         """Record a computed click (undoable).
 
         Raises:
             StaleClickError: the state changed since ``step`` was computed.
         """
-        if step.base != self.state_id:
+        if not self.is_current(step):
             raise StaleClickError("the mask changed while the click was computed; click again")
         self.clicker.add(step.click)
         self.records.append(step.record)

@@ -223,9 +223,9 @@ class AnnotationSession:
     def is_stale(self, result: ClickResult) -> bool:
         """Whether ``result`` was computed on a state of its patch that has changed since (so
         `apply_click` would refuse it)."""
-        patch = result.patch
-        interaction = patch.interaction if patch.interaction is not None else result.interaction
-        return interaction is not result.interaction or result.step.base != interaction.state_id
+        current = result.patch.interaction
+        return (current is not None and current is not result.interaction) or not result.interaction.is_current(
+            result.step)
 
     def apply_click(self, result: ClickResult) -> None:
         """Record a computed click and its mask (undoable).
