@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -81,6 +82,21 @@ def _hold(session, name: str) -> threading.Event:
     return gate
 
 
+def _finished_calls(session, name: str) -> list[tuple]:
+    """Record the arguments of each finished call of ``session.<name>`` (``compute_click``), in
+    the list returned, when it returns in its worker."""
+    compute = getattr(session, name)
+    calls: list[tuple] = []
+
+    def recorded(*args):
+        result = compute(*args)
+        calls.append(args)
+        return result
+
+    setattr(session, name, recorded)
+    return calls
+
+
 def _canvas(w):
     return w.viewer.window._qt_viewer.canvas
 
@@ -92,12 +108,18 @@ def _screen_point(w, row: float, col: float) -> QPoint:
     return QPoint(round(x), round(y))
 
 
-def click(w, row: float, col: float, button=LEFT, modifiers=NO_MOD, move: tuple[int, int] = (0, 0)) -> None:
-    """Press, optionally move by ``move`` screen pixels with the button held, and release on the
-    canvas over image pixel ``(row, col)``."""
+def click(
+    w, row: float, col: float, button=LEFT, modifiers=NO_MOD, move: tuple[int, int] = (0, 0),
+    held: Callable[[], None] | None = None,
+) -> None:
+    """Press, optionally call ``held()`` (say, to run the event loop while the button is held) and
+    move by ``move`` screen pixels with the button held, and release on the canvas over image
+    pixel ``(row, col)``."""
     native = _canvas(w).native
     start = _screen_point(w, row, col)
     QTest.mousePress(native, button, modifiers, start)
+    if held is not None:
+        held()
     end = start + QPoint(*move)
     if move != (0, 0):
         for step in (0.5, 1.0):
@@ -389,16 +411,19 @@ def test_a_slow_click_shows_its_point_paler_while_its_model_runs(widget, qtbot) 
 
 
 def test_a_held_click_computes_at_the_press_and_shows_at_the_release(widget, qtbot) -> None:
-    """The model starts at the mouse press; while the button is held nothing is applied or drawn,
-    and the release shows the click's mask at once (its model is done)."""
+    """The model starts in the event-loop turn after the mouse press (napari's repaint for the
+    press runs first, without the model beside it); while the button is held nothing is applied
+    or drawn, and the release shows the click's mask at once (its model is done)."""
     w = widget
     w.add_paths([sample_path(0)])
     _segment(qtbot, w)
     patch, shown = w.session.current, w.mask_layer.data.copy()
+    computed = _finished_calls(w.session, "compute_click")
     native, point = _canvas(w).native, _screen_point(w, 150, 150)
     QTest.mousePress(native, LEFT, NO_MOD, point)
-    assert w.busy  # the model runs while the button is held
-    qtbot.waitUntil(lambda: not w.busy, timeout=TIMEOUT_MS)
+    assert not w.busy  # not during napari's handling of the press
+    qtbot.waitUntil(lambda: len(computed) == 1 and not w.busy, timeout=TIMEOUT_MS)  # the button still held
+    assert computed[0][1:] == (150, 150, True)
     qtbot.wait(200)  # past the running click's feedback delay: still nothing shown
     assert not patch.clicks and len(w.clicks_layer.data) == 0 and np.array_equal(w.mask_layer.data, shown)
     QTest.mouseRelease(native, LEFT, NO_MOD, point)
@@ -416,8 +441,8 @@ def test_a_press_that_becomes_a_drag_changes_nothing(widget, qtbot) -> None:
     _segment(qtbot, w)
     patch, shown = w.session.current, w.mask_layer.data.copy()
     gate = _hold(w.session, "compute_click")
-    click(w, 100, 100, LEFT, NO_MOD, move=(60, 40))
-    assert w.busy
+    click(w, 100, 100, LEFT, NO_MOD, move=(60, 40), held=lambda: qtbot.waitUntil(lambda: w.busy))
+    assert w.busy  # the press's model still runs
     gate.set()
     _wait(qtbot, w)
     assert not patch.clicks and len(w.clicks_layer.data) == 0 and np.array_equal(w.mask_layer.data, shown)
@@ -440,14 +465,15 @@ def test_a_held_click_is_computed_again_when_the_mask_changed_before_its_release
     click(w, int(rows[far][0]), int(cols[far][0]), RIGHT)  # a negative click on the mask, away from the next
     _wait(qtbot, w)
     assert not np.array_equal(patch.mask, start)
+    computed = _finished_calls(w.session, "compute_click")
     native, point = _canvas(w).native, _screen_point(w, 150, 150)
     QTest.mousePress(native, LEFT, NO_MOD, point)
-    qtbot.waitUntil(lambda: not w.busy, timeout=TIMEOUT_MS)  # computed after the first click
+    qtbot.waitUntil(lambda: len(computed) == 1 and not w.busy, timeout=TIMEOUT_MS)  # on the mask after the first click
     key(native, Qt.Key.Key_Z, CTRL)
     assert not patch.clicks and np.array_equal(patch.mask, start)
     QTest.mouseRelease(native, LEFT, NO_MOD, point)
     _wait(qtbot, w)
-    assert [(c.row, c.col, c.positive) for c in patch.clicks] == [(150, 150, True)]
+    assert [(c.row, c.col, c.positive) for c in patch.clicks] == [(150, 150, True)] and len(computed) == 2
     shown = patch.mask.copy()
     assert np.array_equal(w.mask_layer.data > 0, shown)
     w.undo()

@@ -255,7 +255,7 @@ class CosasWidget(QWidget):
 
     def press_click(self, row: int, col: int, positive: bool) -> None:
         """A mouse press at ``(row, col)`` (image pixels) that may become a click: its model
-        starts now when no job runs (`ClickQueue.press`); `add_click` at the release confirms it."""
+        starts in the event loop's next turn when no job runs (`ClickQueue.press`); `add_click` at the release confirms it."""
         patch = self.session.current
         if patch is not None and patch.contains(row, col):
             self.clicks.press(patch, row, col, positive)

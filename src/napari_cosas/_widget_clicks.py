@@ -12,7 +12,10 @@ message only when its mask has not come within ``RUNNING_FEEDBACK_AFTER_MS``; a 
 shows them in the turn after its mask. Queued clicks show their points at once.
 
 A click's model starts at the mouse press, not at the release (:meth:`ClickQueue.press`), when no
-job runs: a hand holds a click for about 0.1 s, which the model then has already used. The
+job runs: a hand holds a click for about 0.1 s, which the model then has already used. It starts
+in the event-loop turn after the press, not inside napari's handling of it: a press makes vispy
+render the scene for picking and then repaint the canvas, and with the model beside them on a
+2-core machine those took more than 50 ms for most clicks (``benchmarks/viewer_click_after_press.md``). The
 release confirms the click (:meth:`ClickQueue.add`), and its mask is shown as soon as the model
 is done; a drag (napari's pan) drops it (:meth:`ClickQueue.cancel_press`), and its result is never
 applied. A result computed on a mask that changed before the release is computed again.
@@ -73,6 +76,11 @@ class ClickQueue:
         self.running: PendingClick | None = None  # the click whose model runs now
         self.pressed: PendingClick | None = None  # a press whose model started before its release
         self._pressed_result: ClickResult | None = None  # its result, when done before the release
+        self._pressed_started = False  # whether the pressed click's model has started
+        self._press_timer = QTimer(parent)
+        self._press_timer.setSingleShot(True)
+        self._press_timer.setInterval(0)
+        self._press_timer.timeout.connect(self._start_pressed)
         self._message = message
         self._show_mask = show_mask
         self._refresh = refresh
@@ -93,25 +101,38 @@ class ClickQueue:
 
     def press(self, patch: Patch, row: int, col: int, positive: bool) -> None:
         """A mouse press that becomes this click if released without a drag: its model starts
-        now when no job runs (else nothing happens until the release)."""
+        in the event loop's next turn when no job runs (else nothing happens until the release;
+        a release before then starts it as a click)."""
         if self.jobs.busy or self.queued or self.pressed is not None:
             return
+        self.pressed, self._pressed_result, self._pressed_started = PendingClick(patch, row, col, positive), None, False
+        self._press_timer.start()
+
+    def _start_pressed(self) -> None:
+        """The pressed click's model, in the event-loop turn after the press (after napari's
+        repaint of the canvas for the press)."""
+        pressed = self.pressed
+        if pressed is None or self._pressed_started or self.jobs.busy:
+            return
         self.brush.sync()
-        self.pressed, self._pressed_result = PendingClick(patch, row, col, positive), None
-        self.jobs.start(self._compute, patch, row, col, positive, gui_torch_threads(), on_done=self._pressed_done)
+        self._pressed_started = True
+        self.jobs.start(self._compute, pressed.patch, pressed.row, pressed.col, pressed.positive, gui_torch_threads(),
+                        on_done=self._pressed_done)
 
     def cancel_press(self) -> None:
         """The press became a drag: its click is dropped (a running model's result is ignored)."""
-        self.pressed, self._pressed_result = None, None
+        self._press_timer.stop()
+        self.pressed, self._pressed_result, self._pressed_started = None, None, False
 
     def add(self, patch: Patch, row: int, col: int, positive: bool) -> None:
         """Run a click on ``patch`` now, or queue it while a job runs; the release of the
         `press` of the same click confirms that one instead."""
         kind = "Positive" if positive else "Negative"
         click = PendingClick(patch, row, col, positive)
-        pressed, result = self.pressed, self._pressed_result
-        self.pressed, self._pressed_result = None, None
-        if _same(pressed, click):
+        pressed, result, started = self.pressed, self._pressed_result, self._pressed_started
+        self._press_timer.stop()
+        self.pressed, self._pressed_result, self._pressed_started = None, None, False
+        if _same(pressed, click) and started:
             if result is None:  # its model still runs: the click is the running one
                 self.running = pressed
                 self._running_text = self._click_text(pressed)
