@@ -56,6 +56,11 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 SIDE = 1500
 HEARTBEAT_MS = 4
+#: Gaps between heartbeats longer than this are kept in `GAPS` (seconds), for `viewer_click_timeline.py`.
+GAP_KEPT_S = 0.030
+#: ``(start, end)`` perf_counter times of each such gap, and ``(press, release)`` of each click.
+GAPS: list[tuple[float, float]] = []
+PRESSES: list[tuple[float, float]] = []
 TIMEOUT_S = 600.0
 
 
@@ -123,6 +128,8 @@ def measure(clicks: int, seed: int, hold_s: float = 0.0) -> dict:
     def beat() -> None:
         now = time.perf_counter()
         state["max_gap"] = max(state["max_gap"], now - state["last_beat"])
+        if now - state["last_beat"] > GAP_KEPT_S:
+            GAPS.append((state["last_beat"], now))
         state["last_beat"] = now
 
     heartbeat = QTimer()
@@ -171,6 +178,7 @@ def measure(clicks: int, seed: int, hold_s: float = 0.0) -> dict:
         state["max_gap"] = 0.0
         state["last_beat"] = time.perf_counter()
         pressed, start = press_and_release(button, point)
+        PRESSES.append((pressed, start))
         wait_until(lambda: state["shown_at"] is not None, timeout_s=60)
         if not np.array_equal(widget.mask_layer.data > 0, patch.mask):
             raise AssertionError("the labels layer does not show the session's mask")
