@@ -89,16 +89,24 @@ def _two_blobs() -> tuple[np.ndarray, np.ndarray]:
     return logits, image
 
 
-def test_a_refined_click_adds_only_the_changed_region_under_it() -> None:
+def test_a_refined_click_pastes_its_region_and_the_confident_changes_in_the_window_only() -> None:
+    """The change connected to the click is pasted, and the refiner's confident changes elsewhere
+    in the focus window (blob B added, a false region removed); a weak change away from the click
+    is not, and nothing outside the window changes (the user's region there stays)."""
     logits, image = _two_blobs()
-    focus = Focus(CoarseCopy(), image, window=0.5, size=96)
+    logits[25:31, 20:26] = 0.3  # blob C: in the window, the refiner only slightly for it
+    focus = Focus(CoarseCopy(), image, window=0.5, size=96)  # window rows 20-80, cols 17-77
     previous = np.zeros((120, 120), dtype=bool)
     previous[0:10, 0:10] = True  # a region the user made, outside the window
+    previous[100:110, 50:60] = True  # and another one, the model against it
+    previous[70:76, 25:31] = True  # a false region in the window, the refiner sure against it
     mask = focus.click(Fixed(logits), previous, np.array([[50.0, 47.0]]), np.array([1]), None, memory=5)
-    assert mask[45:55, 43:52].all()
-    assert not mask[40:60, 66:80].any()  # blob B changed too, but is not connected to the click
-    assert not mask[100:110, 5:15].any() and mask[0:10, 0:10].all()
-    assert abs(int(mask.sum()) - 100 - 20 * 15) <= 40  # blob A and the kept region, up to resampling
+    assert mask[45:55, 43:52].all()  # blob A, under the click
+    assert mask[45:55, 68:75].all()  # blob B, confident
+    assert not mask[70:76, 25:31].any()  # the false region, confidently removed
+    assert not mask[26:30, 21:25].any()  # blob C, weak and not connected to the click
+    assert not mask[100:110, 5:15].any() and mask[0:10, 0:10].all() and mask[100:110, 50:60].all()
+    assert abs(int(mask.sum()) - 200 - 2 * 20 * 15) <= 80  # blobs A and B and the kept regions, up to resampling
 
 
 def test_a_click_the_refiner_ignores_falls_back_to_the_local_click() -> None:

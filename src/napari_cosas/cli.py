@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from .cli_commands import cmd_demo, cmd_evaluate, cmd_score, cmd_segment
 from .evaluation.evaluate_report import EvaluateReport
 from .inference.heap import keep_freed_heap_memory
-from .inference.refine import CLICK_MEMORY, CONTEXT_MARGIN, FOCUS_WINDOW, LOCAL_WINDOW
+from .inference.refine import CLICK_MEMORY, CONFIDENT_MARGIN, CONTEXT_MARGIN, FOCUS_WINDOW, LOCAL_WINDOW
 from .interaction.correctors import FIRST_CLICK, GLOBAL_FIRST_CLICK_MAX_SIDE
 from .models.registry import DEFAULT_CLICK, DEFAULT_FOCUS, DEFAULT_SEGMENTER
 
@@ -142,7 +142,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_FOCUS,
         help=f"focus refiner of local clicks, a registered name or a file, or none (default {DEFAULT_FOCUS}, "
         "as in the widget): every click but a first one taking the whole prediction is re-predicted in its "
-        "focus window and only the change connected to the click is kept",
+        "focus window; the change connected to the click and the refiner's confident changes in the window are kept",
+    )
+    p.add_argument(
+        "--focus-margin",
+        type=float,
+        default=CONFIDENT_MARGIN,
+        help=f"the refiner's changes away from the click are kept where its logit is at least this far from "
+        f"the threshold (default {CONFIDENT_MARGIN}, as in the widget; inf: only the change connected to the click)",
     )
     p.add_argument(
         "--focus-window",

@@ -266,6 +266,7 @@ def evaluate_folder(
         click_memory=protocol.memory,
         first_click=protocol.first_click,
         focus_window=protocol.focus_window if refiner is not None and reference is None else None,
+        focus_margin=protocol.focus_margin if refiner is not None and reference is None else None,
         reference=reference,
         wand_tolerance=wand_tolerance if reference == "wand" else None,
         model_id=predictor.model_id if reference is None else reference,

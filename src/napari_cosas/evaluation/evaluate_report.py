@@ -65,6 +65,8 @@ class EvaluateReport:
     click_memory: int | None = _field("--click-memory: the latest clicks the model is shown (null: all)")
     first_click: str = _field("--first-click: global, local or by-size")
     focus_window: float | None = _field("--focus-window (null without a refiner)")
+    focus_margin: float | None = _field("--focus-margin (null without a refiner; Infinity: only the change "
+                                        "connected to the click)")
     reference: str | None = _field("--reference: oracle or wand (null: the click model)")
     wand_tolerance: float | None = _field("--wand-tolerance (null unless --reference wand)")
     model_id: str = _field("the click model's id (its name and the hash of its file), or the reference's name")

@@ -34,7 +34,7 @@ from typing import Literal, Protocol
 import numpy as np
 
 from ..inference.focus import Focus
-from ..inference.refine import CLICK_MEMORY, FOCUS_WINDOW, LOCAL_WINDOW, ClickEffect
+from ..inference.refine import CLICK_MEMORY, CONFIDENT_MARGIN, FOCUS_WINDOW, LOCAL_WINDOW, ClickEffect
 from ..interaction.clicks import Click, next_click
 from ..interaction.correctors import FIRST_CLICK, Corrector, FirstClick, ModelCorrector, PromptModel
 from ..interaction.engine import Interaction
@@ -73,6 +73,8 @@ class EvalProtocol:
         first_click: what the first local click on the automatic mask may change
             (``correctors.ModelCorrector``).
         focus_window: the focus refiner's window (``focus.Focus``), a fraction of the longer side.
+        focus_margin: how confident the refiner must be for a change away from the click
+            (``focus.Focus.margin``).
     """
 
     init: Init = "empty"
@@ -84,6 +86,7 @@ class EvalProtocol:
     memory: int | None = CLICK_MEMORY
     first_click: FirstClick = FIRST_CLICK
     focus_window: float = FOCUS_WINDOW
+    focus_margin: float = CONFIDENT_MARGIN
 
 
 class ClickModel(PromptModel, Protocol):
@@ -227,7 +230,7 @@ def evaluate_image(
             name=name,
             init_prob=init_prob,
             ignore=ignore,
-            focus=None if refiner is None else Focus(refiner, image, protocol.focus_window),
+            focus=None if refiner is None else Focus(refiner, image, protocol.focus_window, margin=protocol.focus_margin),
             corrector=None if reference is None else reference(image, mask),
             clock=clock,
         )

@@ -35,6 +35,7 @@ from ..models.click_decoding import LOGIT_THRESHOLD, ClickPrediction
 
 __all__ = [
     "CLICK_MEMORY",
+    "CONFIDENT_MARGIN",
     "CONTEXT_MARGIN",
     "FOCUS_WINDOW",
     "LOCAL_WINDOW",
@@ -54,6 +55,11 @@ LOCAL_WINDOW = 0.18
 #: Side of a refined click's focus window (``napari_cosas.inference.focus``), a fraction of the longer image
 #: side. Chosen on held-out training images (``benchmarks/focus_refiner.md``).
 FOCUS_WINDOW = 0.5
+
+#: How far from the threshold (in logits) the focus refiner's output must be for a change away
+#: from the click's connected region to be pasted back (``napari_cosas.inference.focus``). Chosen
+#: on held-out training images (``benchmarks/focus_paste.md``).
+CONFIDENT_MARGIN = 1.0
 
 #: For a local click's window the click model's decoder attends to the window's image tokens and
 #: this many tokens around them (``ClickPredictor``'s ``context_margin``; ``None``: every token).
