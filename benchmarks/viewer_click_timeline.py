@@ -104,15 +104,15 @@ def main() -> None:
         totals: dict[str, float] = defaultdict(float)
         for name, s, e in inside:
             totals[name] += (min(e, stop) - max(s, start)) * 1000
-        for name in {n for n, _s, _e in inside}:
-            per_call[kind][name].append(totals.get(name, 0.0))
+        for name, total in totals.items():
+            per_call[kind][name].append(total)
     lines = [
         "# What blocks the GUI thread during a click (issue #14)",
         "",
         f"Produced by `python benchmarks/viewer_click_timeline.py --clicks {args.clicks} --hold-ms {args.hold_ms:g}`"
         " under xvfb.",
         "",
-        f"Machine: {cpu_model()}, {platform.python_version()}, software OpenGL (Mesa) under xvfb; "
+        f"Machine: {cpu_model()}, Python {platform.python_version()}, software OpenGL (Mesa) under xvfb; "
         f"median click-to-display {statistics.median(r['display_ms'] for r in result['clicks']):.0f} ms, "
         f"median model time {statistics.median(r['model_ms'] for r in result['clicks']):.0f} ms.",
         "",

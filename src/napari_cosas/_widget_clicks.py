@@ -76,7 +76,7 @@ class ClickQueue:
         self.running: PendingClick | None = None  # the click whose model runs now
         self.pressed: PendingClick | None = None  # a press whose model started before its release
         self._pressed_result: ClickResult | None = None  # its result, when done before the release
-        self._pressed_started = False  # whether the pressed click's model has started
+        self._pending_press: PendingClick | None = None  # a press whose model starts in the next turn
         self._press_timer = QTimer(parent)
         self._press_timer.setSingleShot(True)
         self._press_timer.setInterval(0)
@@ -103,36 +103,38 @@ class ClickQueue:
         """A mouse press that becomes this click if released without a drag: its model starts
         in the event loop's next turn when no job runs (else nothing happens until the release;
         a release before then starts it as a click)."""
-        if self.jobs.busy or self.queued or self.pressed is not None:
+        if self.jobs.busy or self.queued or self.pressed is not None or self._pending_press is not None:
             return
-        self.pressed, self._pressed_result, self._pressed_started = PendingClick(patch, row, col, positive), None, False
+        self._pending_press = PendingClick(patch, row, col, positive)
         self._press_timer.start()
 
     def _start_pressed(self) -> None:
         """The pressed click's model, in the event-loop turn after the press (after napari's
         repaint of the canvas for the press)."""
-        pressed = self.pressed
-        if pressed is None or self._pressed_started or self.jobs.busy:
+        pressed, self._pending_press = self._pending_press, None
+        if pressed is None or self.jobs.busy:
             return
         self.brush.sync()
-        self._pressed_started = True
+        self.pressed, self._pressed_result = pressed, None
         self.jobs.start(self._compute, pressed.patch, pressed.row, pressed.col, pressed.positive, gui_torch_threads(),
                         on_done=self._pressed_done)
 
     def cancel_press(self) -> None:
         """The press became a drag: its click is dropped (a running model's result is ignored)."""
         self._press_timer.stop()
-        self.pressed, self._pressed_result, self._pressed_started = None, None, False
+        self._pending_press = None
+        self.pressed, self._pressed_result = None, None
 
     def add(self, patch: Patch, row: int, col: int, positive: bool) -> None:
         """Run a click on ``patch`` now, or queue it while a job runs; the release of the
         `press` of the same click confirms that one instead."""
         kind = "Positive" if positive else "Negative"
         click = PendingClick(patch, row, col, positive)
-        pressed, result, started = self.pressed, self._pressed_result, self._pressed_started
+        pressed, result = self.pressed, self._pressed_result
         self._press_timer.stop()
-        self.pressed, self._pressed_result, self._pressed_started = None, None, False
-        if _same(pressed, click) and started:
+        self._pending_press = None
+        self.pressed, self._pressed_result = None, None
+        if _same(pressed, click):
             if result is None:  # its model still runs: the click is the running one
                 self.running = pressed
                 self._running_text = self._click_text(pressed)

@@ -251,6 +251,7 @@ def evaluate_folder(
     n_images = len(pairs) - len(skipped)
     summary = metrics.summarize(results_all, max_clicks=max_clicks)
     spc_decoder, spc_total = spc(results_all, encode_total)
+    focused = refiner is not None and reference is None  # the focus settings applied
     return EvaluateReport(
         **summary,
         spc_decoder_s=spc_decoder,
@@ -265,8 +266,8 @@ def evaluate_folder(
         click_window=protocol.window,
         click_memory=protocol.memory,
         first_click=protocol.first_click,
-        focus_window=protocol.focus_window if refiner is not None and reference is None else None,
-        focus_margin=protocol.focus_margin if refiner is not None and reference is None else None,
+        focus_window=protocol.focus_window if focused else None,
+        focus_margin=protocol.focus_margin if focused else None,
         reference=reference,
         wand_tolerance=wand_tolerance if reference == "wand" else None,
         model_id=predictor.model_id if reference is None else reference,
