@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from napari_cosas.inference.focus import Focus, focus_inputs, focus_window
+from napari_cosas.inference.focus import Focus, focus_inputs, focus_size, focus_window
 from napari_cosas.models.click_decoding import ClickPrediction
 from napari_cosas.models.focus_refiner import FOCUS_CHANNELS, FocusRefiner, refiner_payload
 from napari_cosas.models.sam_models import build_tiny_sam
@@ -95,7 +95,7 @@ def test_a_refined_click_pastes_its_region_and_the_confident_changes_in_the_wind
     is not, and nothing outside the window changes (the user's region there stays)."""
     logits, image = _two_blobs()
     logits[25:31, 20:26] = 0.3  # blob C: in the window, the refiner only slightly for it
-    focus = Focus(CoarseCopy(), image, window=0.5, size=96)  # window rows 20-80, cols 17-77
+    focus = Focus(CoarseCopy(), image, window=0.5)  # window rows 20-80, cols 17-77
     previous = np.zeros((120, 120), dtype=bool)
     previous[0:10, 0:10] = True  # a region the user made, outside the window
     previous[100:110, 50:60] = True  # and another one, the model against it
@@ -109,6 +109,31 @@ def test_a_refined_click_pastes_its_region_and_the_confident_changes_in_the_wind
     assert abs(int(mask.sum()) - 200 - 2 * 20 * 15) <= 80  # blobs A and B and the kept regions, up to resampling
 
 
+def test_the_refiner_sees_a_larger_window_at_the_same_scale_not_coarser() -> None:
+    """The refiner's input side follows the window (``FOCUS_RESOLUTION`` pixels per longer image
+    side, in multiples of its stride), so a window of 0.75 of a 120-px image (90 px) reaches it as
+    144 px, and a lower resolution shrinks it."""
+    logits, image = _two_blobs()
+    seen: list[tuple[int, ...]] = []
+
+    class Recording(CoarseCopy):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            seen.append(tuple(x.shape))
+            return super().forward(x)
+
+    for window, resolution in ((0.5, 192), (0.75, 192), (1.0, 192), (0.75, 128)):
+        Focus(Recording(), image, window=window, resolution=resolution).click(
+            Fixed(logits), np.zeros((120, 120), dtype=bool), np.array([[50.0, 47.0]]), np.array([1]), None, memory=5)
+    assert [shape[-2:] for shape in seen] == [(96, 96), (144, 144), (192, 192), (96, 96)]
+    assert focus_size(0.3) == 64 and focus_size(0.01) == 16
+    large = Focus(Recording(), np.zeros((1500, 1500, 3), dtype=np.uint8), window=0.75)
+    assert (large.fraction, large.size) == (768 / 1500, 96)  # the window is capped at 768 px, same scale
+    with pytest.raises(ValueError, match="focus window must be a positive"):
+        focus_size(0.0)
+    with pytest.raises(ValueError, match="focus resolution must be a positive"):
+        Focus(Recording(), image, resolution=0)
+
+
 def test_a_click_the_refiner_ignores_falls_back_to_the_local_click() -> None:
     logits, image = _two_blobs()
 
@@ -118,8 +143,8 @@ def test_a_click_the_refiner_ignores_falls_back_to_the_local_click() -> None:
 
     model = Fixed(logits)
     previous = np.zeros((120, 120), dtype=bool)
-    mask = Focus(Nothing(), image, window=0.5, size=96).click(model, previous, np.array([[50.0, 47.0]]),
-                                                               np.array([1]), None, memory=5)
+    mask = Focus(Nothing(), image, window=0.5).click(model, previous, np.array([[50.0, 47.0]]),
+                                                      np.array([1]), None, memory=5)
     rows, cols = local_window(previous.shape, 50, 47)
     np.testing.assert_array_equal(mask, local_click(previous, logits[rows, cols], rows, cols, 50, 47, True))
     assert mask[50, 47]

@@ -18,7 +18,14 @@ from collections.abc import Sequence
 from .cli_commands import cmd_demo, cmd_evaluate, cmd_score, cmd_segment
 from .evaluation.evaluate_report import EvaluateReport
 from .inference.heap import keep_freed_heap_memory
-from .inference.refine import CLICK_MEMORY, CONFIDENT_MARGIN, CONTEXT_MARGIN, FOCUS_WINDOW, LOCAL_WINDOW
+from .inference.refine import (
+    CLICK_MEMORY,
+    CONFIDENT_MARGIN,
+    CONTEXT_MARGIN,
+    FOCUS_RESOLUTION,
+    FOCUS_WINDOW,
+    LOCAL_WINDOW,
+)
 from .interaction.correctors import FIRST_CLICK, GLOBAL_FIRST_CLICK_MAX_SIDE
 from .models.registry import DEFAULT_CLICK, DEFAULT_FOCUS, DEFAULT_SEGMENTER
 
@@ -156,6 +163,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=FOCUS_WINDOW,
         help=f"side of the refiner's window as a fraction of the longer image side (default {FOCUS_WINDOW})",
+    )
+    p.add_argument(
+        "--focus-resolution",
+        type=int,
+        default=FOCUS_RESOLUTION,
+        help=f"the refiner's pixels per longer image side: it sees a focus window of w of the side as about "
+        f"this times w pixels (default {FOCUS_RESOLUTION}, as in the widget)",
     )
     p.add_argument(
         "--context-margin",

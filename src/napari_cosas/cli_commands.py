@@ -133,7 +133,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             EvalProtocol(init=args.init, max_clicks=args.max_clicks, effect=args.click_effect,
                          window=args.click_window, memory=args.click_memory or None,
                          first_click=args.first_click, focus_window=args.focus_window,
-                         focus_margin=args.focus_margin),
+                         focus_margin=args.focus_margin, focus_resolution=args.focus_resolution),
             objects=args.objects,
             segmenter=segmenter,
             refiner=refiner,

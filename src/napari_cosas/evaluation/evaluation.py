@@ -34,7 +34,7 @@ from typing import Literal, Protocol
 import numpy as np
 
 from ..inference.focus import Focus
-from ..inference.refine import CLICK_MEMORY, CONFIDENT_MARGIN, FOCUS_WINDOW, LOCAL_WINDOW, ClickEffect
+from ..inference.refine import CLICK_MEMORY, CONFIDENT_MARGIN, FOCUS_RESOLUTION, FOCUS_WINDOW, LOCAL_WINDOW, ClickEffect
 from ..interaction.clicks import Click, next_click
 from ..interaction.correctors import FIRST_CLICK, Corrector, FirstClick, ModelCorrector, PromptModel
 from ..interaction.engine import Interaction
@@ -75,6 +75,7 @@ class EvalProtocol:
         focus_window: the focus refiner's window (``focus.Focus``), a fraction of the longer side.
         focus_margin: how confident the refiner must be for a change away from the click
             (``focus.Focus.margin``).
+        focus_resolution: the refiner's pixels per longer image side (``focus.Focus.resolution``).
     """
 
     init: Init = "empty"
@@ -87,6 +88,7 @@ class EvalProtocol:
     first_click: FirstClick = FIRST_CLICK
     focus_window: float = FOCUS_WINDOW
     focus_margin: float = CONFIDENT_MARGIN
+    focus_resolution: int = FOCUS_RESOLUTION
 
 
 class ClickModel(PromptModel, Protocol):
@@ -230,7 +232,8 @@ def evaluate_image(
             name=name,
             init_prob=init_prob,
             ignore=ignore,
-            focus=None if refiner is None else Focus(refiner, image, protocol.focus_window, margin=protocol.focus_margin),
+            focus=None if refiner is None else Focus(refiner, image, protocol.focus_window, margin=protocol.focus_margin,
+                                                     resolution=protocol.focus_resolution),
             corrector=None if reference is None else reference(image, mask),
             clock=clock,
         )

@@ -5,9 +5,11 @@ window; where the coarse logits are wrong the flood is too. With a refiner
 (:class:`~napari_cosas.models.focus_refiner.FocusRefiner`), a click instead
 
 1. asks the click model for its coarse logits in the *focus window*, a square of side
-   ``FOCUS_WINDOW`` of the longer image side around the click, shifted to lie inside the image;
-2. resamples the crop's image, mask, coarse logits and clicks to ``FOCUS_SIZE`` pixels and lets
-   the refiner predict the mask there (:func:`focus_inputs` builds its input);
+   ``FOCUS_WINDOW`` of the longer image side (at most ``FOCUS_MAX_SIDE`` pixels) around the
+   click, shifted to lie inside the image;
+2. resamples the crop's image, mask, coarse logits and clicks to ``focus_size(FOCUS_WINDOW)``
+   pixels, ``FOCUS_RESOLUTION`` per longer image side, and lets the refiner predict the mask
+   there (:func:`focus_inputs` builds its input);
 3. pastes back, at the window's own resolution, the connected region (8-connectivity) of the
    refined mask's changes that contains the clicked pixel (a positive click adds it, a negative
    one removes it), then the refiner's changes in the window where it is confident, of either
@@ -27,7 +29,7 @@ Coordinates are ``(row, col)``; images ``(H, W, 3)`` uint8 RGB, masks ``(H, W)``
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -38,6 +40,8 @@ from ..models.click_decoding import LOGIT_THRESHOLD
 from ..models.focus_refiner import FocusRefiner
 from .refine import (
     CONFIDENT_MARGIN,
+    FOCUS_MAX_SIDE,
+    FOCUS_RESOLUTION,
     FOCUS_WINDOW,
     LOCAL_WINDOW,
     ClickLogits,
@@ -46,9 +50,9 @@ from .refine import (
     shown_clicks,
 )
 
-__all__ = ["CLICK_RADIUS", "FOCUS_SIZE", "Focus", "focus_inputs", "focus_window"]
+__all__ = ["CLICK_RADIUS", "FOCUS_SIZE", "Focus", "focus_inputs", "focus_size", "focus_window"]
 
-#: Side, in pixels, of the square the refiner sees.
+#: Side, in pixels, of the squares the refiner is trained on (``training.focus_training``).
 FOCUS_SIZE = 96
 #: Radius, in refiner pixels, of a click's disk.
 CLICK_RADIUS = 5.0
@@ -71,6 +75,16 @@ def focus_window(shape: tuple[int, int], row: int, col: int, fraction: float = F
         return slice(start, start + extent)
 
     return span(row, shape[0]), span(col, shape[1])
+
+
+def focus_size(window: float, resolution: int = FOCUS_RESOLUTION) -> int:
+    """The side, in pixels, the refiner sees a focus window of ``window`` of the longer image side
+    at: ``resolution * window`` rounded to a multiple of 16 (the refiner's stride), at least 16."""
+    if not window > 0:
+        raise ValueError(f"the focus window must be a positive fraction of the image side, got {window}")
+    if not resolution > 0:
+        raise ValueError(f"the focus resolution must be a positive number of pixels, got {resolution}")
+    return max(16, 16 * round(resolution * window / 16))
 
 
 def focus_inputs(
@@ -129,7 +143,10 @@ class Focus:
         refiner: the trained refiner (in eval mode).
         image: ``(H, W, 3)`` uint8 RGB, the patch being corrected.
         window: side of the focus window, a fraction of the longer image side.
-        size: side, in pixels, of the square the refiner sees.
+        resolution: the refiner's pixels per longer image side; it sees the window as a square of
+            ``size = focus_size(fraction, resolution)`` pixels.
+        max_side: the window's largest side in pixels (``None``: no limit); ``fraction`` is the
+            window's side as a fraction of the longer image side once it is applied.
         margin: the refiner's changes away from the click's connected region are pasted where
             its logit is at least this far from the threshold (``math.inf``: none of them).
     """
@@ -137,8 +154,16 @@ class Focus:
     refiner: FocusRefiner
     image: np.ndarray
     window: float = FOCUS_WINDOW
-    size: int = FOCUS_SIZE
     margin: float = CONFIDENT_MARGIN
+    resolution: int = FOCUS_RESOLUTION
+    max_side: int | None = FOCUS_MAX_SIDE
+    fraction: float = field(init=False)
+    size: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        longer = max(self.image.shape[:2])
+        self.fraction = self.window if self.max_side is None else min(self.window, self.max_side / longer)
+        self.size = focus_size(self.fraction, self.resolution)
 
     def click(
         self,
@@ -164,7 +189,7 @@ class Focus:
             raise ValueError(f"the focus image is {self.image.shape[:2]} but the mask is {previous.shape}")
         row, col = (int(v) for v in points_rc[-1])
         positive = bool(labels[-1])
-        f_rows, f_cols = focus_window(previous.shape, row, col, self.window)
+        f_rows, f_cols = focus_window(previous.shape, row, col, self.fraction)
         l_rows, l_cols = local_window(previous.shape, row, col, local)
         rows = slice(min(f_rows.start, l_rows.start), max(f_rows.stop, l_rows.stop))
         cols = slice(min(f_cols.start, l_cols.start), max(f_cols.stop, l_cols.stop))

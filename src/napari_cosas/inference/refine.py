@@ -37,6 +37,8 @@ __all__ = [
     "CLICK_MEMORY",
     "CONFIDENT_MARGIN",
     "CONTEXT_MARGIN",
+    "FOCUS_MAX_SIDE",
+    "FOCUS_RESOLUTION",
     "FOCUS_WINDOW",
     "LOCAL_WINDOW",
     "ClickEffect",
@@ -53,8 +55,22 @@ __all__ = [
 LOCAL_WINDOW = 0.18
 
 #: Side of a refined click's focus window (``napari_cosas.inference.focus``), a fraction of the longer image
-#: side. Chosen on held-out training images (``benchmarks/focus_refiner.md``).
-FOCUS_WINDOW = 0.5
+#: side. Chosen on held-out training images (``benchmarks/focus_window_scaled.md``).
+FOCUS_WINDOW = 0.75
+
+#: The largest side, in pixels, of a focus window: on a larger patch the window is this many pixels
+#: (a smaller fraction of the side, seen by the refiner at the same scale). A click's time grows
+#: with its window's pixels: on a 1500x1500 patch a window of 0.75 (1125 px) made a click in a real
+#: viewer 2.1x slower than 0.5 (``benchmarks/viewer_click_focus_window.md``). The held-out and test
+#: images (224 and 775 px) are below the cap, so it changes nothing measured there.
+FOCUS_MAX_SIDE = 768
+
+#: The focus refiner's pixels per longer image side: a focus window of ``w`` of the side is
+#: resampled to about ``FOCUS_RESOLUTION * w`` pixels (``focus.focus_size``), the image scale the
+#: refiner was trained at (96 pixels for 0.5 of the side). A larger window is then seen larger,
+#: not coarser; on the held-out training images that is what made larger windows pay
+#: (``benchmarks/focus_window_scaled.md``).
+FOCUS_RESOLUTION = 192
 
 #: How far from the threshold (in logits) the focus refiner's output must be for a change away
 #: from the click's connected region to be pasted back (``napari_cosas.inference.focus``). Chosen
