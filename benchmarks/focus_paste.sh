@@ -11,13 +11,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . benchmarks/devdata.sh
-cli=.venv/bin/napari-cosas
 out=benchmarks/results/focus_paste
 mkdir -p "$out"
-export OMP_NUM_THREADS=1
 evaluate() {  # margin, set
-  $cli evaluate --images "$dev/$2/holdout/images" --masks "$dev/$2/holdout/masks" --init auto --device cpu \
-    --focus-window 0.5 --focus-margin "$1" --json "$out/margin_$1_$2.json" > "$out/margin_$1_$2.log" 2>&1
+  evaluate_holdout "$2" "$out/margin_$1_$2.json" --focus-window 0.5 --focus-margin "$1" > "$out/margin_$1_$2.log" 2>&1
 }
 for margin in inf 2 1 0.5 0; do
   evaluate "$margin" glas & evaluate "$margin" ebhi & wait

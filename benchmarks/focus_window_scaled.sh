@@ -14,13 +14,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . benchmarks/devdata.sh
-cli=.venv/bin/napari-cosas
 out=benchmarks/results/focus_window_scaled
 mkdir -p "$out"
-export OMP_NUM_THREADS=1
 evaluate() {  # name, set, window, resolution, margin
-  $cli evaluate --images "$dev/$2/holdout/images" --masks "$dev/$2/holdout/masks" --init auto --device cpu \
-    --focus-window "$3" --focus-resolution "$4" --focus-margin "$5" --json "$out/$1_$2.json" > /dev/null 2>&1
+  evaluate_holdout "$2" "$out/$1_$2.json" --focus-window "$3" --focus-resolution "$4" --focus-margin "$5" > /dev/null 2>&1
 }
 for row in w0.5_r192_m1:0.5:192:1 w0.75_r192_m1:0.75:192:1 w1.0_r192_m1:1.0:192:1 w0.75_r128_m1:0.75:128:1 \
     w1.0_r96_m1:1.0:96:1 w0.5_r384_m1:0.5:384:1 w0.75_r192_m0.5:0.75:192:0.5 w0.75_r192_m2:0.75:192:2; do

@@ -7,9 +7,9 @@ window; where the coarse logits are wrong the flood is too. With a refiner
 1. asks the click model for its coarse logits in the *focus window*, a square of side
    ``FOCUS_WINDOW`` of the longer image side (at most ``FOCUS_MAX_SIDE`` pixels) around the
    click, shifted to lie inside the image;
-2. resamples the crop's image, mask, coarse logits and clicks to ``focus_size(FOCUS_WINDOW)``
-   pixels, ``FOCUS_RESOLUTION`` per longer image side, and lets the refiner predict the mask
-   there (:func:`focus_inputs` builds its input);
+2. resamples the crop's image, mask, coarse logits and clicks to ``Focus.size`` pixels,
+   ``FOCUS_RESOLUTION`` per longer image side (:func:`focus_size`), and lets the refiner predict
+   the mask there (:func:`focus_inputs` builds its input);
 3. pastes back, at the window's own resolution, the connected region (8-connectivity) of the
    refined mask's changes that contains the clicked pixel (a positive click adds it, a negative
    one removes it), then the refiner's changes in the window where it is confident, of either

@@ -61,7 +61,7 @@ FOCUS_WINDOW = 0.75
 #: The largest side, in pixels, of a focus window: on a larger patch the window is this many pixels
 #: (a smaller fraction of the side, seen by the refiner at the same scale). A click's time grows
 #: with its window's pixels: on a 1500x1500 patch a window of 0.75 (1125 px) made a click in a real
-#: viewer 2.1x slower than 0.5 (``benchmarks/viewer_click_focus_window.md``). The held-out and test
+#: viewer 2.1x slower than 0.5 (``benchmarks/viewer_click_focus_window_uncapped.md``). The held-out and test
 #: images (224 and 775 px) are below the cap, so it changes nothing measured there.
 FOCUS_MAX_SIDE = 768
 
