@@ -8,6 +8,7 @@ from pathlib import Path
 
 import torch
 from machine import cpu_model
+from summarize_focus_quality import DEFAULT_VARIANT, result_path
 
 RESULTS = Path(__file__).parent / "results"
 DATASETS = {"glas": "GlaS testA (60)", "ebhi": "EBHI val (86)"}
@@ -17,7 +18,8 @@ def main() -> None:
     lines = [
         "# Quality of the default weights",
         "",
-        f"Machine: {cpu_model()}, {os.cpu_count()} cores, torch {torch.__version__}, CPU only. "
+        f"Machines: 2-core CPUs, CPU only (this summary written on {cpu_model()}, {os.cpu_count()} cores, torch "
+        f"{torch.__version__}); NoC does not depend on the machine but through `--click-precision auto` (below). "
         "Command: `bash benchmarks/run_quality.sh runs/click_plain.pt` (the plain decoder is trained by the "
         "command in weights/README.md with `--decoder plain`). Images are the original PNGs from ../shared/data.",
         "",
@@ -81,7 +83,7 @@ def main() -> None:
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for ds, label in DATASETS.items():
-        path = RESULTS / f"evaluate_focus_cosas-default-focus_m8_by-size_{ds}.json"
+        path = result_path(DEFAULT_VARIANT, ds)
         if path.exists():
             r = json.loads(path.read_text())
             curve = r["mean_iou_per_click"]
@@ -93,7 +95,8 @@ def main() -> None:
 
 
 def _precision_section() -> list[str]:
-    """How the rows above (fp32 products) change with bf16, from ``click_precision.sh``'s test-set runs."""
+    """How the default clicks change with the decoder's products in bf16 instead of fp32, from
+    ``click_precision.sh``'s test-set runs (the default clicks of their time)."""
     runs = RESULTS / "click_precision"
     sets = {"glas": "glas_testA", "ebhi": "ebhi_val"}
     if not all((runs / f"{p}_{name}.json").exists() for p in ("fp32", "bf16") for name in sets.values()):
@@ -103,12 +106,14 @@ def _precision_section() -> list[str]:
         fp32, bf16 = (json.loads((runs / f"{p}_{name}.json").read_text()) for p in ("fp32", "bf16"))
         nocs = [{(o["image"], o["name"]): o["noc"] for o in r["objects_detail"]} for r in (fp32, bf16)]
         changed += sum(nocs[0][k] != nocs[1][k] for k in nocs[0])
-        parts.append(f"{DATASETS[ds]} {bf16['noc80']:.2f} / {bf16['noc85']:.2f} / {bf16['noc90']:.2f}")
+        parts.append(f"{DATASETS[ds]} {fp32['noc80']:.2f} / {fp32['noc85']:.2f} / {fp32['noc90']:.2f} in fp32, "
+                     f"{bf16['noc80']:.2f} / {bf16['noc85']:.2f} / {bf16['noc90']:.2f} in bf16")
     return [
         "",
-        "These rows ran with the decoder's products in fp32. On a CPU that multiplies bf16 natively the product "
-        "now multiplies them in bf16 (`--click-precision auto`). `bash benchmarks/click_precision.sh` measured "
-        f"NoC@80/85/90 {' and '.join(parts)} in bf16; {changed} object(s) needed a different number of clicks "
+        "On a CPU that multiplies bf16 natively (this one) the decoder's products are bf16 (`--click-precision "
+        "auto`, the widget's and `evaluate`'s default), as in the rows above. `bash benchmarks/click_precision.sh` "
+        "ran the default clicks of its time (before the focus refiner's confident changes were kept) in both "
+        f"precisions: NoC@80/85/90 {'; '.join(parts)}; {changed} object(s) needed a different number of clicks "
         "(`click_precision.md`).",
     ]
 
@@ -121,7 +126,8 @@ def _decoder_section() -> list[str]:
     rows = json.loads(path.read_text())["rows"]
     lines = [
         "",
-        "## Enhanced vs plain decoder (the product's default clicks)",
+        "## Enhanced vs plain decoder (the product's default clicks of the time: focus window 0.5, only the "
+        "change connected to the click)",
         "",
         "`bash benchmarks/decoder_ablation.sh` fine-tunes the default click model's decoder on this CPU twice, "
         "with the same data, steps (150), seed and recipe: as it is (enhanced) and with the added parts dropped "

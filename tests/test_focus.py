@@ -95,7 +95,7 @@ def test_a_refined_click_pastes_its_region_and_the_confident_changes_in_the_wind
     is not, and nothing outside the window changes (the user's region there stays)."""
     logits, image = _two_blobs()
     logits[25:31, 20:26] = 0.3  # blob C: in the window, the refiner only slightly for it
-    focus = Focus(CoarseCopy(), image, window=0.5)  # window rows 20-80, cols 17-77
+    focus = Focus(CoarseCopy(), image, window=0.5, min_side=0)  # window rows 20-80, cols 17-77
     previous = np.zeros((120, 120), dtype=bool)
     previous[0:10, 0:10] = True  # a region the user made, outside the window
     previous[100:110, 50:60] = True  # and another one, the model against it
@@ -109,10 +109,29 @@ def test_a_refined_click_pastes_its_region_and_the_confident_changes_in_the_wind
     assert abs(int(mask.sum()) - 200 - 2 * 20 * 15) <= 80  # blobs A and B and the kept regions, up to resampling
 
 
+def test_the_refiners_confident_changes_leave_the_pixels_set_by_hand() -> None:
+    """Pixels the user set by hand (``keep``) keep their value under the refiner's confident
+    changes away from the click; the change connected to the click still takes them."""
+    logits, image = _two_blobs()
+    focus = Focus(CoarseCopy(), image, window=0.5, min_side=0)
+    previous = np.zeros((120, 120), dtype=bool)
+    previous[70:76, 25:31] = True  # painted by hand, the refiner sure against it
+    keep = np.zeros((120, 120), dtype=bool)
+    keep[70:76, 25:31] = True
+    keep[40:60, 65:72] = True  # the left part of blob B was painted background by hand
+    keep[48:52, 45:49] = True  # and so was the clicked spot, before the click
+    mask = focus.click(Fixed(logits), previous, np.array([[50.0, 47.0]]), np.array([1]), None, memory=5,
+                       keep=keep)
+    assert mask[70:76, 25:31].all()  # kept, though the refiner removed it with confidence
+    assert not mask[40:60, 65:72].any() and mask[45:55, 72:75].all()  # blob B only where not set by hand
+    assert mask[45:55, 43:52].all()  # blob A, connected to the click, set by hand or not
+
+
 def test_the_refiner_sees_a_larger_window_at_the_same_scale_not_coarser() -> None:
     """The refiner's input side follows the window (``FOCUS_RESOLUTION`` pixels per longer image
     side, in multiples of its stride), so a window of 0.75 of a 120-px image (90 px) reaches it as
-    144 px, and a lower resolution shrinks it."""
+    144 px, and a lower resolution shrinks it. On a small patch the window is the whole patch
+    (``FOCUS_MIN_SIDE``), on a large one at most ``FOCUS_MAX_SIDE`` pixels."""
     logits, image = _two_blobs()
     seen: list[tuple[int, ...]] = []
 
@@ -122,9 +141,14 @@ def test_the_refiner_sees_a_larger_window_at_the_same_scale_not_coarser() -> Non
             return super().forward(x)
 
     for window, resolution in ((0.5, 192), (0.75, 192), (1.0, 192), (0.75, 128)):
-        Focus(Recording(), image, window=window, resolution=resolution).click(
+        Focus(Recording(), image, window=window, resolution=resolution, min_side=0).click(
             Fixed(logits), np.zeros((120, 120), dtype=bool), np.array([[50.0, 47.0]]), np.array([1]), None, memory=5)
     assert [shape[-2:] for shape in seen] == [(96, 96), (144, 144), (192, 192), (96, 96)]
+    for shape, fraction in (((120, 120), 1.0), ((224, 224), 1.0), ((500, 300), 1.0), ((600, 400), 512 / 600),
+                            ((775, 522), 0.75)):
+        focus = Focus(Recording(), np.zeros((*shape, 3), dtype=np.uint8), window=0.75)
+        assert focus.fraction == pytest.approx(fraction)  # at least 512 px, or the whole patch
+        assert focus.size == focus_size(fraction)
     assert focus_size(0.3) == 64 and focus_size(0.01) == 16
     large = Focus(Recording(), np.zeros((1500, 1500, 3), dtype=np.uint8), window=0.75)
     assert (large.fraction, large.size) == (768 / 1500, 96)  # the window is capped at 768 px, same scale
@@ -132,6 +156,8 @@ def test_the_refiner_sees_a_larger_window_at_the_same_scale_not_coarser() -> Non
         focus_size(0.0)
     with pytest.raises(ValueError, match="focus resolution must be a positive"):
         Focus(Recording(), image, resolution=0)
+    with pytest.raises(ValueError, match="smallest side"):
+        Focus(Recording(), image, min_side=-1)
 
 
 def test_a_click_the_refiner_ignores_falls_back_to_the_local_click() -> None:
@@ -143,7 +169,7 @@ def test_a_click_the_refiner_ignores_falls_back_to_the_local_click() -> None:
 
     model = Fixed(logits)
     previous = np.zeros((120, 120), dtype=bool)
-    mask = Focus(Nothing(), image, window=0.5).click(model, previous, np.array([[50.0, 47.0]]),
+    mask = Focus(Nothing(), image, window=0.5, min_side=0).click(model, previous, np.array([[50.0, 47.0]]),
                                                       np.array([1]), None, memory=5)
     rows, cols = local_window(previous.shape, 50, 47)
     np.testing.assert_array_equal(mask, local_click(previous, logits[rows, cols], rows, cols, 50, 47, True))
@@ -206,3 +232,35 @@ def test_recording_and_training_resume(tmp_path) -> None:
     assert torch.load(run / "last.pt", weights_only=True)["step"] == 2
     train_refiner([out], run, steps=3, batch_size=2, checkpoint_every=2)
     assert torch.load(run / "last.pt", weights_only=True)["step"] == 3
+
+
+def test_records_of_a_chosen_window_and_size_train_at_a_chosen_size(tmp_path) -> None:
+    for folder in ("images", "masks"):
+        (tmp_path / folder).mkdir()
+    rng = np.random.default_rng(1)
+    iio.imwrite(tmp_path / "images" / "p.png", rng.integers(0, 256, (64, 72, 3), dtype=np.uint8))
+    gt = np.zeros((64, 72), dtype=np.uint8)
+    gt[8:40, 20:60] = 255
+    iio.imwrite(tmp_path / "masks" / "p.png", gt)
+    torch.manual_seed(0)
+    predictor = ClickPredictor(build_tiny_sam(decoder="enhanced"), "tiny", device="cpu")
+    out = tmp_path / "whole.npz"
+    n = record_folder(predictor, None, tmp_path / "images", tmp_path / "masks", out,
+                      starts=("empty",), max_clicks=3, stop_iou=1.01, window=1.0, size=48)
+    records = np.load(out)
+    assert records["image"].shape == (n, 48, 48, 3) and n == 2  # the first click took the whole prediction
+    # a window of the whole side covers the whole 64x72 image: every record is the whole ground truth
+    whole = F.interpolate(torch.from_numpy(gt.astype(np.float32))[None, None], size=(48, 48), mode="bilinear",
+                          align_corners=False, antialias=True)[0, 0].numpy()
+    assert np.abs(records["gt"][0].astype(np.float32) - whole).max() <= 1
+    for points, labels in zip(records["points"], records["labels"]):  # the latest click, in record pixels
+        r, c = points[-1]
+        assert gt[int((r + 0.5) * 64 / 48), int((c + 0.5) * 72 / 48)] == 255 * int(labels[-1])
+    run = tmp_path / "run"
+    refiner = train_refiner([out], run, steps=1, batch_size=2, size=32)
+    with torch.no_grad():
+        assert refiner(torch.zeros(1, FOCUS_CHANNELS, 32, 32)).shape == (1, 1, 32, 32)
+    for bad in ({"window": 0.0}, {"window": 1.5}, {"size": 8}):
+        with pytest.raises(ValueError, match="record"):
+            record_folder(predictor, None, tmp_path / "images", tmp_path / "masks", tmp_path / "bad.npz",
+                          starts=("empty",), max_clicks=1, **bad)

@@ -150,6 +150,45 @@ def test_history_stores_only_what_changed_and_is_bounded() -> None:
     assert not inter.undo() and len(inter.records) == 50
 
 
+def test_the_pixels_set_by_hand_follow_edits_undo_reset_and_the_history_bound() -> None:
+    """What a click's changes away from its region must leave alone (``ClickContext.hand_set``):
+    the pixels brush edits flipped, every pixel of an imported mask, none after a reset or once
+    the edit is undone, and still those of an edit too old to be undone."""
+    seen = []
+
+    class Watch(Paint):
+        def correct(self, context):
+            seen.append(context.hand_set)
+            return super().correct(context)
+
+    inter = Interaction((30, 30))
+    inter.click(Watch(), Click(5, 5, True))
+    assert seen[-1] is None and inter.hand_set() is None  # clicks set nothing by hand
+    inter.edit(inter.mask | _square((30, 30), 20, 25, 20, 25))
+    inter.edit(inter.mask & ~_square((30, 30), 4, 6, 4, 6))  # erases part of the click's paint
+    inter.click(Watch(), Click(15, 15, False))
+    expected = _square((30, 30), 20, 25, 20, 25) | _square((30, 30), 4, 6, 4, 6)
+    np.testing.assert_array_equal(seen[-1], expected)
+    inter.undo()
+    inter.undo()  # the erase
+    np.testing.assert_array_equal(inter.hand_set(), _square((30, 30), 20, 25, 20, 25))
+    inter.redo()
+    np.testing.assert_array_equal(inter.hand_set(), expected)
+    inter.reset()
+    assert inter.hand_set() is None
+    inter.edit(_square((30, 30), 0, 3, 0, 3), whole=True)  # an imported mask: every pixel
+    assert inter.hand_set().all()
+    inter.undo()
+    assert inter.hand_set() is None
+
+    old = Interaction((30, 30))
+    old.edit(_square((30, 30), 0, 2, 0, 2))
+    for i in range(MAX_UNDO):
+        old.click(Paint(), Click(10 + i % 10, 20, True))
+    assert all(c.kind == "click" for c in old._undo)  # the edit fell out of the history
+    np.testing.assert_array_equal(old.hand_set(), _square((30, 30), 0, 2, 0, 2))
+
+
 def test_a_computed_click_knows_the_box_of_the_pixels_it_flips() -> None:
     """The widget writes only that box into the labels layer: it must hold every flipped pixel."""
     inter = Interaction((40, 40), mask=_square((40, 40), 10, 20, 10, 20))

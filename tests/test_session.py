@@ -12,7 +12,7 @@ import torch
 
 from napari_cosas.io import exports as exports_mod
 from napari_cosas.io.exports import SIDECAR_FORMAT
-from napari_cosas.inference.focus import focus_window
+from napari_cosas.inference.focus import Focus
 from napari_cosas.io.geojson import mask_to_geojson, ring_signed_area
 from napari_cosas.io.image_io import image_sha256, load_mask
 from napari_cosas.inference.model_bundle import ModelBundle
@@ -136,7 +136,7 @@ def test_local_click_keeps_annotations_away_from_it(session: AnnotationSession, 
         outside = np.ones(before.shape, bool)
         outside[max(0, row - 5):row + 6, max(0, col - 5):col + 6] = False  # the 11-pixel window
         if refined:
-            outside[focus_window(before.shape, row, col)] = False
+            outside[Focus(session.models.refiner(), patch.load()).window_of(row, col)] = False
         np.testing.assert_array_equal(patch.mask[outside], before[outside])
     np.testing.assert_array_equal(patch.mask[30:48, 44:64], edited[30:48, 44:64])
 

@@ -212,7 +212,7 @@ def test_segment_click_undo_export(widget, qtbot, tmp_path: Path) -> None:
     click(w, -5, 10)  # outside: ignored with a message
     assert "outside" in w.message_label.text() and not w.busy and len(patch.clicks) == 3
 
-    w.mask_layer.data[:8, :8] = 1  # a brush edit, picked up at export
+    w.mask_layer.data[:8, :8] = 1 - (w.mask_layer.data[:8, :8] > 0)  # a brush edit, picked up at export
     out = tmp_path / "out"
     w.out_edit.setText(str(out))
     assert w.export()
@@ -237,7 +237,7 @@ def test_segment_click_undo_export(widget, qtbot, tmp_path: Path) -> None:
     assert w.export()  # unchanged since its export: no duplicate
     _wait(qtbot, w)
     assert not (out / "masks" / f"{patch.name}_v2.png").exists()
-    w.mask_layer.data[8:12, :8] = 1  # another brush edit: a new version
+    w.mask_layer.data[8:12, :8] = 1 - (w.mask_layer.data[8:12, :8] > 0)  # another brush edit: a new version
     assert w.export()
     _wait(qtbot, w)
     assert (out / "masks" / f"{patch.name}_v2.png").is_file()
@@ -672,10 +672,11 @@ def test_clicks_run_with_their_own_torch_threads_and_restore_them(widget, qtbot,
 
 def test_start_from_a_labels_layer_or_a_geojson_then_correct(widget, qtbot, tmp_path: Path) -> None:
     """A sample's ground truth (a labels layer) or a QuPath GeoJSON becomes the patch's mask;
-    clicks then correct it locally (the mask outside the click's windows is kept), undo goes back."""
+    clicks then correct it locally (the imported mask is set by hand: a click changes only the
+    region connected to it, however large its focus window), undo goes back."""
+    from scipy import ndimage
+
     from napari_cosas._sample_data import sample_1
-    from napari_cosas.inference.focus import focus_window
-    from napari_cosas.inference.refine import local_window
     from napari_cosas.io.geojson import mask_to_geojson
 
     w = widget
@@ -688,13 +689,13 @@ def test_start_from_a_labels_layer_or_a_geojson_then_correct(widget, qtbot, tmp_
     assert w.start_from_layer()
     qtbot.waitUntil(lambda: not w.busy and w.message_label.text() == "Ready for clicks.", timeout=TIMEOUT_MS)
     assert np.array_equal(patch.mask, truth > 0) and np.array_equal(w.mask_layer.data > 0, truth > 0)
+    assert patch.interaction.hand_set().all()  # every imported pixel counts as set by hand
     click(w, 100, 100, RIGHT)
     _wait(qtbot, w)
-    rows, cols = local_window(patch.shape, 100, 100)
-    outside = np.ones(patch.shape, bool)
-    outside[rows, cols] = False
-    outside[focus_window(patch.shape, 100, 100)] = False
-    assert not patch.mask[100, 100] and np.array_equal(patch.mask[outside], (truth > 0)[outside])
+    removed = (truth > 0) & ~patch.mask
+    assert not patch.mask[100, 100] and not (patch.mask & ~(truth > 0)).any()  # a negative click adds nothing
+    regions, _ = ndimage.label(removed, structure=np.ones((3, 3)))
+    assert (regions == regions[100, 100]).sum() >= 0.99 * removed.sum()  # it removes the region it was on
     w.undo()
     assert np.array_equal(patch.mask, truth > 0)
 

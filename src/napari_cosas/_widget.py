@@ -314,7 +314,7 @@ class CosasWidget(QWidget):
                        f"{patch.shape[0]}x{patch.shape[1]}; a starting mask must have the image's size.")
             return False
         self.brush.sync()
-        self.session.sync_mask(patch, mask > 0)
+        self.session.sync_mask(patch, mask > 0, whole=True)
         self._show_mask(patch)
         self._message(f"{patch.name}: mask from {source}; encoding the image for clicks…")
         self.patch_jobs.after(patch, "mask set")

@@ -22,6 +22,7 @@ from .inference.refine import (
     CLICK_MEMORY,
     CONFIDENT_MARGIN,
     CONTEXT_MARGIN,
+    FOCUS_MIN_SIDE,
     FOCUS_RESOLUTION,
     FOCUS_WINDOW,
     LOCAL_WINDOW,
@@ -170,6 +171,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=FOCUS_RESOLUTION,
         help=f"the refiner's pixels per longer image side: it sees a focus window of w of the side as about "
         f"this times w pixels (default {FOCUS_RESOLUTION}, as in the widget)",
+    )
+    p.add_argument(
+        "--focus-min-side",
+        type=_non_negative_int,
+        default=FOCUS_MIN_SIDE,
+        help=f"the focus window's smallest side in pixels: on a patch whose longer side is at most this, the "
+        f"window is the whole patch (default {FOCUS_MIN_SIDE}, as in the widget; 0: the window alone decides)",
     )
     p.add_argument(
         "--context-margin",

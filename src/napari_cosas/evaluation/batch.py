@@ -269,6 +269,7 @@ def evaluate_folder(
         focus_window=protocol.focus_window if focused else None,
         focus_margin=protocol.focus_margin if focused else None,
         focus_resolution=protocol.focus_resolution if focused else None,
+        focus_min_side=protocol.focus_min_side if focused else None,
         reference=reference,
         wand_tolerance=wand_tolerance if reference == "wand" else None,
         model_id=predictor.model_id if reference is None else reference,

@@ -69,6 +69,8 @@ class EvaluateReport:
                                         "connected to the click)")
     focus_resolution: int | None = _field("--focus-resolution: the refiner's pixels per longer image side "
                                           "(null without a refiner)")
+    focus_min_side: int | None = _field("--focus-min-side: the focus window's smallest side in pixels, the whole "
+                                        "patch where that is smaller (null without a refiner)")
     reference: str | None = _field("--reference: oracle or wand (null: the click model)")
     wand_tolerance: float | None = _field("--wand-tolerance (null unless --reference wand)")
     model_id: str = _field("the click model's id (its name and the hash of its file), or the reference's name")

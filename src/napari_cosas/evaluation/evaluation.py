@@ -34,7 +34,15 @@ from typing import Literal, Protocol
 import numpy as np
 
 from ..inference.focus import Focus
-from ..inference.refine import CLICK_MEMORY, CONFIDENT_MARGIN, FOCUS_RESOLUTION, FOCUS_WINDOW, LOCAL_WINDOW, ClickEffect
+from ..inference.refine import (
+    CLICK_MEMORY,
+    CONFIDENT_MARGIN,
+    FOCUS_MIN_SIDE,
+    FOCUS_RESOLUTION,
+    FOCUS_WINDOW,
+    LOCAL_WINDOW,
+    ClickEffect,
+)
 from ..interaction.clicks import Click, next_click
 from ..interaction.correctors import FIRST_CLICK, Corrector, FirstClick, ModelCorrector, PromptModel
 from ..interaction.engine import Interaction
@@ -76,6 +84,7 @@ class EvalProtocol:
         focus_margin: how confident the refiner must be for a change away from the click
             (``focus.Focus.margin``).
         focus_resolution: the refiner's pixels per longer image side (``focus.Focus.resolution``).
+        focus_min_side: the focus window's smallest side in pixels (``focus.Focus.min_side``).
     """
 
     init: Init = "empty"
@@ -89,6 +98,7 @@ class EvalProtocol:
     focus_window: float = FOCUS_WINDOW
     focus_margin: float = CONFIDENT_MARGIN
     focus_resolution: int = FOCUS_RESOLUTION
+    focus_min_side: int = FOCUS_MIN_SIDE
 
 
 class ClickModel(PromptModel, Protocol):
@@ -233,7 +243,8 @@ def evaluate_image(
             init_prob=init_prob,
             ignore=ignore,
             focus=None if refiner is None else Focus(refiner, image, protocol.focus_window, margin=protocol.focus_margin,
-                                                     resolution=protocol.focus_resolution),
+                                                     resolution=protocol.focus_resolution,
+                                                     min_side=protocol.focus_min_side),
             corrector=None if reference is None else reference(image, mask),
             clock=clock,
         )

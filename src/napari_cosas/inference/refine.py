@@ -38,6 +38,7 @@ __all__ = [
     "CONFIDENT_MARGIN",
     "CONTEXT_MARGIN",
     "FOCUS_MAX_SIDE",
+    "FOCUS_MIN_SIDE",
     "FOCUS_RESOLUTION",
     "FOCUS_WINDOW",
     "LOCAL_WINDOW",
@@ -64,6 +65,14 @@ FOCUS_WINDOW = 0.75
 #: viewer 2.1x slower than 0.5 (``benchmarks/viewer_click_focus_window_uncapped.md``). The held-out and test
 #: images (224 and 775 px) are below the cap, so it changes nothing measured there.
 FOCUS_MAX_SIDE = 768
+
+#: The smallest side, in pixels, of a focus window: on a patch whose longer side is at most this, the
+#: window is the whole patch (seen by the refiner at ``FOCUS_RESOLUTION`` pixels), as the first click
+#: takes the whole prediction there (``correctors.GLOBAL_FIRST_CLICK_MAX_SIDE``). On the held-out
+#: 224-px EBHI patches the whole patch took 1.37 clicks off the sum of NoC@80/85/90 against 0.75 of
+#: it (95 % CI -2.89 to -0.68); on the 775-px GlaS patches the whole patch was no better than 0.75
+#: (``benchmarks/focus_window_scaled.md``), and 0.75 of their side is above this minimum.
+FOCUS_MIN_SIDE = 512
 
 #: The focus refiner's pixels per longer image side: a focus window of ``w`` of the side is
 #: resampled to about ``FOCUS_RESOLUTION * w`` pixels (``focus.focus_size``), the image scale the

@@ -52,6 +52,9 @@ class ClickContext:
         auto_prob: ``(H, W)`` float32 automatic probabilities the object started from, or ``None``.
         untouched: no click or edit changed the starting mask yet (the new click is the first
             on a mask nobody edited).
+        hand_set: ``(H, W)`` bool pixels the user set by hand (brush edits, an imported mask)
+            since the last reset, or ``None``: the focus refiner's changes away from the click's
+            own region leave them as they are.
     """
 
     previous: np.ndarray
@@ -59,6 +62,7 @@ class ClickContext:
     logits: np.ndarray | None
     auto_prob: np.ndarray | None
     untouched: bool
+    hand_set: np.ndarray | None = None
 
     @property
     def click(self) -> Click:
@@ -138,7 +142,8 @@ class ModelCorrector:
         start_from_prediction = context.untouched and self.takes_whole_prediction(context.previous.shape)
         if self.focus is not None and self.effect == "local" and not start_from_prediction:
             mask = self.focus.click(self.model, context.previous, context.points_rc(), context.labels(),
-                                    self.prompt(context), memory=self.memory, local=self.window)
+                                    self.prompt(context), memory=self.memory, local=self.window,
+                                    keep=context.hand_set)
             return mask, None
         mask, low_res = click_mask(
             self.model, context.previous, context.points_rc(), context.labels(), self.prompt(context),

@@ -17,7 +17,9 @@ Work is split for front ends with a worker thread: :meth:`Interaction.compute` r
 and calls the corrector (no state change); :meth:`Interaction.apply` records the result. Each
 change (click, brush edit, reset) is undoable and redoable; the history stores only the bounding
 box of the pixels a change flipped (bit-packed), so a long session on a large patch stays small,
-and it keeps at most ``MAX_UNDO`` changes.
+and it keeps at most ``MAX_UNDO`` changes. The pixels set by hand (brush edits, an imported mask)
+since the last reset are what a click's changes away from its own region must leave alone
+(:meth:`Interaction.hand_set`, ``ClickContext.hand_set``).
 
 Coordinates are ``(row, col)``; masks are ``(H, W)`` bool; probabilities ``(H, W)`` float32;
 low-res logits ``(1, 256, 256)`` float32.
@@ -108,19 +110,27 @@ class _MaskDiff:
         inside = flipped[box]
         return cls(box[0], box[1], inside.shape, np.packbits(inside))
 
+    def _inside(self) -> np.ndarray:
+        n = self.shape[0] * self.shape[1]
+        return np.unpackbits(self.bits, count=n).reshape(self.shape).astype(bool)
+
     def flip(self, mask: np.ndarray) -> np.ndarray:
         """A copy of ``mask`` with the recorded pixels flipped (undoes and redoes the change)."""
         out = mask.copy()
-        n = self.shape[0] * self.shape[1]
-        out[self.rows, self.cols] ^= np.unpackbits(self.bits, count=n).reshape(self.shape).astype(bool)
+        out[self.rows, self.cols] ^= self._inside()
         return out
+
+    def mark(self, pixels: np.ndarray) -> None:
+        """Set the recorded pixels in the ``(H, W)`` bool ``pixels``, in place."""
+        pixels[self.rows, self.cols] |= self._inside()
 
 
 @dataclass(frozen=True)
 class _Change:
     """One undoable change. ``records`` / ``clicks``: the click added (``"click"``) or the clicks
     cleared (``"reset"``). ``logits``: the next prompt after the change. ``edited``: whether the
-    mask had been edited by hand before and after it."""
+    mask had been edited by hand before and after it. ``whole``: an edit that set every pixel by
+    hand (an imported mask), not only those it flipped."""
 
     kind: Literal["click", "edit", "reset"]
     diff: _MaskDiff | None
@@ -129,6 +139,16 @@ class _Change:
     clicks: tuple[Click, ...]
     records: tuple[ClickRecord, ...]
     id: int
+    whole: bool = False
+
+    def mark_hand_set(self, pixels: np.ndarray) -> None:
+        """Update the ``(H, W)`` bool pixels set by hand, in place, for this change applied after them."""
+        if self.kind == "reset":
+            pixels[...] = False
+        elif self.kind == "edit" and self.whole:
+            pixels[...] = True
+        elif self.kind == "edit" and self.diff is not None:
+            self.diff.mark(pixels)
 
 
 def _now_iso() -> str:
@@ -171,6 +191,7 @@ class Interaction:
         self._redo: list[_Change] = []
         self._next_id = 1
         self._base_id = 0  # the state before the oldest change still undoable
+        self._base_hand_set = np.zeros(self.shape, dtype=bool)  # set by hand before the oldest undoable change
 
     # -- state ------------------------------------------------------------------------------
 
@@ -200,11 +221,19 @@ class Interaction:
     def contains(self, row: float, col: float) -> bool:
         return 0 <= row < self.shape[0] and 0 <= col < self.shape[1]
 
+    def hand_set(self) -> np.ndarray | None:
+        """The ``(H, W)`` bool pixels set by hand (brush edits, an imported mask) since the last
+        reset, by the changes in effect now (an undone edit sets nothing); ``None`` if there are none."""
+        pixels = self._base_hand_set.copy()
+        for change in self._undo:
+            change.mark_hand_set(pixels)
+        return pixels if pixels.any() else None
+
     def context(self, click: Click) -> ClickContext:
         """The state before ``click``, as a corrector sees it."""
         return ClickContext(
             previous=self._mask, clicks=(*self.clicker.clicks, click), logits=self.logits,
-            auto_prob=self.auto_prob, untouched=self.untouched,
+            auto_prob=self.auto_prob, untouched=self.untouched, hand_set=self.hand_set(),
         )
 
     # -- clicks ------------------------------------------------------------------------------
@@ -255,14 +284,15 @@ class Interaction:
 
     # -- edits, reset, undo, redo ---------------------------------------------------------------
 
-    def edit(self, mask: np.ndarray) -> bool:
-        """Take a mask edited by hand (a brush); returns whether it changed anything."""
+    def edit(self, mask: np.ndarray, *, whole: bool = False) -> bool:
+        """Take a mask edited by hand (a brush), or with ``whole`` a whole mask the user supplied
+        (imported: every pixel then counts as set by hand); returns whether it changed anything."""
         mask = np.asarray(mask) > 0
         if mask.shape != self.shape:
             raise ValueError(f"edited mask is {mask.shape}, the image is {self.shape} (rows, cols)")
         if np.array_equal(mask, self._mask):
             return False
-        self._commit("edit", mask, None, True, (), (), _MaskDiff.between(self._mask, mask))
+        self._commit("edit", mask, None, True, (), (), _MaskDiff.between(self._mask, mask), whole=whole)
         return True
 
     def reset(self) -> bool:
@@ -324,14 +354,18 @@ class Interaction:
         clicks: tuple[Click, ...],
         records: tuple[ClickRecord, ...],
         diff: _MaskDiff | None,
+        *,
+        whole: bool = False,
     ) -> None:
         """Make ``mask`` the state, ``diff`` (from the current mask to it) the undo step."""
-        change = _Change(kind, diff, logits, (self.edited, edited), clicks, records, self._next_id)
+        change = _Change(kind, diff, logits, (self.edited, edited), clicks, records, self._next_id, whole)
         self._next_id += 1
         self._mask = mask
         self.logits = logits
         self.edited = edited
         self._undo.append(change)
         if len(self._undo) > MAX_UNDO:
-            self._base_id = self._undo.pop(0).id
+            oldest = self._undo.pop(0)
+            oldest.mark_hand_set(self._base_hand_set)
+            self._base_id = oldest.id
         self._redo.clear()

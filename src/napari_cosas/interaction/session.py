@@ -181,11 +181,13 @@ class AnnotationSession:
 
     # -- clicks, brush edits, undo, reset ---------------------------------------------------
 
-    def sync_mask(self, patch: Patch, mask: np.ndarray) -> bool:
-        """Take a mask edited outside the session (a brush); returns whether it changed.
+    def sync_mask(self, patch: Patch, mask: np.ndarray, *, whole: bool = False) -> bool:
+        """Take a mask edited outside the session (a brush), or with ``whole`` a whole mask the
+        user supplied (an imported one); returns whether it changed.
 
         A change is undoable, marks the patch ``corrected`` and makes the edited mask the next
-        click's mask prompt.
+        click's mask prompt. The pixels it set by hand (every pixel with ``whole``) are left alone
+        by a click's changes away from its own region (``Interaction.hand_set``).
         """
         mask = np.asarray(mask) > 0
         if mask.shape != patch.shape:
@@ -194,7 +196,7 @@ class AnnotationSession:
             if not mask.any():
                 return False
             patch.interaction = Interaction(patch.shape)
-        return patch.interaction.edit(mask)
+        return patch.interaction.edit(mask, whole=whole)
 
     def corrector(self, patch: Patch) -> ModelCorrector:
         """The click model with the session's click effect and the focus refiner on ``patch``

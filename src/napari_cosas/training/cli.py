@@ -161,14 +161,15 @@ def cmd_record_focus(args: argparse.Namespace) -> int:
 
     from ..inference.predictor import ClickPredictor
     from ..models.registry import load_focus_refiner, load_segmenter
-    from .focus_training import record_folder
+    from .focus_training import RECORD_SIZE, RECORD_WINDOW, record_folder
 
     torch.set_num_threads(args.threads)
     segmenter = load_segmenter(args.segmenter, device="cpu")
     predictor = ClickPredictor.from_registry(args.model, device="cpu")
     refiner = load_focus_refiner(args.refiner) if args.refiner else None
     n = record_folder(predictor, segmenter, Path(args.data[0]), Path(args.data[1]), Path(args.out),
-                      images=args.images, max_clicks=args.max_clicks, refiner=refiner, seed=args.seed)
+                      images=args.images, max_clicks=args.max_clicks, refiner=refiner, seed=args.seed,
+                      window=args.window or RECORD_WINDOW, size=args.size or RECORD_SIZE)
     log.info("%d records written to %s", n, args.out)
     return 0
 
@@ -177,6 +178,7 @@ def cmd_train_focus(args: argparse.Namespace) -> int:
     import torch
 
     from ..io.files import atomic_write
+    from ..inference.focus import FOCUS_SIZE
     from ..models.focus_refiner import refiner_payload
     from ..models.registry import load_focus_refiner
     from .focus_training import train_refiner
@@ -184,7 +186,8 @@ def cmd_train_focus(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
     start = load_focus_refiner(args.start_from) if args.start_from else None
     refiner = train_refiner([Path(p) for p in args.records], Path(args.out), steps=args.steps,
-                            batch_size=args.batch_size, lr=args.lr, seed=args.seed, start=start)
+                            batch_size=args.batch_size, lr=args.lr, size=args.size or FOCUS_SIZE, seed=args.seed,
+                            start=start)
     atomic_write(Path(args.out) / "refiner.pt", lambda fh: torch.save(refiner_payload(refiner), fh))
     log.info("focus refiner written to %s", Path(args.out) / "refiner.pt")
     return 0
@@ -284,6 +287,9 @@ def add_training_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--refiner", default=None, help="a focus refiner to play the sessions with (default: none)")
     p.add_argument("--images", type=int, default=None, help="a seeded sample of this many images (default: all)")
     p.add_argument("--max-clicks", type=int, default=10, help="clicks per session")
+    p.add_argument("--window", type=float, default=None,
+                   help="side of a recorded square around a click, a fraction of the longer image side (default 0.5)")
+    p.add_argument("--size", type=int, default=None, help="pixels a recorded square is resampled to (default 192)")
     p.add_argument("--threads", type=int, default=1, help="torch threads")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_record_focus)
@@ -295,6 +301,8 @@ def add_training_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--steps", type=int, default=3000)
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--size", type=int, default=None,
+                   help="pixels a training sub-square (half to all of a record's side) is resampled to (default 96)")
     p.add_argument("--threads", type=int, default=1, help="torch threads")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_train_focus)

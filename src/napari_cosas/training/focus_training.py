@@ -6,11 +6,13 @@ Two stages, both on the ``fit`` training images only:
    interaction engine) with the frozen click model, from the automatic segmenter's mask, from a
    degraded ground truth (``mask_degrade``) and from an empty mask. Before every click that is
    not the first on an untouched mask it stores the click model's coarse logits, the image, the
-   mask before the click, the ground truth and the clicks in a square of ``RECORD_WINDOW`` of the
-   longer side around the click, resampled to ``RECORD_SIZE`` pixels. Playing the sessions with a
+   mask before the click, the ground truth and the clicks in a square of ``window`` (by default
+   ``RECORD_WINDOW``) of the longer side around the click, resampled to ``size`` (``RECORD_SIZE``)
+   pixels. Playing the sessions with a
    refiner already in the loop (``refiner=``) records the masks that refiner leads to.
-2. :func:`train_refiner` fits the refiner on random sub-squares of those records (so it works for
-   focus windows from about 0.25 to 0.5 of the side), with dihedral flips, at ``FOCUS_SIZE``.
+2. :func:`train_refiner` fits the refiner on random sub-squares of those records (half to all of
+   their side, so records of 0.5 of the image side teach focus windows of 0.25 to 0.5), with
+   dihedral flips, resampled to ``size`` (``FOCUS_SIZE``) pixels.
 
 Records are ``.npz`` files of arrays: ``image (N, S, S, 3) uint8``, ``previous`` and ``gt``
 ``(N, S, S) uint8`` (0-255, the resampled fraction), ``logits (N, S, S) float16``, ``points (N, K, 2)
@@ -68,6 +70,8 @@ class _Recorder:
     image: np.ndarray
     gt: np.ndarray
     records: list[dict]
+    window: float = RECORD_WINDOW
+    size: int = RECORD_SIZE
 
     @property
     def effect(self) -> str:
@@ -80,7 +84,7 @@ class _Recorder:
 
     def _record(self, context: ClickContext) -> dict:
         click = context.click
-        rows, cols = focus_window(context.previous.shape, click.row, click.col, RECORD_WINDOW)
+        rows, cols = focus_window(context.previous.shape, click.row, click.col, self.window)
         points, labels = context.points_rc(), context.labels()
         logits = self.inner.model.predict(*shown_clicks(points, labels, self.inner.memory),
                                           self.inner.prompt(context), window=(rows, cols)).logits
@@ -91,12 +95,12 @@ class _Recorder:
             self.gt[rows, cols, None].astype(np.float32) * 255,
             logits[..., None].astype(np.float32),
         ], axis=-1)).permute(2, 0, 1)[None]
-        out = F.interpolate(stack, size=(RECORD_SIZE, RECORD_SIZE), mode="bilinear", align_corners=False,
-                            antialias=RECORD_SIZE < max(h, w))[0].permute(1, 2, 0).numpy()
+        out = F.interpolate(stack, size=(self.size, self.size), mode="bilinear", align_corners=False,
+                            antialias=self.size < max(h, w))[0].permute(1, 2, 0).numpy()
         pts = np.full((MAX_POINTS, 2), np.nan, dtype=np.float32)
         lab = np.full(MAX_POINTS, -1, dtype=np.int8)
         keep = slice(-MAX_POINTS, None)
-        local = (points[keep] - (rows.start, cols.start) + 0.5) * (RECORD_SIZE / h, RECORD_SIZE / w) - 0.5
+        local = (points[keep] - (rows.start, cols.start) + 0.5) * (self.size / h, self.size / w) - 0.5
         pts[-len(local):] = local
         lab[-len(local):] = labels[keep]
         return {
@@ -122,10 +126,17 @@ def record_folder(
     stop_iou: float = 0.95,
     refiner: FocusRefiner | None = None,
     seed: int = 0,
+    window: float = RECORD_WINDOW,
+    size: int = RECORD_SIZE,
 ) -> int:
     """Play click sessions on (a seeded sample of ``images`` of) a folder and write their records
     to ``out`` (``.npz``, appended when missing as numpy does; written atomically); returns the
-    number of records."""
+    number of records. Each record is the square of ``window`` of the longer image side around a
+    click, resampled to ``size`` pixels."""
+    if not 0 < window <= 1:
+        raise ValueError(f"the record window must be a fraction of the image side in (0, 1], got {window}")
+    if size < 16:
+        raise ValueError(f"records must be at least 16 pixels on a side, got {size}")
     rng = np.random.default_rng(seed)
     pairs = sorted(pair_images_and_masks(images_dir, masks_dir), key=lambda p: p.name)
     if images is not None and images < len(pairs):
@@ -145,7 +156,7 @@ def record_folder(
             else:
                 interaction = Interaction(gt.shape)
             inner = ModelCorrector(predictor, focus=None if refiner is None else Focus(refiner, image))
-            recorder = _Recorder(inner, image, gt, records)
+            recorder = _Recorder(inner, image, gt, records, window, size)
             for _ in range(max_clicks):
                 if iou(interaction.mask, gt) >= stop_iou:
                     break
