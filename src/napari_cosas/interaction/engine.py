@@ -141,14 +141,20 @@ class _Change:
     id: int
     whole: bool = False
 
-    def mark_hand_set(self, pixels: np.ndarray) -> None:
-        """Update the ``(H, W)`` bool pixels set by hand, in place, for this change applied after them."""
+    def hand_set_after(self, pixels: np.ndarray | None, shape: tuple[int, int]) -> np.ndarray | None:
+        """The ``(H, W)`` bool pixels set by hand once this change follows ``pixels`` (``None``:
+        none), updated in place where it can be; clicks leave them as they are."""
         if self.kind == "reset":
-            pixels[...] = False
-        elif self.kind == "edit" and self.whole:
-            pixels[...] = True
-        elif self.kind == "edit" and self.diff is not None:
-            self.diff.mark(pixels)
+            return None
+        if self.kind != "edit":
+            return pixels
+        if self.whole:
+            return np.ones(shape, dtype=bool)
+        if self.diff is None:
+            return pixels
+        pixels = np.zeros(shape, dtype=bool) if pixels is None else pixels
+        self.diff.mark(pixels)
+        return pixels
 
 
 def _now_iso() -> str:
@@ -191,7 +197,7 @@ class Interaction:
         self._redo: list[_Change] = []
         self._next_id = 1
         self._base_id = 0  # the state before the oldest change still undoable
-        self._base_hand_set = np.zeros(self.shape, dtype=bool)  # set by hand before the oldest undoable change
+        self._base_hand_set: np.ndarray | None = None  # set by hand before the oldest undoable change
 
     # -- state ------------------------------------------------------------------------------
 
@@ -223,11 +229,12 @@ class Interaction:
 
     def hand_set(self) -> np.ndarray | None:
         """The ``(H, W)`` bool pixels set by hand (brush edits, an imported mask) since the last
-        reset, by the changes in effect now (an undone edit sets nothing); ``None`` if there are none."""
-        pixels = self._base_hand_set.copy()
+        reset, by the changes in effect now (an undone edit sets nothing); ``None`` if there are none
+        (a session of clicks only allocates nothing here)."""
+        pixels = None if self._base_hand_set is None else self._base_hand_set.copy()
         for change in self._undo:
-            change.mark_hand_set(pixels)
-        return pixels if pixels.any() else None
+            pixels = change.hand_set_after(pixels, self.shape)
+        return pixels
 
     def context(self, click: Click) -> ClickContext:
         """The state before ``click``, as a corrector sees it."""
@@ -366,6 +373,6 @@ class Interaction:
         self._undo.append(change)
         if len(self._undo) > MAX_UNDO:
             oldest = self._undo.pop(0)
-            oldest.mark_hand_set(self._base_hand_set)
+            self._base_hand_set = oldest.hand_set_after(self._base_hand_set, self.shape)
             self._base_id = oldest.id
         self._redo.clear()

@@ -169,7 +169,8 @@ def cmd_record_focus(args: argparse.Namespace) -> int:
     refiner = load_focus_refiner(args.refiner) if args.refiner else None
     n = record_folder(predictor, segmenter, Path(args.data[0]), Path(args.data[1]), Path(args.out),
                       images=args.images, max_clicks=args.max_clicks, refiner=refiner, seed=args.seed,
-                      window=args.window or RECORD_WINDOW, size=args.size or RECORD_SIZE)
+                      window=RECORD_WINDOW if args.window is None else args.window,
+                      size=RECORD_SIZE if args.size is None else args.size)
     log.info("%d records written to %s", n, args.out)
     return 0
 
@@ -186,8 +187,8 @@ def cmd_train_focus(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
     start = load_focus_refiner(args.start_from) if args.start_from else None
     refiner = train_refiner([Path(p) for p in args.records], Path(args.out), steps=args.steps,
-                            batch_size=args.batch_size, lr=args.lr, size=args.size or FOCUS_SIZE, seed=args.seed,
-                            start=start)
+                            batch_size=args.batch_size, lr=args.lr, size=FOCUS_SIZE if args.size is None else args.size,
+                            seed=args.seed, start=start)
     atomic_write(Path(args.out) / "refiner.pt", lambda fh: torch.save(refiner_payload(refiner), fh))
     log.info("focus refiner written to %s", Path(args.out) / "refiner.pt")
     return 0
