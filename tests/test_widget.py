@@ -22,7 +22,7 @@ from qtpy.QtTest import QTest
 from qtpy.QtWidgets import QApplication, QMessageBox
 
 from napari_cosas._sample_data import sample_path
-from napari_cosas._widget_layers import POSITIVE_RGBA, paler
+from napari_cosas._widget_layers import NEGATIVE_RGBA, POSITIVE_RGBA, paler
 from napari_cosas._widget_mask_labels import MaskLabels
 from napari_cosas.io.image_io import load_mask
 from napari_cosas.inference.model_bundle import ModelBundle
@@ -408,6 +408,30 @@ def test_a_slow_click_shows_its_point_paler_while_its_model_runs(widget, qtbot) 
     qtbot.waitUntil(lambda: len(patch.clicks) == 1 and np.allclose(w.clicks_layer.face_color[0], POSITIVE_RGBA),
                     timeout=TIMEOUT_MS)
     assert np.array_equal(w.clicks_layer.data, [[150, 150]]) and np.array_equal(w.mask_layer.data > 0, patch.mask)
+
+
+def test_a_click_recolours_the_points_only_when_a_colour_changes(widget, qtbot) -> None:
+    """Each point has its click's colour, and the clicks layer's colours are written only when
+    one changes: a positive click's new point takes the layer's current colour (positive), a
+    negative one is recoloured, and showing the same clicks again writes nothing."""
+    w = widget
+    w.add_paths([sample_path(0)])
+    _segment(qtbot, w)
+    patch = w.session.current
+    w.clicks._running_timer.setInterval(TIMEOUT_MS)  # no paler point ahead of a slow mask
+    click(w, 150, 150)
+    qtbot.waitUntil(lambda: len(patch.clicks) == 1 and len(w.clicks_layer.data) == 1, timeout=TIMEOUT_MS)
+    writes: list[object] = []
+    w.clicks_layer.events.face_color.connect(writes.append)
+    click(w, 100, 200)
+    qtbot.waitUntil(lambda: len(patch.clicks) == 2 and len(w.clicks_layer.data) == 2, timeout=TIMEOUT_MS)
+    assert not writes
+    click(w, 60, 80, RIGHT)
+    qtbot.waitUntil(lambda: len(patch.clicks) == 3 and len(w.clicks_layer.data) == 3, timeout=TIMEOUT_MS)
+    assert len(writes) == 1
+    np.testing.assert_allclose(w.clicks_layer.face_color, [POSITIVE_RGBA, POSITIVE_RGBA, NEGATIVE_RGBA])
+    w.layers.show_clicks(patch, [])
+    assert len(writes) == 1
 
 
 def test_a_held_click_computes_at_the_press_and_shows_at_the_release(widget, qtbot) -> None:

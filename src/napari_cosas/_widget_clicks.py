@@ -4,7 +4,7 @@ patch they were made. Clicks are ``(row, col)`` image pixels.
 
 The GUI thread's share of a click is split over separate turns of Qt's event loop, so that mouse
 events and paints run between them: the press and release (napari's), the new mask in the labels
-layer, then the click's point, the panel's message and numbers. Whatever the GUI thread does while
+layer, then the click's point, then the panel's message and numbers. Whatever the GUI thread does while
 the model runs holds the model up for about as long (it keeps the GIL, and a repaint of the
 window runs inside napari's Python event handler; ``benchmarks/viewer_worker_load.md``): drawing
 a new point costs the click about 50 ms. So a running click shows its point (paler) and its
@@ -90,6 +90,10 @@ class ClickQueue:
         self._points_timer.setSingleShot(True)
         self._points_timer.setInterval(0)
         self._points_timer.timeout.connect(self._show_points)
+        self._panel_timer = QTimer(parent)
+        self._panel_timer.setSingleShot(True)
+        self._panel_timer.setInterval(0)
+        self._panel_timer.timeout.connect(self._show_done)
         self._running_timer = QTimer(parent)
         self._running_timer.setSingleShot(True)
         self._running_timer.setInterval(RUNNING_FEEDBACK_AFTER_MS)
@@ -222,6 +226,7 @@ class ClickQueue:
         self.queued.clear()
         self.cancel_press()
         self._points_timer.stop()
+        self._panel_timer.stop()
         self._running_timer.stop()
 
     def show_points_soon(self) -> None:
@@ -230,10 +235,16 @@ class ClickQueue:
         self._points_timer.start()
 
     def _show_points(self) -> None:
-        """The clicks layer; after a click's mask, the panel's numbers and the click's message too."""
+        """The clicks layer; after a click's mask, the panel's numbers and the click's message
+        follow in the next turn (the panel's repaint and the canvas's are then two blocks)."""
         patch = self.session.current
         if patch is not None and self.layers.image_layer is not None:
             self.layers.show_clicks(patch, self.pending())
+        if self._done_text is not None:
+            self._panel_timer.start()
+
+    def _show_done(self) -> None:
+        """The panel's numbers and the finished click's message."""
         if self._done_text is not None:
             self._refresh()
             self._message(self._done_text)

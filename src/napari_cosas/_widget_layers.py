@@ -197,7 +197,9 @@ class PatchLayers:
         dimensions, which cannot change (every click is a pixel of the image), and that Python,
         about half of the update, would hold up a running click's model (the GUI thread keeps
         the GIL). The ``extent`` event, which keeps the layer list's extent (``reset_view``)
-        right, still fires.
+        right, still fires. The colours are compared to float32 precision (the layer keeps them
+        so), so that unchanged colours are not written again: a write re-colours and re-uploads every
+        point, about half of the update (``benchmarks/viewer_click_points.md``).
         """
         waiting = [q for q in pending if q.patch is patch]
         points = np.array(
@@ -207,11 +209,15 @@ class PatchLayers:
         colors += [paler(POSITIVE_RGBA if q.positive else NEGATIVE_RGBA) for q in waiting]
         clicks = self.clicks_layer
         if clicks is None:
-            clicks = self.viewer.add_points(points, name=CLICKS_LAYER, size=max(4, max(patch.shape) // 60))
+            # a new point takes the current colour: positive, as most clicks are, needs no recolouring
+            clicks = self.viewer.add_points(points, name=CLICKS_LAYER, size=max(4, max(patch.shape) // 60),
+                                            face_color=np.array(POSITIVE_RGBA))
             clicks.editable = False  # display only: stays in pan/zoom, the canvas clicks stay ours
             self._bind_keys(clicks)
         elif clicks.data.shape != points.shape or not np.array_equal(clicks.data, points):
             with clicks.events.data.blocker():
                 clicks.data = points
-        if len(points) and not np.array_equal(clicks.face_color, colors):
-            clicks.face_color = np.array(colors)
+        wanted = np.array(colors, dtype=float).reshape(-1, 4)
+        shown = clicks.face_color
+        if len(points) and (shown.shape != wanted.shape or not np.allclose(shown, wanted, rtol=0, atol=1e-6)):
+            clicks.face_color = wanted
