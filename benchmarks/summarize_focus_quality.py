@@ -53,7 +53,10 @@ def main() -> None:
         "The refiner was chosen on held-out training images (`focus_refiner.md`), its window and input scale "
         "(`focus_window_scaled.md`), the window's smallest side (`focus_min_side.md`), what it pastes back (`focus_paste.md`), the context "
         "margin (`attention_context.md`) and the first-click rule (`focus_first_click.md`) too; these sets are for reporting only. SPC: the decoder path's seconds "
-        "per click (model, refiner, local update), two runs sharing the two cores.",
+        "per click (model, refiner, local update), two runs sharing the two cores. The default rows ran after the "
+        "segmenter began to pad a patch smaller than its window with black, as in training (`segmenter_padding.md`); "
+        "the other rows ran before, and on EBHI (224-px patches) start from the weaker automatic masks of the "
+        "mirrored padding.",
         "",
         "| data | refiner | NoC@80 | NoC@85 | NoC@90 | NoF@85 | NoF@90 | IoU@1 | IoU@5 | IoU@20 | largest mean-IoU drop "
         "| SPC decoder ms |",

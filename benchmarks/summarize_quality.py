@@ -25,6 +25,11 @@ def main() -> None:
         "",
         "## Automatic masks (`segment` + `score`, probability > 0.49)",
         "",
+        "Rerun by `bash benchmarks/segmenter_padding.sh` (the same `segment` and `score` commands) after the "
+        "segmenter began to pad a patch smaller than its window with black, as in training "
+        "(`segmenter_padding.md`). The interactive rows below the next heading ran before that change: on "
+        "EBHI (224-px patches) they start from the weaker automatic masks of the mirrored padding.",
+        "",
         "| data | Dice | Jaccard | COSAS score |",
         "|---|---:|---:|---:|",
     ]
@@ -77,7 +82,8 @@ def main() -> None:
         "",
         "The rows above predate the focus refiner. The widget's and `evaluate`'s default clicks (local, "
         "focus-refined, the decoder attending to the tokens around the click, the first click by patch size) "
-        "on the same sets, from `bash benchmarks/run_focus_quality.sh` (all its rows in `focus_quality.md`):",
+        "on the same sets, from `bash benchmarks/run_focus_quality.sh` (all its rows in `focus_quality.md`), "
+        "with the automatic masks above:",
         "",
         "| data | NoC@80 | NoC@85 | NoC@90 | NoF@85 | NoF@90 | IoU@1 | IoU@5 | IoU@20 |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|",

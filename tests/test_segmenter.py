@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from napari_cosas.models.segmenter import ReinSegmenter, SegmenterConfig, build_segmenter
+from napari_cosas.training.augment import random_crop
 
 
 def _config(backbone: str = "test_convnext", **kw) -> SegmenterConfig:
@@ -94,11 +95,20 @@ def test_predict_proba_shape_dtype_range() -> None:
     assert model.training is False
 
 
-def test_predict_proba_small_image_is_padded() -> None:
+def test_predict_proba_small_image_is_padded_with_black_as_in_training() -> None:
+    """An image smaller than the crop is seen as the training crops of such images are: padded
+    with zeros at the bottom and right (`augment.random_crop`), the result cropped back."""
     model = _model().train()
-    prob = model.predict_proba(_image(30, 50), crop=64, stride=48)
+    image = _image(30, 50)
+    prob = model.predict_proba(image, crop=64, stride=48)
     assert prob.shape == (30, 50)
     assert model.training  # mode restored
+    padded, _, valid = random_crop(image, np.ones((30, 50), np.float32), 64, np.random.default_rng(0))
+    assert np.array_equal(padded[:30, :50], image) and not valid[30:].any() and not valid[:, 50:].any()
+    model.eval()
+    with torch.no_grad():
+        expected = torch.sigmoid(model(model.normalise(padded))[0, 0, :30, :50]).numpy()
+    np.testing.assert_allclose(prob, expected, atol=1e-5)
 
 
 def test_sliding_window_stitching() -> None:
