@@ -199,7 +199,7 @@ class PatchLayers:
         the GIL). The ``extent`` event, which keeps the layer list's extent (``reset_view``)
         right, still fires. The colours are compared to float32 precision (the layer keeps them
         so), so that unchanged colours are not written again: a write re-colours and re-uploads every
-        point, about half of the update (``benchmarks/viewer_click_points.md``).
+        point (``benchmarks/points_update.md``).
         """
         waiting = [q for q in pending if q.patch is patch]
         points = np.array(
