@@ -4,8 +4,8 @@ patch they were made. Clicks are ``(row, col)`` image pixels.
 
 The GUI thread's share of a click is split over separate turns of Qt's event loop, so that mouse
 events and paints run between them: the press and release (napari's), the new mask in the labels
-layer, then the click's point, then the panel's message and numbers. Whatever the GUI thread does while
-the model runs holds the model up for about as long (it keeps the GIL, and a repaint of the
+layer, then the click's point, then the panel's message and numbers. Whatever the GUI thread does
+while the model runs holds the model up for about as long (it keeps the GIL, and a repaint of the
 window runs inside napari's Python event handler; ``benchmarks/viewer_worker_load.md``): drawing
 a new point costs the click about 50 ms. So a running click shows its point (paler) and its
 message only when its mask has not come within ``RUNNING_FEEDBACK_AFTER_MS``; a quicker click

@@ -135,10 +135,11 @@ class ReinSegmenter(nn.Module):
         snapped to the border; images smaller than ``crop`` are padded with black (bottom /
         right) to ``crop`` and the result cropped back, as the training crops of such images are
         (`training.augment.random_crop`): a mirrored padding, which the model never saw, cost
-        the 224-px EBHI patches 0.11 of mean IoU (``benchmarks/segmenter_padding.md``). Window logits are averaged where windows
-        overlap (elsewhere the result is exactly the model's output on that window), then
-        passed through a sigmoid. Runs under ``torch.inference_mode`` on the module's device,
-        with bf16 autocast on CUDA and fp32 on CPU, in eval mode (the mode is restored after).
+        the 224-px EBHI patches 0.11 of mean IoU (``benchmarks/segmenter_padding.md``). Window
+        logits are averaged where windows overlap (elsewhere the result is exactly the model's
+        output on that window), then passed through a sigmoid. Runs under
+        ``torch.inference_mode`` on the module's device, with bf16 autocast on CUDA and fp32 on
+        CPU, in eval mode (the mode is restored after).
 
         Args:
             image: ``(H, W, 3)`` uint8 RGB.
