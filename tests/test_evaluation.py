@@ -28,8 +28,7 @@ def _box(shape, r0, r1, c0, c1):
 class FakeModel:
     """Records every call; ``respond(points, labels)`` gives the mask; logits are fresh objects.
 
-    The tests of RITM's protocol mechanics run with ``effect="global"`` and every click shown
-    to the model (``memory=None``).
+    The tests of the protocol's mechanics run it through `WholePrediction`.
     """
 
     def __init__(self, respond):
@@ -61,6 +60,21 @@ class FakeModel:
         return ClickPrediction(full[window], None, window)
 
 
+class WholePrediction:
+    """RITM's click effect, for the tests of the loop's mechanics: the mask is the model's whole
+    prediction for every click so far, with the product's mask prompts (``ModelCorrector.prompt``)."""
+
+    effect = "whole"
+
+    def __init__(self, model):
+        self.model = model
+        self.prompts = ModelCorrector(model, memory=None)
+
+    def correct(self, context):
+        prompt = self.prompts.prompt(context)
+        return self.model.predict(context.points_rc(), context.labels(), prompt).logits > 0
+
+
 def gt_after(gt, k):
     """A model that returns the ground truth from the k-th click on, an empty mask before."""
     return FakeModel(lambda pts, lab: gt.copy() if len(pts) >= k else np.zeros_like(gt))
@@ -84,17 +98,19 @@ def counting_clock():
     return lambda: float(next(counter))
 
 
-def _assert_logits_chained(model, first):
+def _assert_prompts_are_masks(model, first):
+    """The first click's mask prompt is ``first``; every later one is made from the mask
+    (``mask_to_prompt``; ``None`` for an empty mask), never the model's own low-res logits."""
     inputs = [mask_input for _, _, mask_input in model.calls]
     assert inputs[0] is first
-    for previous, passed in zip(model.returned_logits, inputs[1:]):
-        assert passed is previous
+    assert all(passed is None or passed is model.initial_logits for passed in inputs[1:])
+    assert not any(passed is low for passed in inputs for low in model.returned_logits)
 
 
 def test_empty_init_reaches_gt_after_k_clicks_and_stops():
     gt = _box((20, 20), 4, 13, 5, 14)
     model = gt_after(gt, 3)
-    res = evaluate_object(model, gt, EvalProtocol(effect="global", memory=None), name="obj", clock=counting_clock())
+    res = evaluate_object(model, gt, EvalProtocol(), name="obj", clock=counting_clock(), corrector=WholePrediction(model))
     assert res.name == "obj"
     assert res.n_clicks == len(res.clicks) == len(res.ious) == 3
     assert res.ious == [0.0, 0.0, 1.0]
@@ -103,16 +119,16 @@ def test_empty_init_reaches_gt_after_k_clicks_and_stops():
     assert res.clicks[0] == Click(8, 9, True)  # centre of the 9x9 FN box
     assert all(c.is_positive for c in res.clicks) and len(set(res.clicks)) == 3
     assert res.decoder_seconds == pytest.approx(3.0)  # one fake second per predict call
-    # every call gets all clicks so far and the previous logits
+    # every call gets all clicks so far
     assert [len(p) for p, _, _ in model.calls] == [1, 2, 3]
     np.testing.assert_array_equal(model.calls[-1][0], [[c.row, c.col] for c in res.clicks])
-    _assert_logits_chained(model, None)
+    _assert_prompts_are_masks(model, None)
 
 
 def test_never_reaching_uses_the_full_budget():
     gt = _box((16, 16), 2, 10, 2, 10)
     model = gt_after(gt, 1000)
-    res = evaluate_object(model, gt, EvalProtocol(max_clicks=20, effect="global", memory=None))
+    res = evaluate_object(model, gt, EvalProtocol(max_clicks=20), corrector=WholePrediction(model))
     assert res.n_clicks == 20 and res.ious == [0.0] * 20
     assert res.noc == {"80": 20, "85": 20, "90": 20}
     assert len(set(res.clicks)) == 20  # clicked pixels are never clicked again
@@ -120,10 +136,11 @@ def test_never_reaching_uses_the_full_budget():
 
 def test_max_clicks_and_stop_iou_respected():
     gt = _box((16, 16), 2, 10, 2, 10)
-    res = evaluate_object(gt_after(gt, 1000), gt, EvalProtocol(max_clicks=5, effect="global", memory=None))
+    model = gt_after(gt, 1000)
+    res = evaluate_object(model, gt, EvalProtocol(max_clicks=5), corrector=WholePrediction(model))
     assert res.n_clicks == 5
-    res = evaluate_object(gt_after(gt, 2), gt,
-                          EvalProtocol(stop_iou=0.5, thresholds=(0.5,), effect="global", memory=None))
+    model = gt_after(gt, 2)
+    res = evaluate_object(model, gt, EvalProtocol(stop_iou=0.5, thresholds=(0.5,)), corrector=WholePrediction(model))
     assert res.n_clicks == 2 and res.noc == {"50": 2}
 
 
@@ -131,12 +148,12 @@ def test_disc_model_positive_and_negative_clicks():
     shape = (40, 40)
     gt = _box(shape, 5, 25, 5, 25)
     model = disc_model(shape, 4)
-    res = evaluate_object(model, gt, EvalProtocol(max_clicks=20, effect="global", memory=None))
+    res = evaluate_object(model, gt, EvalProtocol(max_clicks=20), corrector=WholePrediction(model))
     assert res.clicks[0] == Click(14, 14, True)
     assert 1 <= res.n_clicks <= 20 and len(res.ious) == res.n_clicks
     assert res.ious[-1] >= 0.9 or res.n_clicks == 20
     assert all(i < 0.9 for i in res.ious[:-1])  # early stop at the first IoU >= 0.9
-    _assert_logits_chained(model, None)
+    _assert_prompts_are_masks(model, None)
     # negative clicks appear once the painted discs spill over the box
     assert any(not c.is_positive for c in res.clicks)
 
@@ -149,20 +166,20 @@ def test_auto_init_first_click_from_auto_mask_errors():
     prob[15:26, 15:26] = 0.7  # FP 11x11 blob, larger than any FN
     prob[0, 29] = 0.49  # exactly the threshold: background
     model = gt_after(gt, 2)
-    res = evaluate_object(model, gt, EvalProtocol(init="auto", effect="global", memory=None), init_prob=prob)
+    res = evaluate_object(model, gt, EvalProtocol(init="auto"), init_prob=prob, corrector=WholePrediction(model))
     assert res.initial_iou == pytest.approx(64 / (64 + 121))
     assert res.clicks[0] == Click(20, 20, False)
     assert res.n_clicks == 2 and res.ious[-1] == 1.0
     assert res.noc == {"80": 2, "85": 2, "90": 2}
     assert len(model.initial_probs) == 1
-    _assert_logits_chained(model, model.initial_logits)
+    _assert_prompts_are_masks(model, model.initial_logits)
 
 
 def test_auto_init_already_good_makes_no_click():
     gt = _box((12, 12), 2, 10, 2, 10)
     prob = gt.astype(np.float32) * 0.9
     model = gt_after(gt, 1)
-    res = evaluate_object(model, gt, EvalProtocol(init="auto", effect="global", memory=None), init_prob=prob)
+    res = evaluate_object(model, gt, EvalProtocol(init="auto"), init_prob=prob, corrector=WholePrediction(model))
     assert res.n_clicks == 0 and res.ious == [] and res.clicks == []
     assert res.initial_iou == 1.0 and res.decoder_seconds == 0.0
     assert res.noc == {"80": 0, "85": 0, "90": 0}

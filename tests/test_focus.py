@@ -11,11 +11,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from napari_cosas.inference.focus import Focus, focus_inputs, focus_size, focus_window
-from napari_cosas.models.click_decoding import ClickPrediction
+from napari_cosas.models.click_decoding import LOGIT_THRESHOLD, ClickPrediction
 from napari_cosas.models.focus_refiner import FOCUS_CHANNELS, FocusRefiner, refiner_payload
 from napari_cosas.models.sam_models import build_tiny_sam
 from napari_cosas.inference.predictor import ClickPredictor
-from napari_cosas.inference.refine import local_click, local_window
+from napari_cosas.inference.refine import GLOBAL_MARGIN, local_click, local_window
+from napari_cosas.interaction.clicks import Click
+from napari_cosas.interaction.correctors import ClickContext, ModelCorrector
 from napari_cosas.models.registry import WeightsError, load_focus_refiner
 from napari_cosas.training.focus_training import RECORD_SIZE, record_folder, train_refiner
 
@@ -264,3 +266,45 @@ def test_records_of_a_chosen_window_and_size_train_at_a_chosen_size(tmp_path) ->
         with pytest.raises(ValueError, match="record"):
             record_folder(predictor, None, tmp_path / "images", tmp_path / "masks", tmp_path / "bad.npz",
                           starts=("empty",), max_clicks=1, **bad)
+
+
+class Whole(Fixed):
+    """`Fixed`, also asked for its whole map (a global click's second pass)."""
+
+    def predict(self, points_rc, labels, mask_prompt, *, window=None):
+        if window is None:
+            return ClickPrediction(self.logits.copy(), None)
+        return super().predict(points_rc, labels, mask_prompt, window=window)
+
+
+def test_a_global_refined_click_also_takes_the_sure_prediction_beyond_its_reach() -> None:
+    """With the focus refiner a global click is the refined local click, and beyond the box that
+    click may change (`Focus.reach`) the pixels whose logit is at least GLOBAL_MARGIN from the
+    threshold take the model's prediction, except those set by hand; a local click leaves them."""
+    shape = (800, 800)
+    logits = np.full(shape, -8.0, np.float32)
+    logits[90:110, 90:110] = 8.0  # under the click
+    logits[700:760, 700:760] = 8.0  # sure foreground far away
+    logits[700:760, 20:80] = LOGIT_THRESHOLD + GLOBAL_MARGIN - 0.5  # foreground, but unsure
+    logits[20:80, 700:760] = 8.0  # sure, but set to background by hand
+    hand = np.zeros(shape, bool)
+    hand[20:80, 700:760] = True
+    focus = Focus(CoarseCopy(), np.zeros((*shape, 3), np.uint8))
+    context = ClickContext(np.zeros(shape, bool), (Click(100, 100, True),), auto_prob=None, untouched=False,
+                           hand_set=hand)
+    rows, cols = focus.reach(100, 100)
+    assert rows.stop < 700 and cols.stop < 700
+    local = ModelCorrector(Whole(logits), focus=focus).correct(context)
+    global_ = ModelCorrector(Whole(logits), effect="global", focus=focus).correct(context)
+    assert local[100, 100] and local[95:105, 95:105].all()
+    np.testing.assert_array_equal(global_[rows, cols], local[rows, cols])
+    beyond = np.ones(shape, bool)
+    beyond[rows, cols] = False
+    assert not local[beyond].any()
+    np.testing.assert_array_equal(global_[beyond], _box(shape, 700, 760, 700, 760)[beyond])
+
+
+def _box(shape, r0, r1, c0, c1) -> np.ndarray:
+    m = np.zeros(shape, dtype=bool)
+    m[r0:r1, c0:c1] = True
+    return m

@@ -53,7 +53,7 @@ def _same_calls(a: list[tuple], b: list[tuple]) -> None:
                 assert u == v
 
 
-@pytest.mark.parametrize(("effect", "refined"), [("local", False), ("local", True), ("global", False)])
+@pytest.mark.parametrize(("effect", "refined"), [("local", False), ("local", True), ("global", False), ("global", True)])
 def test_session_and_evaluate_make_the_same_model_calls_and_masks(effect: str, refined: bool) -> None:
     torch.manual_seed(0)
     rng = np.random.default_rng(1)
@@ -102,7 +102,7 @@ class Paint:
         mask = context.previous.copy()
         c = context.click
         mask[max(0, c.row - 2): c.row + 3, max(0, c.col - 2): c.col + 3] = c.is_positive
-        return mask, None
+        return mask
 
 
 def test_undo_redo_reset_round_trip() -> None:

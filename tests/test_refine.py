@@ -1,10 +1,11 @@
-"""How a click changes the mask: global (the model's prediction) or local (the region under it)."""
+"""How a click changes the mask: local (the region under it) or global (that, and elsewhere what the
+model is sure of)."""
 
 import numpy as np
 import pytest
 
 from napari_cosas.models.click_decoding import LOGIT_THRESHOLD, ClickPrediction
-from napari_cosas.inference.refine import mask_after_click, click_mask, local_window
+from napari_cosas.inference.refine import GLOBAL_MARGIN, mask_after_click, click_mask, local_window
 
 HIGH, LOW = 8.0, -8.0
 
@@ -17,11 +18,39 @@ def _logits(shape, *boxes, value=HIGH):
     return logits
 
 
-def test_global_is_the_thresholded_prediction():
+def test_global_click_is_local_plus_what_the_model_is_sure_of_elsewhere():
+    """Beyond the click's window a global click takes the model's prediction where the logit is at
+    least GLOBAL_MARGIN from the threshold, leaves unsure pixels and pixels set by hand as they
+    were, and inside the window it changes only the region under the click, as a local click."""
+    shape = (100, 100)
+    previous = np.zeros(shape, bool)
+    previous[80:90, 5:15] = True  # the model is sure this is background: removed
+    previous[5:15, 80:90] = True  # unsure (below the margin): kept
+    previous[60:70, 80:90] = True  # sure background, but set by hand: kept
+    logits = _logits(shape, (45, 52, 45, 52), (47, 53, 54, 57), (80, 90, 80, 90))
+    logits[5:15, 80:90] = LOGIT_THRESHOLD - (GLOBAL_MARGIN - 0.5)
+    logits[20:30, 20:30] = LOGIT_THRESHOLD + GLOBAL_MARGIN - 0.5  # unsure foreground: not added
+    keep = np.zeros(shape, bool)
+    keep[60:70, 80:90] = True
+    mask = mask_after_click(previous, logits, 50, 50, True, effect="global", window=0.15, keep=keep)
+    rows, cols = local_window(shape, 50, 50, 0.15)
+    expected = previous.copy()
+    expected[45:52, 45:52] = True  # the clicked region
+    expected[80:90, 5:15] = False
+    expected[80:90, 80:90] = True  # sure foreground far away: added
+    np.testing.assert_array_equal(mask[rows, cols], mask_after_click(previous, logits, 50, 50, True, window=0.15)[rows, cols])
+    assert not mask[47:53, 54:57].any()  # a separate blob inside the window: a local click leaves it
+    np.testing.assert_array_equal(mask, expected)
+    assert not np.array_equal(mask, logits > LOGIT_THRESHOLD)  # not the thresholded prediction
+
+
+def test_first_click_taking_the_prediction_is_the_same_in_both_effects():
     logits = _logits((10, 10), (2, 5, 2, 5))
     logits[0, 0] = LOGIT_THRESHOLD  # exactly the threshold: background
     previous = np.ones((10, 10), bool)
-    np.testing.assert_array_equal(mask_after_click(previous, logits, 3, 3, True, effect="global"), logits > 0)
+    for effect in ("local", "global"):
+        mask = mask_after_click(previous, logits, 3, 3, True, effect=effect, start_from_prediction=True)
+        np.testing.assert_array_equal(mask, logits > LOGIT_THRESHOLD)
 
 
 def test_positive_click_adds_only_the_region_under_it():
@@ -130,14 +159,13 @@ def test_click_mask_asks_only_for_what_the_click_reads(effect, start):
     previous[0:20, 0:20] = True
     model = _WholeLogits(logits)
     points, labels = np.array([[10.0, 15.0], [50.0, 45.0]]), np.array([1, 1])
-    mask, low_res = click_mask(model, previous, points, labels, None, effect=effect,
-                               start_from_prediction=start, window=0.2)
+    mask = click_mask(model, previous, points, labels, None, effect=effect, start_from_prediction=start, window=0.2)
     expected = mask_after_click(previous, logits, 50, 45, True, effect=effect, start_from_prediction=start, window=0.2)
     np.testing.assert_array_equal(mask, expected)
     if effect == "local" and not start:
-        assert model.calls == [(20, 81, 15, 76)] and low_res is None
+        assert model.calls == [(20, 81, 15, 76)]
     else:
-        assert model.calls == ["full"] and low_res is not None
+        assert model.calls == ["full"]
 
 
 def test_click_mask_shows_the_model_the_latest_clicks_only():
@@ -152,7 +180,7 @@ def test_click_mask_shows_the_model_the_latest_clicks_only():
     model = Recorder(_logits(shape, (20, 30, 20, 30)))
     points = np.array([[1.0, 1.0], [2.0, 2.0], [3.0, 3.0], [25.0, 25.0]])
     labels = np.array([0, 1, 0, 1])
-    mask, _ = click_mask(model, np.zeros(shape, bool), points, labels, None, memory=2)
+    mask = click_mask(model, np.zeros(shape, bool), points, labels, None, memory=2)
     np.testing.assert_array_equal(model.calls[0][0], points[-2:])
     np.testing.assert_array_equal(model.calls[0][1], labels[-2:])
     assert mask[25, 25]

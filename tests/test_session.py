@@ -68,12 +68,11 @@ def test_states_clicks_undo_reset(session: AnnotationSession) -> None:
     session.click(patch, 30, 5, False)
     assert patch.state == "corrected" and len(patch.clicker) == 2
     assert [(c.row, c.col, c.positive) for c in patch.clicks] == [(10, 20, True), (30, 5, False)]
-    assert patch.logits is None  # local clicks: the next prompt is made from the mask
     assert session.total_clicks == 2 and session.seconds_per_click > 0
     assert session.undo(patch)
     assert len(patch.clicks) == 1 and np.array_equal(patch.mask, first_mask)
     assert session.undo(patch)
-    assert np.array_equal(patch.mask, auto) and patch.state == "segmented" and patch.logits is None
+    assert np.array_equal(patch.mask, auto) and patch.state == "segmented"
     assert not session.undo(patch)
     session.click(patch, 10, 20, True)
     session.reset(patch)
@@ -101,18 +100,26 @@ def test_first_click_prompts_with_auto_probabilities(session: AnnotationSession,
     assert len(seen) == 2 and np.array_equal(seen[1] > 0.5, after_first)
 
 
-def test_global_clicks_chain_the_model_logits(session: AnnotationSession, monkeypatch) -> None:
+def test_global_clicks_prompt_with_the_mask_and_keep_brush_edits(session: AnnotationSession, monkeypatch) -> None:
+    """A global click's mask prompt is made from the mask (not the previous click's logits), and
+    its changes beyond the click leave the pixels set by hand alone."""
     _segment(session)
     session.click_effect = "global"
     patch = session.current
+    session.click(patch, 5, 5, True)
+    edited = patch.mask.copy()
+    edited[30:48, 44:64] = ~edited[30:48, 44:64]  # a brush edit in the bottom-right corner
+    session.sync_mask(patch, edited)
     predictor = session.models.predictor()
     seen = []
     original = predictor.mask_to_prompt
     monkeypatch.setattr(predictor, "mask_to_prompt", lambda m: seen.append(np.array(m)) or original(m))
-    result = session.click(patch, 5, 5, True)
-    assert patch.logits is result.logits and patch.logits.shape == (1, 256, 256)
-    session.click(patch, 6, 6, True)  # later clicks reuse the previous logits
-    assert len(seen) == 1
+    for row, col, positive in [(8, 12, False), (3, 20, True)]:
+        before = patch.mask.copy()
+        session.click(patch, row, col, positive)
+        assert np.array_equal(seen[-1] > 0.5, before) and patch.mask[row, col] == positive
+    assert len(seen) == 2
+    np.testing.assert_array_equal(patch.mask[30:48, 44:64], edited[30:48, 44:64])
 
 
 @pytest.mark.parametrize("refined", [False, True])
@@ -149,7 +156,7 @@ def test_brush_edit_is_kept_and_prompts_next_click(session: AnnotationSession, m
     edited[:10, :10] = ~edited[:10, :10]
     assert session.sync_mask(patch, edited.astype(np.uint8))
     assert not session.sync_mask(patch, edited)
-    assert patch.brush_edited and patch.logits is None and patch.state == "corrected"
+    assert patch.brush_edited and patch.state == "corrected"
     predictor = session.models.predictor()
     seen = []
     original = predictor.mask_to_prompt

@@ -98,8 +98,9 @@ def setup_ui(w: CosasWidget) -> None:
     w.effect_combo.addItems(["local", "global"])
     w.effect_combo.setToolTip(
         "local: a click changes only the region under it (the rest of the mask, brush edits "
-        "included, is kept); global: the mask becomes the click model's whole prediction, which "
-        "on patches larger than about 500 px often spoils regions away from the click"
+        "included, is kept); global: the same, and beyond the click's window the pixels the "
+        "model is sure of (probability above 0.95 or below 0.05) take its prediction, brush "
+        "edits excepted"
     )
     w.effect_combo.currentTextChanged.connect(w.on_effect_changed)
     form.addRow("Click effect", w.effect_combo)

@@ -121,7 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
         default="local",
         choices=("local", "global"),
         help="local (default, as in the widget): after the first click each click changes only the connected "
-        "region under it, within a window; global: the mask is the model's whole prediction (RITM)",
+        "region under it, within a window; global: the same, and beyond it the pixels the model is sure of "
+        "(|logit| >= GLOBAL_MARGIN) take its prediction",
     )
     p.add_argument(
         "--click-window",
@@ -140,7 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--first-click",
         default=FIRST_CLICK,
         choices=("global", "local", "by-size"),
-        help=f"what the first local click on the automatic mask may change: the model's whole prediction "
+        help=f"what the first click on the automatic mask may change: the model's whole prediction "
         f"(global), only the region under it (local), or global on patches of longer side at most "
         f"{GLOBAL_FIRST_CLICK_MAX_SIDE} px and local on larger ones (by-size) (default {FIRST_CLICK}, as in the "
         f"widget)",
@@ -148,7 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--refiner",
         default=DEFAULT_FOCUS,
-        help=f"focus refiner of local clicks, a registered name or a file, or none (default {DEFAULT_FOCUS}, "
+        help=f"focus refiner of the clicks, a registered name or a file, or none (default {DEFAULT_FOCUS}, "
         "as in the widget): every click but a first one taking the whole prediction is re-predicted in its "
         "focus window; the change connected to the click and the refiner's confident changes in the window are kept",
     )

@@ -119,7 +119,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         cache = None if args.no_cache else EmbeddingCache(args.cache_dir)
         predictor = ClickPredictor.from_registry(args.model, weights=args.weights, device=args.device, cache=cache,
                                                  context_margin=args.context_margin, precision=args.click_precision)
-        if args.refiner != "none" and args.click_effect == "local":
+        if args.refiner != "none":
             refiner = load_focus_refiner(args.refiner)
     segmenter = None
     if args.init == "auto":

@@ -199,7 +199,7 @@ def evaluate_folder(
     file cannot be used are listed in ``skipped``.
     ``reference`` (``"oracle"`` or ``"wand"``, :mod:`napari_cosas.interaction.references`) takes the clicks
     instead of ``predictor`` (which may then be ``None``), with the protocol's ``window`` as the
-    wand's window. ``refiner`` refines every local click but a first one taking the whole
+    wand's window. ``refiner`` refines every click but a first one taking the whole
     prediction in its focus window (``protocol.focus_window`` of the longer side;
     :mod:`napari_cosas.inference.focus`).
     """

@@ -129,7 +129,7 @@ def run_demo(
         "segmenter": models.segmenter_id,
         "click_model": models.click_id,
         "click_effect": session.click_effect,
-        "focus_refiner": models.focus_name if session.click_effect == "local" else None,
+        "focus_refiner": models.focus_name,
         "device": str(models.predictor().device) if records else models.device,
         "n_patches": len(records),
         "mean_dice_auto": mean("dice_auto"),

@@ -15,10 +15,9 @@ Two starting points:
   ``model.mask_to_prompt(init_prob)`` are the first mask prompt. If the starting mask already
   reaches ``stop_iou`` no click is made (NoC 0, see ``metrics.noc``).
 
-Two click effects (:func:`refine.mask_after_click`): ``"global"`` (RITM: the mask is the model's
-prediction, the next mask prompt its low-res logits) and ``"local"`` (the product's default:
-each click changes only the region under it; the mask, not the model's logits, becomes the next
-mask prompt). A ``corrector`` replaces the model, e.g. the reference rows of
+Two click effects (:func:`refine.mask_after_click`): ``"local"`` (the product's default: each
+click changes only the region under it) and ``"global"`` (the same, and beyond the click's window
+what the model is sure of). Either way the mask becomes the next mask prompt. A ``corrector`` replaces the model, e.g. the reference rows of
 :mod:`napari_cosas.interaction.references`.
 
 Coordinates are ``(row, col)``; masks are ``(H, W)`` ``bool``.
@@ -221,7 +220,7 @@ def evaluate_image(
         init_prob: the image's automatic probabilities for ``init="auto"``; every target starts
             from the same map (meant for ``image_target``: with instances, the other instances
             covered by the automatic mask count as false positives of each one).
-        refiner: the focus refiner of local clicks (``focus.Focus`` in ``protocol.focus_window``),
+        refiner: the focus refiner of the clicks (``focus.Focus`` in ``protocol.focus_window``),
             or ``None`` for none.
         reference: ``reference(image, gt)`` builds each target's corrector instead of the model
             (``references.OracleCorrector`` / ``WandCorrector``); the image is then not encoded.

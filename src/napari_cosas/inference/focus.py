@@ -180,6 +180,14 @@ class Focus:
         ``fraction``): nothing outside it changes."""
         return focus_window(self.image.shape[:2], row, col, self.fraction)
 
+    def reach(self, row: int, col: int, local: float = LOCAL_WINDOW) -> tuple[slice, slice]:
+        """The ``(rows, cols)`` box :meth:`click` may change: its focus window and the window of
+        its fallback local click (``local`` of the longer side)."""
+        f_rows, f_cols = self.window_of(row, col)
+        l_rows, l_cols = local_window(self.image.shape[:2], row, col, local)
+        return (slice(min(f_rows.start, l_rows.start), max(f_rows.stop, l_rows.stop)),
+                slice(min(f_cols.start, l_cols.start), max(f_cols.stop, l_cols.stop)))
+
     def click(
         self,
         model: ClickLogits,
@@ -209,8 +217,7 @@ class Focus:
         positive = bool(labels[-1])
         f_rows, f_cols = self.window_of(row, col)
         l_rows, l_cols = local_window(previous.shape, row, col, local)
-        rows = slice(min(f_rows.start, l_rows.start), max(f_rows.stop, l_rows.stop))
-        cols = slice(min(f_cols.start, l_cols.start), max(f_cols.stop, l_cols.stop))
+        rows, cols = self.reach(row, col, local)
         near = model.predict(*shown_clicks(points_rc, labels, memory), mask_input, window=(rows, cols)).logits
         inner = (slice(f_rows.start - rows.start, f_rows.stop - rows.start),
                  slice(f_cols.start - cols.start, f_cols.stop - cols.start))

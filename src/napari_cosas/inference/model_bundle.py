@@ -1,5 +1,5 @@
 """The models an annotation session uses, by registry name, loaded on first use (no torch until
-then): the automatic segmenter, the click predictor and the focus refiner of local clicks.
+then): the automatic segmenter, the click predictor and the focus refiner of the clicks.
 
 :class:`Segmenter` is what the session, the folder jobs (``batch``) and ``demo`` need from an
 automatic segmenter. Images are ``(H, W, 3)`` uint8; probabilities ``(H, W)`` float32.
@@ -37,7 +37,7 @@ class ModelBundle:
 
     Args:
         segmenter_name, click_name: registry names (see :func:`napari_cosas.models.registry.available_models`).
-        focus_name: registry name of the focus refiner of local clicks (:mod:`napari_cosas.inference.focus`),
+        focus_name: registry name of the focus refiner of the clicks (:mod:`napari_cosas.inference.focus`),
             or ``None`` for none.
         device: ``"auto"``, ``"cpu"`` or ``"cuda"`` (the refiner runs on the CPU).
         segmenter, predictor, refiner: ready models (tests, scripts); they skip loading.

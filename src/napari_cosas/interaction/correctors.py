@@ -3,7 +3,7 @@ click model's corrector (`ModelCorrector`: the next mask prompt, the first-click
 refiner). ``interaction.Interaction`` drives them; ``references`` holds the reference correctors.
 
 Coordinates are ``(row, col)``; masks are ``(H, W)`` bool; probabilities ``(H, W)`` float32;
-low-res logits ``(1, 256, 256)`` float32.
+mask prompts ``(1, 256, 256)`` float32 low-res logits.
 """
 
 from __future__ import annotations
@@ -13,7 +13,15 @@ from typing import TYPE_CHECKING, Literal, Protocol
 
 import numpy as np
 
-from ..inference.refine import CLICK_MEMORY, LOCAL_WINDOW, ClickEffect, ClickLogits, click_mask
+from ..inference.refine import (
+    CLICK_MEMORY,
+    LOCAL_WINDOW,
+    ClickEffect,
+    ClickLogits,
+    click_mask,
+    confident_elsewhere,
+    shown_clicks,
+)
 from .clicks import Click, click_labels, points_rc
 
 if TYPE_CHECKING:
@@ -47,19 +55,16 @@ class ClickContext:
     Attributes:
         previous: ``(H, W)`` bool mask before the click.
         clicks: every click so far, the new one last.
-        logits: ``(1, 256, 256)`` low-res logits the previous click left as the next mask prompt
-            (a global click), else ``None``.
         auto_prob: ``(H, W)`` float32 automatic probabilities the object started from, or ``None``.
         untouched: no click or edit changed the starting mask yet (the new click is the first
             on a mask nobody edited).
         hand_set: ``(H, W)`` bool pixels the user set by hand (brush edits, an imported mask)
-            since the last reset, or ``None``: the focus refiner's changes away from the click's
-            own region leave them as they are.
+            since the last reset, or ``None``: changes away from the click's own region (the
+            focus refiner's, a global click's) leave them as they are.
     """
 
     previous: np.ndarray
     clicks: tuple[Click, ...]
-    logits: np.ndarray | None
     auto_prob: np.ndarray | None
     untouched: bool
     hand_set: np.ndarray | None = None
@@ -82,9 +87,8 @@ class Corrector(Protocol):
 
     effect: str
 
-    def correct(self, context: ClickContext) -> tuple[np.ndarray, np.ndarray | None]:
-        """The ``(H, W)`` bool mask after ``context.click`` and the low-res logits for the next
-        click's mask prompt (``None``: the next prompt is made from the mask)."""
+    def correct(self, context: ClickContext) -> np.ndarray:
+        """The ``(H, W)`` bool mask after ``context.click``."""
 
 
 class PromptModel(ClickLogits, Protocol):
@@ -98,21 +102,21 @@ class PromptModel(ClickLogits, Protocol):
 class ModelCorrector:
     """A click through the click model (``refine.click_mask``).
 
-    The next mask prompt is, in order: the previous click's low-res logits (global clicks); none
-    for an empty mask; the automatic probabilities while the starting mask is untouched; the
-    mask itself.
+    The mask prompt is none for an empty mask, the automatic probabilities while the starting
+    mask is untouched, else the mask itself.
 
     Args:
         model: the click predictor, its image set.
-        effect: ``"local"`` or ``"global"`` (``refine.mask_after_click``).
+        effect: ``"local"`` or ``"global"`` (``refine.mask_after_click``; with ``focus``, a global
+            click is the focus-refined click and the model's confident prediction beyond it).
         window: side of a local click's window, a fraction of the longer image side.
         memory: how many of the latest clicks the model is shown (``None``: all).
-        first_click: for ``"local"``, what the first click on an unedited mask may change:
+        first_click: what the first click on an unedited mask may change:
             ``"global"`` takes the model's whole prediction, ``"local"`` only the region under it,
             ``"by-size"`` the first on a patch of longer side at most `GLOBAL_FIRST_CLICK_MAX_SIDE`
             pixels, the second on a larger one.
-        focus: for ``"local"``, the focus refiner on this image (``focus.Focus``): every click
-            but a first one taking the whole prediction is refined in its focus window.
+        focus: the focus refiner on this image (``focus.Focus``): every click but a first one
+            taking the whole prediction is refined in its focus window.
     """
 
     model: PromptModel
@@ -124,8 +128,6 @@ class ModelCorrector:
 
     def prompt(self, context: ClickContext) -> np.ndarray | None:
         """The ``(1, 256, 256)`` mask prompt of ``context``'s click (see the class docstring)."""
-        if context.logits is not None:
-            return context.logits
         if not context.previous.any():
             return None
         if context.untouched and context.auto_prob is not None:
@@ -138,16 +140,19 @@ class ModelCorrector:
             return max(shape) <= GLOBAL_FIRST_CLICK_MAX_SIDE
         return self.first_click == "global"
 
-    def correct(self, context: ClickContext) -> tuple[np.ndarray, np.ndarray | None]:
+    def correct(self, context: ClickContext) -> np.ndarray:
         start_from_prediction = context.untouched and self.takes_whole_prediction(context.previous.shape)
-        if self.focus is not None and self.effect == "local" and not start_from_prediction:
-            mask = self.focus.click(self.model, context.previous, context.points_rc(), context.labels(),
-                                    self.prompt(context), memory=self.memory, local=self.window,
-                                    keep=context.hand_set)
-            return mask, None
-        mask, low_res = click_mask(
-            self.model, context.previous, context.points_rc(), context.labels(), self.prompt(context),
-            effect=self.effect, start_from_prediction=start_from_prediction,
-            window=self.window, memory=self.memory,
-        )
-        return mask, low_res if self.effect == "global" else None
+        points, labels, prompt = context.points_rc(), context.labels(), self.prompt(context)
+        if self.focus is None or start_from_prediction:
+            return click_mask(self.model, context.previous, points, labels, prompt, effect=self.effect,
+                              start_from_prediction=start_from_prediction, window=self.window,
+                              memory=self.memory, keep=context.hand_set)
+        mask = self.focus.click(self.model, context.previous, points, labels, prompt, memory=self.memory,
+                                local=self.window, keep=context.hand_set)
+        if self.effect == "global":
+            # the whole prediction beyond the focus window: a second decoder pass, on every token
+            # (the focus click's pass attends to the tokens around the window only)
+            logits = self.model.predict(*shown_clicks(points, labels, self.memory), prompt).logits
+            rows, cols = self.focus.reach(context.click.row, context.click.col, self.window)
+            confident_elsewhere(mask, logits, rows, cols, context.hand_set)
+        return mask

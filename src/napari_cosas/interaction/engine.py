@@ -1,4 +1,4 @@
-"""The interaction engine: one object's mask, clicks, next mask prompt, click effect and undo / redo.
+"""The interaction engine: one object's mask, clicks, click effect and undo / redo.
 
 Every front end drives clicks through an :class:`Interaction`: the widget's session (one per
 patch), ``evaluate`` and ``demo`` (one per simulated object). So the mask prompt a click is given,
@@ -21,8 +21,7 @@ and it keeps at most ``MAX_UNDO`` changes. The pixels set by hand (brush edits, 
 since the last reset are what a click's changes away from its own region must leave alone
 (:meth:`Interaction.hand_set`, ``ClickContext.hand_set``).
 
-Coordinates are ``(row, col)``; masks are ``(H, W)`` bool; probabilities ``(H, W)`` float32;
-low-res logits ``(1, 256, 256)`` float32.
+Coordinates are ``(row, col)``; masks are ``(H, W)`` bool; probabilities ``(H, W)`` float32.
 """
 
 from __future__ import annotations
@@ -74,14 +73,13 @@ class ClickRecord:
 
 @dataclass(frozen=True)
 class ClickStep:
-    """A computed click, not yet applied: the record, the ``(H, W)`` bool mask after it, the next
-    prompt's low-res logits (or ``None``), the state it was computed on, and the pixels it flips
-    in that state's mask (found in the thread that computed the click, not in the one applying it)."""
+    """A computed click, not yet applied: the record, the ``(H, W)`` bool mask after it, the state
+    it was computed on, and the pixels it flips in that state's mask (found in the thread that
+    computed the click, not in the one applying it)."""
 
     click: Click
     record: ClickRecord
     mask: np.ndarray
-    logits: np.ndarray | None
     base: int
     diff: _MaskDiff | None
 
@@ -128,13 +126,12 @@ class _MaskDiff:
 @dataclass(frozen=True)
 class _Change:
     """One undoable change. ``records`` / ``clicks``: the click added (``"click"``) or the clicks
-    cleared (``"reset"``). ``logits``: the next prompt after the change. ``edited``: whether the
+    cleared (``"reset"``). ``edited``: whether the
     mask had been edited by hand before and after it. ``whole``: an edit that set every pixel by
     hand (an imported mask), not only those it flipped."""
 
     kind: Literal["click", "edit", "reset"]
     diff: _MaskDiff | None
-    logits: np.ndarray | None
     edited: tuple[bool, bool]
     clicks: tuple[Click, ...]
     records: tuple[ClickRecord, ...]
@@ -191,7 +188,6 @@ class Interaction:
         self._mask = start.copy()
         self.clicker = Clicker()
         self.records: list[ClickRecord] = []
-        self.logits: np.ndarray | None = None
         self.edited = False
         self._undo: list[_Change] = []
         self._redo: list[_Change] = []
@@ -239,7 +235,7 @@ class Interaction:
     def context(self, click: Click) -> ClickContext:
         """The state before ``click``, as a corrector sees it."""
         return ClickContext(
-            previous=self._mask, clicks=(*self.clicker.clicks, click), logits=self.logits,
+            previous=self._mask, clicks=(*self.clicker.clicks, click),
             auto_prob=self.auto_prob, untouched=self.untouched, hand_set=self.hand_set(),
         )
 
@@ -261,11 +257,11 @@ class Interaction:
         timestamp = _now_iso()
         start = clock()
         context = self.context(click)
-        mask, logits = corrector.correct(context)
+        mask = corrector.correct(context)
         latency = clock() - start
         record = ClickRecord(click.row, click.col, click.is_positive, timestamp, latency, corrector.effect)
         mask = np.asarray(mask, dtype=bool)
-        return ClickStep(click, record, mask, logits, base, _MaskDiff.between(context.previous, mask))
+        return ClickStep(click, record, mask, base, _MaskDiff.between(context.previous, mask))
 
     def is_current(self, step: ClickStep) -> bool:
         """Whether ``step`` was computed on the state as it is now (`apply` takes only such)."""
@@ -281,7 +277,7 @@ class Interaction:
             raise StaleClickError("the mask changed while the click was computed; click again")
         self.clicker.add(step.click)
         self.records.append(step.record)
-        self._commit("click", step.mask, step.logits, self.edited, (step.click,), (step.record,), step.diff)
+        self._commit("click", step.mask, self.edited, (step.click,), (step.record,), step.diff)
 
     def click(self, corrector: Corrector, click: Click) -> ClickStep:
         """:meth:`compute` then :meth:`apply`."""
@@ -299,7 +295,7 @@ class Interaction:
             raise ValueError(f"edited mask is {mask.shape}, the image is {self.shape} (rows, cols)")
         if np.array_equal(mask, self._mask):
             return False
-        self._commit("edit", mask, None, True, (), (), _MaskDiff.between(self._mask, mask), whole=whole)
+        self._commit("edit", mask, True, (), (), _MaskDiff.between(self._mask, mask), whole=whole)
         return True
 
     def reset(self) -> bool:
@@ -310,7 +306,7 @@ class Interaction:
         self.clicker.reset()
         self.records.clear()
         start = self.start_mask.copy()
-        self._commit("reset", start, None, False, clicks, records, _MaskDiff.between(self._mask, start))
+        self._commit("reset", start, False, clicks, records, _MaskDiff.between(self._mask, start))
         return True
 
     def undo(self) -> bool:
@@ -320,7 +316,6 @@ class Interaction:
         change = self._undo.pop()
         self._flip(change)
         self.edited = change.edited[0]
-        self.logits = self._undo[-1].logits if self._undo else None
         if change.kind == "click":
             self.clicker.undo()
             self.records.pop()
@@ -338,7 +333,6 @@ class Interaction:
         change = self._redo.pop()
         self._flip(change)
         self.edited = change.edited[1]
-        self.logits = change.logits
         if change.kind == "click":
             self.clicker.add(change.clicks[0])
             self.records.append(change.records[0])
@@ -356,7 +350,6 @@ class Interaction:
         self,
         kind: Literal["click", "edit", "reset"],
         mask: np.ndarray,
-        logits: np.ndarray | None,
         edited: bool,
         clicks: tuple[Click, ...],
         records: tuple[ClickRecord, ...],
@@ -365,10 +358,9 @@ class Interaction:
         whole: bool = False,
     ) -> None:
         """Make ``mask`` the state, ``diff`` (from the current mask to it) the undo step."""
-        change = _Change(kind, diff, logits, (self.edited, edited), clicks, records, self._next_id, whole)
+        change = _Change(kind, diff, (self.edited, edited), clicks, records, self._next_id, whole)
         self._next_id += 1
         self._mask = mask
-        self.logits = logits
         self.edited = edited
         self._undo.append(change)
         if len(self._undo) > MAX_UNDO:

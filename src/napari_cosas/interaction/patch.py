@@ -70,11 +70,6 @@ class Patch:
         return None if self.interaction is None else self.interaction.mask
 
     @property
-    def logits(self) -> np.ndarray | None:
-        """``(1, 256, 256)`` low-res logits the last (global) click left as the next mask prompt."""
-        return None if self.interaction is None else self.interaction.logits
-
-    @property
     def clicker(self) -> Clicker:
         """The clicks so far (an empty ``Clicker`` before any)."""
         return Clicker() if self.interaction is None else self.interaction.clicker
@@ -124,11 +119,6 @@ class ClickResult:
     def mask(self) -> np.ndarray:
         """``(H, W)`` bool mask after the click."""
         return self.step.mask
-
-    @property
-    def logits(self) -> np.ndarray | None:
-        """``(1, 256, 256)`` float32 next mask prompt, or ``None`` when it is made from ``mask``."""
-        return self.step.logits
 
     @property
     def latency_s(self) -> float:

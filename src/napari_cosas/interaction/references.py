@@ -45,7 +45,7 @@ class OracleCorrector:
     gt: np.ndarray
     effect: str = "oracle"
 
-    def correct(self, context: ClickContext) -> tuple[np.ndarray, None]:
+    def correct(self, context: ClickContext) -> np.ndarray:
         gt = np.asarray(self.gt, dtype=bool)
         previous = context.previous
         click = context.click
@@ -55,7 +55,7 @@ class OracleCorrector:
             regions, _ = ndimage.label(errors, structure=_EIGHT)
             region = regions == regions[click.row, click.col]
             mask[region] = gt[region]
-        return mask, None
+        return mask
 
 
 @dataclass
@@ -87,7 +87,7 @@ class WandCorrector:
             self._lab = rgb2lab(gaussian(rgb, sigma=self.sigma, channel_axis=-1, preserve_range=False))
         return self._lab
 
-    def correct(self, context: ClickContext) -> tuple[np.ndarray, None]:
+    def correct(self, context: ClickContext) -> np.ndarray:
         click = context.click
         rows, cols = local_window(context.previous.shape, click.row, click.col, self.window)
         lab = self.lab[rows, cols]
@@ -95,4 +95,4 @@ class WandCorrector:
         close = np.linalg.norm(lab - lab[seed], axis=-1) <= self.tolerance
         mask = context.previous.copy()
         mask[rows, cols][flood(close, seed, connectivity=1)] = click.is_positive
-        return mask, None
+        return mask

@@ -66,8 +66,8 @@ class AnnotationSession:
 
     ``click_effect`` (``refine.mask_after_click``): ``"local"`` (default) changes only the region
     under each click once the mask has been clicked or brushed, so nothing annotated elsewhere
-    is overwritten; ``"global"`` replaces the mask with the model's whole prediction.
-    ``first_click``: what the first local click on the automatic mask may change
+    is overwritten; ``"global"`` also changes, beyond the click's window, the pixels the model is
+    sure of (brush edits excepted). ``first_click``: what the first click on the automatic mask may change
     (``correctors.ModelCorrector``).
     """
 
@@ -128,12 +128,9 @@ class AnnotationSession:
         return self.select(target) if 0 <= target < len(self.patches) else None
 
     def set_models(self, models: ModelBundle) -> None:
-        """Use other models; every patch's next click takes its prompt from its mask."""
+        """Use other models (the next click embeds its patch again)."""
         self.models = models
         self._embedded = None
-        for patch in self.patches:
-            if patch.interaction is not None:
-                patch.interaction.logits = None
 
     # -- automatic mask and embedding ---------------------------------------------------
 

@@ -77,7 +77,7 @@ class _Recorder:
     def effect(self) -> str:
         return self.inner.effect
 
-    def correct(self, context: ClickContext) -> tuple[np.ndarray, np.ndarray | None]:
+    def correct(self, context: ClickContext) -> np.ndarray:
         if not (context.untouched and self.inner.takes_whole_prediction(context.previous.shape)):
             self.records.append(self._record(context))
         return self.inner.correct(context)
