@@ -273,6 +273,7 @@ class Whole(Fixed):
 
     def predict(self, points_rc, labels, mask_prompt, *, window=None):
         if window is None:
+            self.windows.append(None)
             return ClickPrediction(self.logits.copy(), None)
         return super().predict(points_rc, labels, mask_prompt, window=window)
 
@@ -308,3 +309,17 @@ def _box(shape, r0, r1, c0, c1) -> np.ndarray:
     m = np.zeros(shape, dtype=bool)
     m[r0:r1, c0:c1] = True
     return m
+
+
+def test_a_global_click_within_one_focus_window_needs_no_second_pass() -> None:
+    """On a patch the click's reach covers (at most FOCUS_MIN_SIDE px), nothing lies beyond it: a
+    global click is the local one and asks the model for its window only."""
+    shape = (224, 224)
+    logits = np.full(shape, -8.0, np.float32)
+    logits[90:110, 90:110] = 8.0
+    model = Whole(logits)
+    focus = Focus(CoarseCopy(), np.zeros((*shape, 3), np.uint8))
+    context = ClickContext(np.zeros(shape, bool), (Click(100, 100, True),), auto_prob=None, untouched=False)
+    global_ = ModelCorrector(model, effect="global", focus=focus).correct(context)
+    np.testing.assert_array_equal(global_, ModelCorrector(Whole(logits), focus=focus).correct(context))
+    assert len(model.windows) == 1 and model.windows[0] == (slice(0, 224), slice(0, 224))

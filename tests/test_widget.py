@@ -419,15 +419,20 @@ def test_a_click_recolours_the_points_only_when_a_colour_changes(widget, qtbot) 
     _segment(qtbot, w)
     patch = w.session.current
     w.clicks._running_timer.setInterval(TIMEOUT_MS)  # no paler point ahead of a slow mask
+    # each click waits for the one before to end: a click queued behind a running one is shown
+    # paler first, and recoloured when it runs
     click(w, 150, 150)
-    qtbot.waitUntil(lambda: len(patch.clicks) == 1 and len(w.clicks_layer.data) == 1, timeout=TIMEOUT_MS)
+    qtbot.waitUntil(lambda: len(patch.clicks) == len(w.clicks_layer.data) == 1 and not w.busy
+                    and np.allclose(w.clicks_layer.face_color, POSITIVE_RGBA), timeout=TIMEOUT_MS)
     writes: list[object] = []
     w.clicks_layer.events.face_color.connect(writes.append)
     click(w, 100, 200)
-    qtbot.waitUntil(lambda: len(patch.clicks) == 2 and len(w.clicks_layer.data) == 2, timeout=TIMEOUT_MS)
+    qtbot.waitUntil(lambda: len(patch.clicks) == len(w.clicks_layer.data) == 2 and not w.busy,
+                    timeout=TIMEOUT_MS)
     assert not writes
     click(w, 60, 80, RIGHT)
-    qtbot.waitUntil(lambda: len(patch.clicks) == 3 and len(w.clicks_layer.data) == 3, timeout=TIMEOUT_MS)
+    qtbot.waitUntil(lambda: len(patch.clicks) == len(w.clicks_layer.data) == 3 and not w.busy,
+                    timeout=TIMEOUT_MS)
     assert len(writes) == 1
     np.testing.assert_allclose(w.clicks_layer.face_color, [POSITIVE_RGBA, POSITIVE_RGBA, NEGATIVE_RGBA])
     w.layers.show_clicks(patch, [])

@@ -149,10 +149,12 @@ class ModelCorrector:
                               memory=self.memory, keep=context.hand_set)
         mask = self.focus.click(self.model, context.previous, points, labels, prompt, memory=self.memory,
                                 local=self.window, keep=context.hand_set)
-        if self.effect == "global":
-            # the whole prediction beyond the focus window: a second decoder pass, on every token
-            # (the focus click's pass attends to the tokens around the window only)
-            logits = self.model.predict(*shown_clicks(points, labels, self.memory), prompt).logits
-            rows, cols = self.focus.reach(context.click.row, context.click.col, self.window)
-            confident_elsewhere(mask, logits, rows, cols, context.hand_set)
-        return mask
+        if self.effect == "local":
+            return mask
+        rows, cols = self.focus.reach(context.click.row, context.click.col, self.window)
+        if (rows.stop - rows.start, cols.stop - cols.start) == mask.shape:
+            return mask  # nothing lies beyond the click's reach (a patch within one focus window)
+        # the whole prediction beyond the click's reach: a second decoder pass, on every token
+        # (the focus click's pass attends to the tokens around its window only)
+        logits = self.model.predict(*shown_clicks(points, labels, self.memory), prompt).logits
+        return confident_elsewhere(mask, logits, rows, cols, context.hand_set)
